@@ -1,0 +1,91 @@
+"""flops-fit core: data contracts, hookspecs, plugin host, config, results store, pipeline, CLI.
+
+Plugin authors need only what this module exports: the base classes to subclass, the schemas to
+return, `hookimpl` to mark the register hooks, and the errors to raise.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .bases import (
+    Executor,
+    Fitter,
+    Planner,
+    Plotter,
+    PlotterConfig,
+    PluginBase,
+    Trainer,
+    TrainerContext,
+    run_one,
+)
+from .errors import (
+    ConfigError,
+    FitError,
+    FlopsFitError,
+    InputError,
+    PluginError,
+    RunFailed,
+    TrainingCancelled,
+    TrainingError,
+    UnknownPluginError,
+    UsageError,
+)
+from .hookspecs import hookimpl
+from .schemas import (
+    SCHEMA_VERSION,
+    Conventions,
+    Estimate,
+    ExperimentSpec,
+    FitResult,
+    ModelShape,
+    Observations,
+    Optimum,
+    PluginConfig,
+    PowerLaw,
+    Prediction,
+    RunResult,
+    SweepPlan,
+    TrainerInfo,
+)
+
+try:
+    __version__ = version("flops-fit-core")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "ConfigError",
+    "Conventions",
+    "Estimate",
+    "Executor",
+    "ExperimentSpec",
+    "FitError",
+    "FitResult",
+    "Fitter",
+    "FlopsFitError",
+    "InputError",
+    "ModelShape",
+    "Observations",
+    "Optimum",
+    "Planner",
+    "Plotter",
+    "PlotterConfig",
+    "PluginBase",
+    "PluginConfig",
+    "PluginError",
+    "PowerLaw",
+    "Prediction",
+    "RunFailed",
+    "RunResult",
+    "SweepPlan",
+    "Trainer",
+    "TrainerContext",
+    "TrainerInfo",
+    "TrainingCancelled",
+    "TrainingError",
+    "UnknownPluginError",
+    "UsageError",
+    "__version__",
+    "hookimpl",
+    "run_one",
+]

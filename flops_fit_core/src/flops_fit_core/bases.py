@@ -1,0 +1,178 @@
+"""Base classes of the things plugins register: planners, trainers, fitters, plotters, executors.
+
+Each class carries `name` (what users type), `Config` (a strict pydantic model of its options)
+and one job. Instances are built from a validated config, `Cls(config)`, so a configured trainer
+is a plain picklable object that an executor can ship to a worker process.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .errors import TrainingCancelled
+from .schemas import (
+    ExperimentSpec,
+    FitResult,
+    Observations,
+    PluginConfig,
+    RunResult,
+    SweepPlan,
+    TrainerInfo,
+    parse_model,
+)
+
+__all__ = [
+    "Executor",
+    "Fitter",
+    "Planner",
+    "Plotter",
+    "PlotterConfig",
+    "PluginBase",
+    "Trainer",
+    "TrainerContext",
+    "run_one",
+]
+
+
+class PluginBase:
+    """What every registered class has: a `name`, a `Config` and a validated `config`."""
+
+    kind: ClassVar[str] = "plugin"
+    name: ClassVar[str]
+    Config: ClassVar[type[PluginConfig]] = PluginConfig
+    #: Filled by the plugin host from the distribution that registered the class.
+    version: ClassVar[str] = "unknown"
+
+    def __init__(self, config: PluginConfig | Mapping[str, Any] | None = None):
+        if isinstance(config, self.Config):
+            self.config = config
+        else:
+            self.config = parse_model(self.Config, dict(config or {}), f"{self.kind} {self.name!r}")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config!r})"
+
+
+class Planner(PluginBase):
+    """Turns its config into a `SweepPlan`."""
+
+    kind = "planner"
+
+    def plan(self) -> SweepPlan:
+        raise NotImplementedError
+
+
+@dataclass
+class TrainerContext:
+    """What a trainer gets besides its spec: where to write, how to report, when to stop."""
+
+    run_dir: Path
+    checkpoint_dir: Path
+    progress: Callable[[float, str | None], None] = field(default=lambda fraction, message=None: None)
+    cancel_event: Any = field(default_factory=threading.Event)
+
+    def cancelled(self) -> bool:
+        return self.cancel_event.is_set()
+
+    def check_cancelled(self) -> None:
+        """Raise `TrainingCancelled` if the run should stop now."""
+        if self.cancel_event.is_set():
+            raise TrainingCancelled("cancelled")
+
+
+class Trainer(PluginBase):
+    """Trains one `ExperimentSpec` and returns its `RunResult`."""
+
+    kind = "trainer"
+    #: Whether the same spec and seed give the same loss bit for bit (the contract checks it).
+    deterministic: ClassVar[bool] = False
+
+    @property
+    def info(self) -> TrainerInfo:
+        return TrainerInfo(name=self.name, version=self.version)
+
+    def train(self, spec: ExperimentSpec, context: TrainerContext) -> RunResult:
+        raise NotImplementedError
+
+
+def run_one(trainer: Trainer, spec: ExperimentSpec, context: TrainerContext) -> RunResult:
+    """Train one spec; any failure but cancellation becomes a `failed` result, never a crash."""
+    started = time.time()
+    try:
+        result = trainer.train(spec, context)
+        if not isinstance(result, RunResult) or result.experiment_id != spec.id:
+            raise TypeError(f"trainer {trainer.name!r} returned {type(result).__name__}, "
+                            f"not a RunResult for {spec.id}")
+        return result
+    except TrainingCancelled:
+        raise
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+        where = f" (at {Path(last[0].filename).name}:{last[0].lineno})" if last else ""
+        return RunResult.failure(
+            spec, trainer.info, f"{type(exc).__name__}: {exc}{where}",
+            wall_time_s=time.time() - started,
+        )
+
+
+class Fitter(PluginBase):
+    """Fits scaling laws to `Observations`."""
+
+    kind = "fitter"
+
+    def fit(self, observations: Observations) -> FitResult:
+        raise NotImplementedError
+
+
+class PlotterConfig(PluginConfig):
+    """Options every plotter understands (the `[plot]` section)."""
+
+    formats: tuple[str, ...] = ("png", "svg")
+    dpi: int = 150
+
+
+class Plotter(PluginBase):
+    """Draws observations and a fit into files."""
+
+    kind = "plotter"
+    Config = PlotterConfig
+
+    def plot(self, observations: Observations, fit: FitResult, out_dir: Path) -> list[Path]:
+        raise NotImplementedError
+
+
+class Executor(PluginBase):
+    """Runs a trainer over many specs, delivering each result to `on_result` as it arrives."""
+
+    kind = "executor"
+
+    def map(
+        self,
+        trainer: Trainer,
+        specs: Iterable[ExperimentSpec],
+        on_result: Callable[[RunResult], None],
+        *,
+        run_dir: Path,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def context_for(spec: ExperimentSpec, run_dir: Path, cancel: Any, progress=None) -> TrainerContext:
+        """The context a trainer gets: its checkpoint folder is `checkpoints/<id>` in the run."""
+        ctx = TrainerContext(
+            run_dir=Path(run_dir),
+            checkpoint_dir=Path(run_dir) / "checkpoints" / spec.id,
+            cancel_event=cancel if cancel is not None else threading.Event(),
+        )
+        if progress is not None:
+            ctx.progress = progress
+        return ctx

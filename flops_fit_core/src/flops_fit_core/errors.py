@@ -1,0 +1,84 @@
+"""The exception tree, written out in one place.
+
+    FlopsFitError                  every error flops-fit raises on purpose
+    ├── UsageError                 exit 2: the request itself is wrong
+    │   ├── ConfigError            a config file, key, value or --set override is invalid
+    │   ├── UnknownPluginError     a plugin name that nothing registered
+    │   └── InputError             a missing, unreadable or malformed input file or data set
+    ├── PluginError                a plugin is broken (two classes with one name, a bad class)
+    ├── FitError                   the data cannot support the requested fit (exit 1)
+    ├── TrainingError              a run failed; trainers raise it, executors record it (exit 1)
+    │   └── TrainingCancelled      the user or the executor cancelled a run; nothing is recorded
+    └── RunFailed                  a stage finished but left failed experiments (exit 1)
+
+The CLI turns each into one line on stderr and the exit code its class names (`exit_code`), so
+a user never sees a traceback for a mistake of theirs.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "FitError",
+    "FlopsFitError",
+    "InputError",
+    "PluginError",
+    "RunFailed",
+    "TrainingCancelled",
+    "TrainingError",
+    "UnknownPluginError",
+    "UsageError",
+]
+
+
+class FlopsFitError(Exception):
+    """Base of every error flops-fit raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(FlopsFitError):
+    """The request is wrong: bad config, unknown name, bad input file."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A config file, key, value or override is invalid."""
+
+
+class UnknownPluginError(UsageError):
+    """A plugin name that no installed plugin registered."""
+
+    def __init__(self, kind: str, name: str, available: list[str]):
+        self.kind, self.name, self.available = kind, name, sorted(available)
+        choices = ", ".join(self.available) or "none installed"
+        super().__init__(f"Unknown {kind} {name!r}. Available: {choices}")
+
+
+class InputError(UsageError):
+    """A missing, unreadable or malformed input file or data set."""
+
+
+class PluginError(FlopsFitError):
+    """A plugin is broken: a duplicate name, a class without `name` or `Config`."""
+
+    exit_code = 2
+
+
+class FitError(FlopsFitError):
+    """The data cannot support the requested fit (too few budgets, strict R² not met, ...)."""
+
+
+class TrainingError(FlopsFitError):
+    """A training run failed; executors turn it into a `failed` RunResult."""
+
+
+class TrainingCancelled(TrainingError):
+    """A run was cancelled; it is not recorded, so the next invocation trains it again."""
+
+    exit_code = 130
+
+
+class RunFailed(FlopsFitError):
+    """A stage completed but some experiments failed (their records say why)."""

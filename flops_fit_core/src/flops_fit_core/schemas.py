@@ -1,0 +1,546 @@
+"""The data contracts every stage exchanges: pydantic models, all `extra="forbid"`.
+
+A plan (`SweepPlan`) is a list of `ExperimentSpec`s; training turns each into a `RunResult`;
+a fitter turns `Observations` (results, or a table a user trained elsewhere) into a
+`FitResult`, whose `PowerLaw`s answer `predict(C)` with a `Prediction`. Files on disk carry a
+`schema_version`. Every spec and result records the parameter and FLOP conventions it was made
+under (`Conventions`), so numbers from two conventions are never silently mixed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
+
+from . import flops as _flops
+from .errors import ConfigError, InputError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Conventions",
+    "Estimate",
+    "ExperimentSpec",
+    "FitResult",
+    "ModelShape",
+    "Observations",
+    "Optimum",
+    "PluginConfig",
+    "PowerLaw",
+    "Prediction",
+    "RunResult",
+    "StrictModel",
+    "SweepPlan",
+    "TrainerInfo",
+    "parse_model",
+]
+
+SCHEMA_VERSION = 1
+M = TypeVar("M", bound=BaseModel)
+
+
+class StrictModel(BaseModel):
+    """Base of every flops-fit model: unknown keys are errors, never silent no-ops."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class PluginConfig(StrictModel):
+    """Base of every plugin's `Config`: strict and immutable once validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _describe_error(err: dict[str, Any], model: type[BaseModel]) -> str:
+    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        known = ", ".join(sorted(model.model_fields)) if len(err["loc"]) == 1 else ""
+        return f"unknown key {loc!r}" + (f" (known: {known})" if known else "")
+    if err["type"] == "missing":
+        return f"missing key {loc!r}"
+    return f"{loc}: {err['msg']}"
+
+
+def parse_model(model: type[M], data: Any, where: str) -> M:
+    """Validate `data` as `model`, turning pydantic's report into one ConfigError line.
+
+    `where` names what is being validated (`"trainer 'mock'"`, `"plan.json"`) so the message
+    says what was wanted.
+    """
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        first = _describe_error(errors[0], model)
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ConfigError(f"{where}: {first}{more}") from None
+
+
+class Conventions(StrictModel):
+    """How N and C were counted: `params` in {total, non_embedding}, `flops` in {exact, 6n}."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    params: _flops.ParamConvention = "total"
+    flops: _flops.FlopsConvention = "exact"
+
+
+class ModelShape(StrictModel):
+    """A decoder-only transformer's shape; parameters and FLOPs derive from it (see `flops`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    d_model: PositiveInt
+    n_layers: PositiveInt
+    n_heads: PositiveInt
+    d_ff: PositiveInt
+    vocab_size: PositiveInt
+    seq_len: PositiveInt
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> ModelShape:
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+        return self
+
+    @property
+    def params_total(self) -> int:
+        return _flops.params_total(self.d_model, self.n_layers, self.d_ff, self.vocab_size)
+
+    @property
+    def params_non_embedding(self) -> int:
+        return _flops.params_non_embedding(self.d_model, self.n_layers, self.d_ff)
+
+    def params(self, convention: _flops.ParamConvention = "total") -> int:
+        return _flops.params_count(
+            self.d_model, self.n_layers, self.d_ff, self.vocab_size, convention
+        )
+
+    @property
+    def flops_per_token(self) -> int:
+        """Exact forward+backward FLOPs per token (Chinchilla appendix F)."""
+        return _flops.flops_per_token_exact(
+            self.d_model, self.n_layers, self.n_heads, self.d_ff, self.vocab_size, self.seq_len
+        )
+
+    def flops_per_token_in(self, conventions: Conventions) -> int:
+        return _flops.flops_per_token(
+            self.d_model,
+            self.n_layers,
+            self.n_heads,
+            self.d_ff,
+            self.vocab_size,
+            self.seq_len,
+            conventions.flops,
+            conventions.params,
+        )
+
+
+def _canonical_hash(data: Any) -> str:
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+class ExperimentSpec(StrictModel):
+    """One planned training run.
+
+    `id` is a short hash of the canonical JSON of every other field, never a counter: a plan
+    edited later keeps the ids of its unchanged experiments, so resuming never trains a run
+    twice. `params` is N in `conventions.params` and must match `shape`.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = ""
+    budget: float = Field(gt=0, description="the planned compute C this run belongs to")
+    params: PositiveInt
+    tokens: PositiveInt
+    shape: ModelShape
+    learning_rate: float = Field(gt=0)
+    batch_size: PositiveInt
+    schedule: str = "cosine"
+    seed: int = 0
+    conventions: Conventions = Conventions()
+    extras: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> ExperimentSpec:
+        if not math.isfinite(self.budget) or not math.isfinite(self.learning_rate):
+            raise ValueError("budget and learning_rate must be finite")
+        real = self.shape.params(self.conventions.params)
+        if self.params != real:
+            raise ValueError(
+                f"params {self.params} does not match the shape's {real} "
+                f"({self.conventions.params} convention)"
+            )
+        digest = _canonical_hash(self.model_dump(mode="json", exclude={"id"}))
+        if self.id and self.id != digest:
+            raise ValueError(f"id {self.id!r} does not match the spec's content ({digest!r})")
+        object.__setattr__(self, "id", digest)
+        return self
+
+    @property
+    def flops_per_token(self) -> int:
+        return self.shape.flops_per_token_in(self.conventions)
+
+    @property
+    def flops(self) -> float:
+        """Planned compute of this run under its conventions: tokens x FLOPs per token."""
+        return float(self.tokens) * self.flops_per_token
+
+
+class SweepPlan(StrictModel):
+    """A planner's output: experiments plus what they will cost and what looks wrong."""
+
+    schema_version: int = SCHEMA_VERSION
+    planner: str
+    config: dict[str, Any] = Field(default_factory=dict)
+    conventions: Conventions = Conventions()
+    experiments: list[ExperimentSpec]
+    estimates: dict[str, Any] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> SweepPlan:
+        seen: set[str] = set()
+        for spec in self.experiments:
+            if spec.id in seen:
+                raise ValueError(f"experiment {spec.id} appears twice in the plan")
+            seen.add(spec.id)
+        return self
+
+    @property
+    def budgets(self) -> list[float]:
+        return sorted({s.budget for s in self.experiments})
+
+
+class TrainerInfo(StrictModel):
+    """Which trainer produced a result."""
+
+    name: str
+    version: str = "unknown"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class RunResult(StrictModel):
+    """One training run's outcome; one line of `results.jsonl`.
+
+    `flops` is the counted compute under the spec's conventions; `flops_exact` and `flops_6n`
+    are both recorded so a fit can switch convention without retraining.
+    """
+
+    schema_version: int = SCHEMA_VERSION
+    experiment_id: str
+    spec: ExperimentSpec
+    status: Literal["ok", "failed"]
+    loss: float | None = None
+    train_loss: float | None = None
+    tokens_trained: int = 0
+    flops: float = 0.0
+    flops_exact: float = 0.0
+    flops_6n: float = 0.0
+    wall_time_s: float = 0.0
+    device: str = "cpu"
+    trainer: TrainerInfo
+    curve: list[tuple[float, float]] | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    error: str | None = None
+    started_at: datetime = Field(default_factory=_now)
+    finished_at: datetime = Field(default_factory=_now)
+
+    @model_validator(mode="after")
+    def _check(self) -> RunResult:
+        if self.experiment_id != self.spec.id:
+            raise ValueError(f"experiment_id {self.experiment_id} != spec id {self.spec.id}")
+        if self.status == "ok" and (self.loss is None or not math.isfinite(self.loss)):
+            raise ValueError("an ok result needs a finite loss")
+        if self.status == "failed" and not self.error:
+            raise ValueError("a failed result needs an error message")
+        return self
+
+    @classmethod
+    def success(
+        cls,
+        spec: ExperimentSpec,
+        trainer: TrainerInfo,
+        *,
+        loss: float,
+        tokens_trained: int,
+        **fields: Any,
+    ) -> RunResult:
+        """An `ok` result whose compute figures are counted from the tokens actually trained."""
+        shape = spec.shape
+        exact = float(tokens_trained) * shape.flops_per_token
+        six_n = float(tokens_trained) * 6 * spec.params
+        counted = exact if spec.conventions.flops == "exact" else six_n
+        return cls(
+            experiment_id=spec.id,
+            spec=spec,
+            status="ok",
+            loss=loss,
+            tokens_trained=tokens_trained,
+            flops=counted,
+            flops_exact=exact,
+            flops_6n=six_n,
+            trainer=trainer,
+            **fields,
+        )
+
+    @classmethod
+    def failure(cls, spec: ExperimentSpec, trainer: TrainerInfo, error: str, **fields: Any):
+        """A `failed` result: kept for the record, retried only with --retry-failed."""
+        return cls(
+            experiment_id=spec.id, spec=spec, status="failed", error=error, trainer=trainer, **fields
+        )
+
+
+class Estimate(StrictModel):
+    """A value with its standard error and interval (either may be unknown)."""
+
+    value: float
+    stderr: float | None = None
+    interval: tuple[float, float] | None = None
+
+    def __str__(self) -> str:
+        if self.interval is None:
+            return f"{self.value:.4g}"
+        lo, hi = self.interval
+        return f"{self.value:.4g} [{lo:.4g}, {hi:.4g}]"
+
+
+class PowerLaw(StrictModel):
+    """y = coefficient * C ** exponent, fitted in log space, with its uncertainty.
+
+    `covariance` is the 2x2 covariance of (ln coefficient, exponent) and `t_value` the
+    quantile that turns a standard error into the `level` interval, so `predict_interval`
+    needs nothing but this object (no scipy in the core).
+    """
+
+    coefficient: float
+    exponent: float
+    coefficient_interval: tuple[float, float] | None = None
+    exponent_interval: tuple[float, float] | None = None
+    r2: float | None = None
+    covariance: tuple[tuple[float, float], tuple[float, float]] | None = None
+    t_value: float | None = None
+    level: float = 0.95
+    n_points: int | None = None
+
+    def predict(self, compute: float | np.ndarray) -> float | np.ndarray:
+        return self.coefficient * np.power(compute, self.exponent)
+
+    def predict_interval(self, compute: float | np.ndarray):
+        """The `level` confidence interval of the law's value at `compute` (None if unknown)."""
+        if self.covariance is None or self.t_value is None:
+            return None
+        x = np.log(compute)
+        (v_k, c_ka), (_, v_a) = self.covariance
+        var = v_k + 2 * x * c_ka + x * x * v_a
+        half = self.t_value * np.sqrt(np.maximum(var, 0.0))
+        centre = np.log(self.coefficient) + self.exponent * x
+        return np.exp(centre - half), np.exp(centre + half)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PowerLaw:
+        return parse_model(cls, data, "power law")
+
+
+class Optimum(StrictModel):
+    """A budget's compute-optimal point as a fitter estimated it."""
+
+    budget: float
+    params: Estimate
+    tokens: Estimate
+    loss: Estimate
+    n_runs: int
+    flags: list[str] = Field(default_factory=list)
+
+
+class Prediction(StrictModel):
+    """N*, D*, L* and D*/N* at a compute budget, each with its interval."""
+
+    compute: float
+    params: Estimate
+    tokens: Estimate
+    loss: Estimate
+    tokens_per_param: Estimate
+    fitter: str
+    conventions: Conventions
+
+
+LAW_NAMES = ("n_opt", "d_opt", "loss_opt")
+
+
+class FitResult(StrictModel):
+    """A fitter's answer (`fit.json`): optima per budget, the laws, diagnostics and warnings."""
+
+    schema_version: int = SCHEMA_VERSION
+    fitter: str
+    settings: dict[str, Any] = Field(default_factory=dict)
+    conventions: Conventions = Conventions()
+    parametric: dict[str, Estimate] | None = None
+    laws: dict[str, PowerLaw]
+    optima: list[Optimum]
+    diagnostics: dict[str, Any] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _laws_present(self) -> FitResult:
+        missing = [name for name in LAW_NAMES if name not in self.laws]
+        if missing:
+            raise ValueError(f"laws missing: {', '.join(missing)}")
+        return self
+
+    def predict(self, compute: float) -> Prediction:
+        """N*, D*, L* at `compute` from the fitted laws (through `PowerLaw`, never by hand)."""
+        if not (compute > 0 and math.isfinite(compute)):
+            raise InputError(f"compute must be a positive number, got {compute}")
+
+        def estimate(law: PowerLaw) -> Estimate:
+            interval = law.predict_interval(compute)
+            return Estimate(
+                value=float(law.predict(compute)),
+                interval=None if interval is None else (float(interval[0]), float(interval[1])),
+            )
+
+        n, d, loss = (estimate(self.laws[k]) for k in LAW_NAMES)
+        if "tokens_per_param" in self.laws:
+            ratio = estimate(self.laws["tokens_per_param"])
+        else:  # conservative: the interval ends pair opposite ends of D* and N*
+            ratio = Estimate(
+                value=d.value / n.value,
+                interval=None
+                if d.interval is None or n.interval is None
+                else (d.interval[0] / n.interval[1], d.interval[1] / n.interval[0]),
+            )
+        return Prediction(
+            compute=compute,
+            params=n,
+            tokens=d,
+            loss=loss,
+            tokens_per_param=ratio,
+            fitter=self.fitter,
+            conventions=self.conventions,
+        )
+
+    def report(self) -> str:
+        """A readable, lmfit-style report of the fit."""
+        conv = self.conventions
+        lines = [
+            "[[Fit]]",
+            f"    fitter:      {self.fitter}",
+            f"    conventions: N = {conv.params} parameters, C = {conv.flops} FLOPs",
+            f"    budgets:     {len(self.optima)}",
+        ]
+        lines.append("[[Laws]]  X*(C) = k * C^a")
+        for name in (*LAW_NAMES, *sorted(set(self.laws) - set(LAW_NAMES))):
+            law = self.laws[name]
+            a_iv = law.exponent_interval
+            k_iv = law.coefficient_interval
+            a_txt = f"a = {law.exponent:.4f}" + (f" [{a_iv[0]:.4f}, {a_iv[1]:.4f}]" if a_iv else "")
+            k_txt = f"k = {law.coefficient:.4g}" + (
+                f" [{k_iv[0]:.4g}, {k_iv[1]:.4g}]" if k_iv else ""
+            )
+            r2 = f"R² = {law.r2:.4f}" if law.r2 is not None else ""
+            lines.append(f"    {name:<16} {a_txt:<34} {k_txt:<36} {r2}")
+        if self.parametric:
+            lines.append("[[Parametric]]  L = E + A/N^alpha + B/D^beta")
+            for key, est in self.parametric.items():
+                lines.append(f"    {key:<6} {est}")
+        lines.append("[[Optima]]")
+        lines.append(f"    {'C':>10} {'N*':>22} {'D*':>22} {'L*':>10}  runs  flags")
+        for opt in self.optima:
+            lines.append(
+                f"    {opt.budget:>10.3g} {opt.params.value:>22.4g} {opt.tokens.value:>22.4g} "
+                f"{opt.loss.value:>10.4f}  {opt.n_runs:>4}  {', '.join(opt.flags)}"
+            )
+        shown = {k: v for k, v in self.diagnostics.items() if isinstance(v, int | float | str)}
+        if shown:
+            lines.append("[[Diagnostics]]")
+            lines.extend(f"    {k}: {v:.6g}" if isinstance(v, float) else f"    {k}: {v}"
+                         for k, v in shown.items())
+        if self.warnings:
+            lines.append("[[Warnings]]")
+            lines.extend(f"    - {w}" for w in self.warnings)
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Observations:
+    """What fitters and plotters read: one row per finished run, as numpy arrays.
+
+    Built from `RunResult`s (`from_results`) or from a user's own table. Rows are grouped by
+    `budget`, the planned compute a run belongs to — never by rounding its measured compute.
+    """
+
+    budget: np.ndarray
+    params: np.ndarray
+    tokens: np.ndarray
+    compute: np.ndarray
+    loss: np.ndarray
+    ids: tuple[str, ...]
+    conventions: Conventions = Conventions()
+    source: str = ""
+    curves: tuple[Sequence[tuple[float, float]] | None, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        for name in ("budget", "params", "tokens", "compute", "loss"):
+            arr = np.asarray(getattr(self, name), dtype=float)
+            object.__setattr__(self, name, arr)
+            if arr.shape != (n,):
+                raise InputError(f"{self.source or 'observations'}: column {name!r} has "
+                                 f"{arr.shape} rows, expected {n}")
+            bad = np.flatnonzero(~np.isfinite(arr) | (arr <= 0))
+            if bad.size:
+                rows = ", ".join(self.ids[i] for i in bad[:5]) + (" ..." if bad.size > 5 else "")
+                raise InputError(f"{self.source or 'observations'}: column {name!r} must be "
+                                 f"finite and positive; bad rows: {rows}")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def budgets(self) -> np.ndarray:
+        """The distinct planned budgets, ascending."""
+        return np.unique(self.budget)
+
+    def groups(self) -> list[tuple[float, np.ndarray]]:
+        """(budget, row indices sorted by N) for each planned budget, ascending."""
+        out = []
+        for b in self.budgets:
+            idx = np.flatnonzero(self.budget == b)
+            out.append((float(b), idx[np.argsort(self.params[idx], kind="stable")]))
+        return out
+
+    @classmethod
+    def from_results(cls, results: Iterable[RunResult], source: str = "results") -> Observations:
+        """The `ok` results as observations; N, C in the results' own (shared) conventions."""
+        ok = [r for r in results if r.status == "ok"]
+        conventions = {r.spec.conventions for r in ok}
+        if len(conventions) > 1:
+            raise InputError(f"{source}: results mix conventions {sorted(map(str, conventions))}")
+        return cls(
+            budget=np.array([r.spec.budget for r in ok]),
+            params=np.array([r.spec.params for r in ok]),
+            tokens=np.array([r.tokens_trained or r.spec.tokens for r in ok]),
+            compute=np.array([r.flops for r in ok]),
+            loss=np.array([r.loss for r in ok]),
+            ids=tuple(r.experiment_id for r in ok),
+            conventions=conventions.pop() if conventions else Conventions(),
+            source=source,
+            curves=tuple(r.curve for r in ok),
+        )
