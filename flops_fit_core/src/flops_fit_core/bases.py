@@ -74,7 +74,9 @@ class TrainerContext:
 
     run_dir: Path
     checkpoint_dir: Path
-    progress: Callable[[float, str | None], None] = field(default=lambda fraction, message=None: None)
+    progress: Callable[[float, str | None], None] = field(
+        default=lambda fraction, message=None: None
+    )
     cancel_event: Any = field(default_factory=threading.Event)
 
     def cancelled(self) -> bool:
@@ -107,8 +109,10 @@ def run_one(trainer: Trainer, spec: ExperimentSpec, context: TrainerContext) -> 
     try:
         result = trainer.train(spec, context)
         if not isinstance(result, RunResult) or result.experiment_id != spec.id:
-            raise TypeError(f"trainer {trainer.name!r} returned {type(result).__name__}, "
-                            f"not a RunResult for {spec.id}")
+            raise TypeError(
+                f"trainer {trainer.name!r} returned {type(result).__name__}, "
+                f"not a RunResult for {spec.id}"
+            )
         return result
     except TrainingCancelled:
         raise
@@ -118,7 +122,9 @@ def run_one(trainer: Trainer, spec: ExperimentSpec, context: TrainerContext) -> 
         last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
         where = f" (at {Path(last[0].filename).name}:{last[0].lineno})" if last else ""
         return RunResult.failure(
-            spec, trainer.info, f"{type(exc).__name__}: {exc}{where}",
+            spec,
+            trainer.info,
+            f"{type(exc).__name__}: {exc}{where}",
             wall_time_s=time.time() - started,
         )
 
@@ -166,7 +172,9 @@ class Executor(PluginBase):
         raise NotImplementedError
 
     @staticmethod
-    def context_for(spec: ExperimentSpec, run_dir: Path, cancel: Any, progress=None) -> TrainerContext:
+    def context_for(
+        spec: ExperimentSpec, run_dir: Path, cancel: Any, progress=None
+    ) -> TrainerContext:
         """The context a trainer gets: its checkpoint folder is `checkpoints/<id>` in the run."""
         ctx = TrainerContext(
             run_dir=Path(run_dir),

@@ -300,7 +300,12 @@ class RunResult(StrictModel):
     def failure(cls, spec: ExperimentSpec, trainer: TrainerInfo, error: str, **fields: Any):
         """A `failed` result: kept for the record, retried only with --retry-failed."""
         return cls(
-            experiment_id=spec.id, spec=spec, status="failed", error=error, trainer=trainer, **fields
+            experiment_id=spec.id,
+            spec=spec,
+            status="failed",
+            error=error,
+            trainer=trainer,
+            **fields,
         )
 
 
@@ -470,8 +475,10 @@ class FitResult(StrictModel):
         shown = {k: v for k, v in self.diagnostics.items() if isinstance(v, int | float | str)}
         if shown:
             lines.append("[[Diagnostics]]")
-            lines.extend(f"    {k}: {v:.6g}" if isinstance(v, float) else f"    {k}: {v}"
-                         for k, v in shown.items())
+            lines.extend(
+                f"    {k}: {v:.6g}" if isinstance(v, float) else f"    {k}: {v}"
+                for k, v in shown.items()
+            )
         if self.warnings:
             lines.append("[[Warnings]]")
             lines.extend(f"    - {w}" for w in self.warnings)
@@ -492,7 +499,7 @@ class Observations:
     compute: np.ndarray
     loss: np.ndarray
     ids: tuple[str, ...]
-    conventions: Conventions = Conventions()
+    conventions: Conventions = field(default_factory=Conventions)
     source: str = ""
     curves: tuple[Sequence[tuple[float, float]] | None, ...] = field(default=())
 
@@ -502,13 +509,17 @@ class Observations:
             arr = np.asarray(getattr(self, name), dtype=float)
             object.__setattr__(self, name, arr)
             if arr.shape != (n,):
-                raise InputError(f"{self.source or 'observations'}: column {name!r} has "
-                                 f"{arr.shape} rows, expected {n}")
+                raise InputError(
+                    f"{self.source or 'observations'}: column {name!r} has "
+                    f"{arr.shape} rows, expected {n}"
+                )
             bad = np.flatnonzero(~np.isfinite(arr) | (arr <= 0))
             if bad.size:
                 rows = ", ".join(self.ids[i] for i in bad[:5]) + (" ..." if bad.size > 5 else "")
-                raise InputError(f"{self.source or 'observations'}: column {name!r} must be "
-                                 f"finite and positive; bad rows: {rows}")
+                raise InputError(
+                    f"{self.source or 'observations'}: column {name!r} must be "
+                    f"finite and positive; bad rows: {rows}"
+                )
 
     def __len__(self) -> int:
         return len(self.ids)

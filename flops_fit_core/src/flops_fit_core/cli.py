@@ -1,0 +1,411 @@
+"""The `flops-fit` command line.
+
+Options belong to the command they modify; `-q/-v` and `--version` come first. Every domain
+error becomes one line on stderr and an exit code (0 ok, 1 failed run, 2 bad usage, config or
+input, 130 interrupted): a user never sees a traceback for a mistake of theirs. `--json` prints
+machine-readable output on stdout; progress and messages go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import click
+import tomli_w
+
+from . import __version__, pipeline
+from .config import DEFAULT_PRESET, StudyConfig, load_study_config
+from .errors import FlopsFitError, RunFailed
+from .plugins import get_host
+from .progress import ConsoleReporter
+
+__all__ = ["cli", "main"]
+
+
+class State:
+    def __init__(self, quiet: bool, verbose: bool):
+        self.quiet, self.verbose = quiet, verbose
+        self.reporter = ConsoleReporter(quiet=quiet, verbose=verbose)
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def _positive_float(ctx, param, value):
+    if value is not None and not value > 0:
+        raise click.BadParameter(f"must be a positive number of FLOPs, got {value}")
+    return value
+
+
+def config_options(func):
+    """-c / --preset / --set, shared by every command that reads a study config."""
+    func = click.option(
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Override one option, e.g. --set trainer.seed=1 (repeatable).",
+    )(func)
+    func = click.option(
+        "--preset",
+        default=None,
+        metavar="NAME",
+        help=f"A packaged study config (default: {DEFAULT_PRESET}).",
+    )(func)
+    func = click.option(
+        "-c",
+        "--config",
+        "config_path",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Study config file (TOML or YAML).",
+    )(func)
+    return func
+
+
+def _study_config(
+    config_path, preset, overrides, beside: Path | None = None, **shortcuts
+) -> StudyConfig:
+    """The config from -c/--preset, else the resolved config.toml beside an input, else the
+    default preset; then overrides and shortcuts."""
+    if config_path is None and preset is None and beside is not None:
+        candidate = beside / pipeline.CONFIG_FILE
+        if candidate.exists():
+            config_path = candidate
+    return load_study_config(config_path, preset, overrides, shortcuts)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-q", "--quiet", is_flag=True, help="Only errors and warnings.")
+@click.option("-v", "--verbose", is_flag=True, help="Every run's result; tracebacks on bugs.")
+@click.version_option(__version__, "--version", prog_name="flops-fit")
+@click.pass_context
+def cli(ctx: click.Context, quiet: bool, verbose: bool) -> None:
+    """Plan, train and fit compute-optimal scaling laws with honest uncertainty."""
+    ctx.obj = State(quiet, verbose)
+
+
+@cli.command()
+@config_options
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Run directory (default: runs/<preset or config name>).",
+)
+@click.option(
+    "--target",
+    type=float,
+    default=None,
+    callback=_positive_float,
+    help="Also predict N*, D*, L* at this compute (FLOPs).",
+)
+@click.option("--retry-failed", is_flag=True, help="Retrain experiments that failed before.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.pass_obj
+def run(state: State, config_path, preset, overrides, out, target, retry_failed, as_json):
+    """Run a whole study: plan, train what is missing, fit, plot."""
+    study_config = load_study_config(config_path, preset, overrides)
+    study = pipeline.resolve_study(study_config)
+    run_dir = out or Path("runs") / (
+        config_path.stem if config_path else (preset or DEFAULT_PRESET)
+    )
+    summary = pipeline.run_study(study, run_dir, retry_failed=retry_failed, reporter=state.reporter)
+    failed = summary.training.failed + summary.training.failed_before
+    if as_json:
+        _echo_json(summary.as_dict(target))
+    elif not state.quiet:
+        click.echo(summary.fit.report())
+        for compute in [max(summary.plan.budgets), *([target] if target else [])]:
+            click.echo(_prediction_line(summary.fit.predict(compute)))
+        click.echo(f"run directory: {run_dir}")
+    if failed:
+        raise RunFailed(
+            f"{failed} experiments failed (see {run_dir / pipeline.RESULTS_FILE}); "
+            "rerun with --retry-failed to train them again"
+        )
+
+
+def _prediction_line(pred) -> str:
+    return (
+        f"at C = {pred.compute:.3g} FLOPs: N* = {pred.params}  D* = {pred.tokens}  "
+        f"L* = {pred.loss}  D*/N* = {pred.tokens_per_param}"
+    )
+
+
+@cli.command()
+@config_options
+@click.option(
+    "--planner", default=None, metavar="NAME", help="Shortcut for --set planner.name=NAME."
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=Path("plan.json"),
+    show_default=True,
+    help="Where to write the plan.",
+)
+@click.option("--dry-run", is_flag=True, help="Print the plan's summary; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON on stdout.")
+@click.pass_obj
+def plan(state: State, config_path, preset, overrides, planner, output, dry_run, as_json):
+    """Plan a sweep and write plan.json."""
+    study_config = _study_config(config_path, preset, overrides, planner=planner)
+    host = get_host()
+    options = dict(study_config.planner)
+    the_plan = host.create("planner", options.pop("name"), options).plan()
+    for warning in the_plan.warnings:
+        state.reporter.message(f"plan warning: {warning}")
+    if as_json:
+        click.echo(the_plan.model_dump_json(indent=2))
+    if not dry_run:
+        pipeline.write_atomic(output, the_plan.model_dump_json(indent=2))
+    if not as_json and not state.quiet:
+        est = the_plan.estimates
+        click.echo(
+            f"{len(the_plan.experiments)} experiments over {len(the_plan.budgets)} budgets "
+            f"({the_plan.budgets[0]:.3g} to {the_plan.budgets[-1]:.3g} FLOPs); "
+            f"total {est.get('total_flops', float('nan')):.3g} FLOPs"
+            + ("" if dry_run else f"; written to {output}")
+        )
+        for profile, seconds in (est.get("wall_time_s") or {}).items():
+            click.echo(f"  estimated wall time on {profile}: {seconds / 3600:.3g} h")
+
+
+@cli.command()
+@click.argument("plan_path", metavar="PLAN", type=click.Path(path_type=Path))
+@config_options
+@click.option(
+    "--trainer", default=None, metavar="NAME", help="Shortcut for --set trainer.name=NAME."
+)
+@click.option(
+    "--executor", default=None, metavar="NAME", help="Shortcut for --set executor.name=NAME."
+)
+@click.option(
+    "--results",
+    "results_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Results file (default: results.jsonl beside the plan).",
+)
+@click.option("--retry-failed", is_flag=True, help="Retrain experiments that failed before.")
+@click.pass_obj
+def train(
+    state: State,
+    plan_path,
+    config_path,
+    preset,
+    overrides,
+    trainer,
+    executor,
+    results_path,
+    retry_failed,
+):
+    """Train a plan's experiments that have no result yet."""
+    the_plan = pipeline.read_plan(plan_path)
+    study_config = _study_config(
+        config_path, preset, overrides, beside=plan_path.parent, trainer=trainer, executor=executor
+    )
+    host = get_host()
+    t_opts, e_opts = dict(study_config.trainer), dict(study_config.executor)
+    the_trainer = host.create("trainer", t_opts.pop("name"), t_opts)
+    the_executor = host.create("executor", e_opts.pop("name"), e_opts)
+    results_path = results_path or plan_path.parent / pipeline.RESULTS_FILE
+    summary = pipeline.train_plan(
+        the_plan,
+        the_trainer,
+        the_executor,
+        results_path,
+        retry_failed=retry_failed,
+        reporter=state.reporter,
+    )
+    if not state.quiet:
+        click.echo(
+            f"trained {summary.trained}, failed {summary.failed}, "
+            f"already done {summary.skipped}; results in {results_path}"
+        )
+    if summary.failed or summary.failed_before:
+        raise RunFailed(
+            f"{summary.failed + summary.failed_before} experiments failed "
+            f"(see {results_path}); rerun with --retry-failed to train them again"
+        )
+
+
+@cli.command()
+@click.argument("results_path", metavar="RESULTS", type=click.Path(path_type=Path))
+@config_options
+@click.option("--fitter", default=None, metavar="NAME", help="Shortcut for --set fitter.name=NAME.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to write fit.json (default: beside RESULTS).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print fit.json on stdout.")
+@click.pass_obj
+def fit(state: State, results_path, config_path, preset, overrides, fitter, output, as_json):
+    """Fit scaling laws to a results file."""
+    study_config = _study_config(
+        config_path, preset, overrides, beside=results_path.parent, fitter=fitter
+    )
+    options = dict(study_config.fitter)
+    the_fitter = get_host().create("fitter", options.pop("name"), options)
+    observations = pipeline.load_observations(results_path)
+    result = pipeline.fit_observations(observations, the_fitter)
+    output = output or results_path.parent / pipeline.FIT_FILE
+    pipeline.write_atomic(output, result.model_dump_json(indent=2))
+    if as_json:
+        click.echo(result.model_dump_json(indent=2))
+    elif not state.quiet:
+        click.echo(result.report())
+        click.echo(f"written to {output}")
+
+
+@cli.command()
+@click.argument("fit_path", metavar="FIT", type=click.Path(path_type=Path))
+@click.option(
+    "--compute",
+    required=True,
+    type=float,
+    callback=_positive_float,
+    help="Compute budget C in FLOPs, e.g. 1e23.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the prediction as JSON.")
+def predict(fit_path, compute, as_json):
+    """Predict N*, D*, L* and D*/N* at a compute budget from fit.json."""
+    prediction = pipeline.read_fit(fit_path).predict(compute)
+    if as_json:
+        click.echo(prediction.model_dump_json(indent=2))
+    else:
+        click.echo(_prediction_line(prediction))
+
+
+@cli.command()
+@click.argument("results_path", metavar="RESULTS", type=click.Path(path_type=Path))
+@click.argument("fit_path", metavar="FIT", type=click.Path(path_type=Path))
+@config_options
+@click.option(
+    "--plotter",
+    "plotters",
+    multiple=True,
+    metavar="NAME",
+    help="Plotter to run (repeatable; default: the config's [plot] names).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Figure directory (default: figures/ beside RESULTS).",
+)
+@click.pass_obj
+def plot(state: State, results_path, fit_path, config_path, preset, overrides, plotters, output):
+    """Draw figures from a results file and its fit."""
+    study_config = _study_config(config_path, preset, overrides, beside=results_path.parent)
+    options = dict(study_config.plot)
+    names = list(plotters) or options.pop("names")
+    options.pop("names", None)
+    host = get_host()
+    instances = [host.create("plotter", name, options) for name in names]
+    the_fit = pipeline.read_fit(fit_path)
+    observations = pipeline.load_observations(results_path)
+    files = pipeline.plot_fit(
+        observations, the_fit, instances, output or results_path.parent / pipeline.FIGURES_DIR
+    )
+    if not state.quiet:
+        for path in files:
+            click.echo(str(path))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the listing as JSON.")
+def plugins(as_json):
+    """List installed plugins and any that failed to load."""
+    host = get_host()
+    records = [r.as_dict() for r in host.records()]
+    errors = [e.as_dict() for e in host.errors]
+    if as_json:
+        _echo_json({"plugins": records, "errors": errors})
+        return
+    for r in records:
+        click.echo(f"{r['kind']:<9} {r['name']:<12} {r['distribution']} {r['version']}")
+    for e in errors:
+        click.echo(f"error     {e['plugin']} ({e['distribution']}): {e['error']}")
+
+
+@cli.group()
+def config():
+    """Show or validate a study config."""
+
+
+@config.command("show")
+@config_options
+def config_show(config_path, preset, overrides):
+    """Print the resolved config, every option included, as TOML."""
+    study = pipeline.resolve_study(load_study_config(config_path, preset, overrides))
+    click.echo(tomli_w.dumps(study.resolved()), nl=False)
+
+
+@config.command("validate")
+@config_options
+def config_validate(config_path, preset, overrides):
+    """Check a config: every plugin exists and every option is known and valid."""
+    pipeline.resolve_study(load_study_config(config_path, preset, overrides))
+    click.echo("config is valid")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: runs the CLI and turns every error into one line and an exit code."""
+    try:
+        get_host().add_commands(cli)
+    except Exception as exc:  # pragma: no cover - add_commands records its own errors
+        print(f"warning: plugin commands unavailable: {exc}", file=sys.stderr)
+    verbose = any(a in ("-v", "--verbose") for a in (argv if argv is not None else sys.argv[1:]))
+    try:
+        code = cli.main(args=argv, prog_name="flops-fit", standalone_mode=False)
+        return code if isinstance(code, int) else 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.UsageError as exc:
+        hint = (
+            f" (see 'flops-fit {exc.ctx.command_path.split(' ', 1)[1]} --help')"
+            if exc.ctx and " " in exc.ctx.command_path
+            else " (see 'flops-fit --help')"
+        )
+        print(f"Error: {exc.format_message()}{hint}", file=sys.stderr)
+        return 2
+    except click.ClickException as exc:
+        print(f"Error: {exc.format_message()}", file=sys.stderr)
+        return exc.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        print(
+            "Interrupted: finished results are saved; rerun the same command to resume.",
+            file=sys.stderr,
+        )
+        return 130
+    except FlopsFitError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except BrokenPipeError:
+        return 1
+    except Exception as exc:
+        if verbose:
+            traceback.print_exc()
+        print(
+            f"Error: internal error: {type(exc).__name__}: {exc} "
+            "(please report it; -v shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""Study configs: a TOML (or YAML) file and/or a named preset, then `--set a.b=value` overrides.
+
+A study config has one section per stage; each names its plugin with `name` and holds that
+plugin's options, which the plugin's own `Config` validates (so every key is consumed or
+rejected)::
+
+    [trainer]
+    name = "mock"
+    seed = 0
+
+Layers merge in order: preset, file, overrides. When a later layer names a different plugin for
+a section, the earlier layers' options for that section are dropped: they belonged to the other
+plugin (`--trainer local` must not inherit the mock's `noise`).
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field
+
+from .errors import ConfigError, InputError
+from .schemas import SCHEMA_VERSION, StrictModel, parse_model
+
+__all__ = [
+    "DEFAULT_PRESET",
+    "SECTIONS",
+    "StudyConfig",
+    "apply_overrides",
+    "available_presets",
+    "load_study_config",
+    "merge_layers",
+    "parse_override",
+    "read_config_file",
+    "read_preset",
+]
+
+#: The preset `flops-fit run` uses with no config (the mock study until the local trainer lands).
+DEFAULT_PRESET = "mock"
+#: section -> kind of plugin it names
+SECTIONS = {
+    "planner": "planner",
+    "trainer": "trainer",
+    "executor": "executor",
+    "fitter": "fitter",
+}
+
+
+class StudyConfig(StrictModel):
+    """The top level of a study config: one table per stage, validated by its plugin."""
+
+    schema_version: int = SCHEMA_VERSION
+    planner: dict[str, Any] = Field(default_factory=lambda: {"name": "isoflop"})
+    trainer: dict[str, Any] = Field(default_factory=lambda: {"name": "mock"})
+    executor: dict[str, Any] = Field(default_factory=lambda: {"name": "serial"})
+    fitter: dict[str, Any] = Field(default_factory=lambda: {"name": "empirical"})
+    plot: dict[str, Any] = Field(default_factory=lambda: {"names": ["isoflop", "scaling"]})
+
+
+def available_presets() -> list[str]:
+    folder = resources.files("flops_fit_core") / "presets"
+    return sorted(
+        p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml")
+    )
+
+
+def read_preset(name: str) -> dict[str, Any]:
+    """A packaged preset as a dict."""
+    if name not in available_presets():
+        raise ConfigError(f"Unknown preset {name!r}. Available: {', '.join(available_presets())}")
+    text = (resources.files("flops_fit_core") / "presets" / f"{name}.toml").read_text()
+    return tomllib.loads(text)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A TOML or YAML config file as a dict; a bad file is a one-line InputError."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise InputError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read config file {path}: {exc}") from None
+    try:
+        if path.suffix.lower() in {".yaml", ".yml"}:
+            data = yaml.safe_load(text) or {}
+        else:
+            data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: invalid TOML: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise InputError(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: a config must be a table of sections, got {type(data).__name__}")
+    return data
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """`a.b=value` -> (["a", "b"], value); the value is read as TOML, else kept as a string."""
+    key, sep, raw = item.partition("=")
+    path = [part.strip() for part in key.split(".")]
+    if not sep or not all(path):
+        raise ConfigError(f"--set expects key=value (e.g. trainer.seed=1), got {item!r}")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return path, value
+
+
+def apply_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """Overrides as one layer (a nested dict)."""
+    layer: dict[str, Any] = {}
+    for item in items:
+        path, value = parse_override(item)
+        node = layer
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r} conflicts with an earlier --set of {part!r}")
+            node = child
+        node[path[-1]] = value
+    return layer
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def merge_layers(layers: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Merge config layers; a section whose plugin `name` changes starts afresh."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        layer = dict(layer)
+        for section in SECTIONS:
+            new, old = layer.get(section), merged.get(section)
+            if (
+                isinstance(new, dict)
+                and isinstance(old, dict)
+                and "name" in new
+                and new["name"] != old.get("name")
+            ):
+                merged[section] = {}
+        merged = _merge(merged, layer)
+    return merged
+
+
+def load_study_config(
+    config_path: str | Path | None = None,
+    preset: str | None = None,
+    overrides: Iterable[str] = (),
+    shortcuts: dict[str, str | None] | None = None,
+) -> StudyConfig:
+    """Preset (the default one when no file is given), then the file, then `--set` overrides.
+
+    `shortcuts` maps a section to a plugin name (`--trainer NAME` is `--set trainer.name=NAME`).
+    """
+    layers: list[dict[str, Any]] = []
+    if preset is not None or config_path is None:
+        layers.append(read_preset(preset or DEFAULT_PRESET))
+    if config_path is not None:
+        layers.append(read_config_file(config_path))
+    layers.append(apply_overrides(overrides))
+    short = {section: {"name": name} for section, name in (shortcuts or {}).items() if name}
+    if short:
+        layers.append(short)
+    merged = merge_layers(layers)
+    where = str(config_path) if config_path else f"preset {preset or DEFAULT_PRESET!r}"
+    study = parse_model(StudyConfig, merged, f"config ({where})")
+    for section in SECTIONS:
+        name = getattr(study, section).get("name")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"config: section [{section}] needs a plugin `name`")
+    names = study.plot.get("names")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ConfigError("config: [plot] needs `names`, a list of plotter names")
+    return study

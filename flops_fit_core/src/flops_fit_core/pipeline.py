@@ -1,0 +1,331 @@
+"""plan -> train -> fit -> plot, used by the CLI and the Python API.
+
+A run directory holds one study: `config.toml` (resolved), `plan.json`, `results.jsonl`,
+`checkpoints/`, `fit.json`, `figures/`. Every stage reruns idempotently: training skips every
+experiment whose id already has an `ok` record, so a finished experiment is never trained twice
+and an edited plan trains only what is new.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import tomli_w
+from pydantic import BaseModel, ValidationError
+
+from .bases import Executor, Fitter, Planner, Plotter, Trainer
+from .config import SECTIONS, StudyConfig
+from .errors import InputError
+from .plugins import PluginHost, get_host
+from .schemas import ExperimentSpec, FitResult, Observations, RunResult, SweepPlan, parse_model
+from .store import LoadedResults, ResultsStore
+
+__all__ = [
+    "Reporter",
+    "RunSummary",
+    "Study",
+    "TrainSummary",
+    "fit_observations",
+    "load_observations",
+    "pending_specs",
+    "plot_fit",
+    "read_fit",
+    "read_plan",
+    "resolve_study",
+    "run_study",
+    "train_plan",
+    "write_atomic",
+]
+
+CONFIG_FILE, PLAN_FILE, RESULTS_FILE, FIT_FILE, FIGURES_DIR = (
+    "config.toml",
+    "plan.json",
+    "results.jsonl",
+    "fit.json",
+    "figures",
+)
+
+
+class Reporter(Protocol):
+    """What the pipeline tells the user; the CLI's implementation draws progress bars."""
+
+    def message(self, text: str) -> None: ...
+    def training_started(self, total: int, skipped: int) -> None: ...
+    def run_progress(self, spec_id: str, fraction: float, message: str | None) -> None: ...
+    def run_finished(self, result: RunResult) -> None: ...
+    def training_finished(self) -> None: ...
+
+
+class SilentReporter:
+    """A reporter that says nothing (the Python API's default)."""
+
+    def message(self, text: str) -> None: ...
+    def training_started(self, total: int, skipped: int) -> None: ...
+    def run_progress(self, spec_id: str, fraction: float, message: str | None) -> None: ...
+    def run_finished(self, result: RunResult) -> None: ...
+    def training_finished(self) -> None: ...
+
+
+@dataclass
+class Study:
+    """A study config with every plugin resolved and its options validated."""
+
+    config: StudyConfig
+    planner: Planner
+    trainer: Trainer
+    executor: Executor
+    fitter: Fitter
+    plotters: list[Plotter]
+
+    def resolved(self) -> dict[str, Any]:
+        """The full config, every option's value included (what `config.toml` records)."""
+
+        def section(plugin: Any) -> dict[str, Any]:
+            return {"name": plugin.name, **plugin.config.model_dump(mode="json", exclude_none=True)}
+
+        plot_options = self.plotters[0].config.model_dump(mode="json") if self.plotters else {}
+        return {
+            "schema_version": self.config.schema_version,
+            "planner": section(self.planner),
+            "trainer": section(self.trainer),
+            "executor": section(self.executor),
+            "fitter": section(self.fitter),
+            "plot": {"names": [p.name for p in self.plotters], **plot_options},
+        }
+
+
+def resolve_study(config: StudyConfig, host: PluginHost | None = None) -> Study:
+    """Look up every named plugin and validate its options; nothing runs yet."""
+    host = host or get_host()
+    built: dict[str, Any] = {}
+    for section, kind in SECTIONS.items():
+        options = dict(getattr(config, section))
+        built[section] = host.create(kind, options.pop("name"), options)
+    plot_options = dict(config.plot)
+    names = plot_options.pop("names")
+    plotters = [host.create("plotter", name, plot_options) for name in names]
+    return Study(config=config, plotters=plotters, **built)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a whole file so a crash leaves the old or the new one, never half of either."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_model(path: Path, model: type[BaseModel], what: str):
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise InputError(f"{what} not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {what} {path}: {exc}") from None
+    try:
+        return model.model_validate_json(text)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise InputError(
+            f"{path} is not a valid {what}: {loc + ': ' if loc else ''}{err['msg']}"
+        ) from None
+
+
+def read_plan(path: Path) -> SweepPlan:
+    return _read_model(path, SweepPlan, "plan")
+
+
+def read_fit(path: Path) -> FitResult:
+    return _read_model(path, FitResult, "fit")
+
+
+def pending_specs(
+    plan: SweepPlan, loaded: LoadedResults, retry_failed: bool
+) -> list[ExperimentSpec]:
+    """The plan's experiments that still need training: no `ok` record, and failed ones only
+    when `retry_failed`."""
+    latest = loaded.latest()
+    todo = []
+    for spec in plan.experiments:
+        record = latest.get(spec.id)
+        if record is None or (record.status == "failed" and retry_failed):
+            todo.append(spec)
+    return todo
+
+
+@dataclass
+class TrainSummary:
+    trained: int = 0
+    failed: int = 0
+    skipped: int = 0
+    failed_before: int = 0  # failed records left alone (no --retry-failed)
+    errors: list[str] = field(default_factory=list)
+
+
+def train_plan(
+    plan: SweepPlan,
+    trainer: Trainer,
+    executor: Executor,
+    results_path: Path,
+    *,
+    retry_failed: bool = False,
+    reporter: Reporter | None = None,
+    cancel: threading.Event | None = None,
+) -> TrainSummary:
+    """Train what the results file does not hold yet, appending each result as it arrives."""
+    reporter = reporter or SilentReporter()
+    store = ResultsStore(results_path)
+    loaded = store.load()
+    if loaded.torn_line:
+        reporter.message(
+            f"warning: {results_path}:{loaded.torn_line} is a torn record "
+            "(an interrupted write); ignored, that experiment will be retrained"
+        )
+    todo = pending_specs(plan, loaded, retry_failed)
+    latest = loaded.latest()
+    summary = TrainSummary(skipped=len(plan.experiments) - len(todo))
+    summary.failed_before = sum(
+        1
+        for s in plan.experiments
+        if not retry_failed and getattr(latest.get(s.id), "status", "") == "failed"
+    )
+    reporter.training_started(total=len(todo), skipped=summary.skipped)
+
+    def on_result(result: RunResult) -> None:
+        store.append(result)
+        if result.status == "ok":
+            summary.trained += 1
+        else:
+            summary.failed += 1
+            summary.errors.append(f"{result.experiment_id}: {result.error}")
+        reporter.run_finished(result)
+
+    try:
+        if todo:
+            executor.map(
+                trainer,
+                todo,
+                on_result,
+                run_dir=Path(results_path).parent,
+                cancel=cancel,
+                **({"on_progress": reporter.run_progress} if _accepts_progress(executor) else {}),
+            )
+    finally:
+        reporter.training_finished()
+    return summary
+
+
+def _accepts_progress(executor: Executor) -> bool:
+    import inspect
+
+    return "on_progress" in inspect.signature(executor.map).parameters
+
+
+def load_observations(results_path: Path, only_ids: set[str] | None = None) -> Observations:
+    """The `ok` results of a results file (optionally only those of a plan) as observations."""
+    if not Path(results_path).exists():
+        raise InputError(f"results file not found: {results_path}")
+    loaded = ResultsStore(results_path).load()
+    ok = loaded.ok()
+    if only_ids is not None:
+        ok = [r for r in ok if r.experiment_id in only_ids]
+    if not ok:
+        raise InputError(f"{results_path}: no successful results to fit")
+    return Observations.from_results(ok, source=str(results_path))
+
+
+def fit_observations(observations: Observations, fitter: Fitter) -> FitResult:
+    return fitter.fit(observations)
+
+
+def plot_fit(
+    observations: Observations, fit: FitResult, plotters: list[Plotter], out_dir: Path
+) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files: list[Path] = []
+    for plotter in plotters:
+        files.extend(plotter.plot(observations, fit, out_dir))
+    return files
+
+
+@dataclass
+class RunSummary:
+    run_dir: Path
+    plan: SweepPlan
+    training: TrainSummary
+    fit: FitResult
+    figures: list[Path]
+
+    def as_dict(self, target: float | None = None) -> dict[str, Any]:
+        largest = max(self.plan.budgets)
+        predictions = [self.fit.predict(largest).model_dump(mode="json")]
+        if target is not None:
+            predictions.append(self.fit.predict(target).model_dump(mode="json"))
+        return {
+            "run_dir": str(self.run_dir),
+            "experiments": len(self.plan.experiments),
+            "trained": self.training.trained,
+            "skipped": self.training.skipped,
+            "failed": self.training.failed + self.training.failed_before,
+            "fit": self.fit.model_dump(mode="json"),
+            "predictions": predictions,
+            "figures": [str(p) for p in self.figures],
+        }
+
+
+def run_study(
+    study: Study,
+    run_dir: Path,
+    *,
+    retry_failed: bool = False,
+    reporter: Reporter | None = None,
+    cancel: threading.Event | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> RunSummary:
+    """The whole study in `run_dir`: plan, train what is missing, fit, plot."""
+    reporter = reporter or SilentReporter()
+    stage = on_stage or reporter.message
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stage("planning")
+    plan = study.planner.plan()
+    for warning in plan.warnings:
+        reporter.message(f"plan warning: {warning}")
+    write_atomic(run_dir / CONFIG_FILE, tomli_w.dumps(study.resolved()))
+    write_atomic(run_dir / PLAN_FILE, plan.model_dump_json(indent=2))
+    stage(f"training {len(plan.experiments)} experiments with {study.trainer.name!r}")
+    training = train_plan(
+        plan,
+        study.trainer,
+        study.executor,
+        run_dir / RESULTS_FILE,
+        retry_failed=retry_failed,
+        reporter=reporter,
+        cancel=cancel,
+    )
+    stage(f"fitting with {study.fitter.name!r}")
+    observations = load_observations(run_dir / RESULTS_FILE, {s.id for s in plan.experiments})
+    fit = fit_observations(observations, study.fitter)
+    write_atomic(run_dir / FIT_FILE, fit.model_dump_json(indent=2))
+    stage("plotting")
+    figures = plot_fit(observations, fit, study.plotters, run_dir / FIGURES_DIR)
+    return RunSummary(run_dir, plan, training, fit, figures)
+
+
+def parse_plan_dict(data: dict[str, Any]) -> SweepPlan:
+    return parse_model(SweepPlan, data, "plan")

@@ -1,0 +1,234 @@
+"""The plugin host: loads `flops_fit` entry points one by one and keeps a registry per kind.
+
+Our built-ins are ordinary entry points, treated exactly like a third party's. Each entry point
+is loaded inside try/except: a broken plugin is recorded (`flops-fit plugins` shows its error)
+and never takes the others down. `FLOPS_FIT_DISABLE_PLUGINS=a,b` blocks entry points (or whole
+distributions) by name. Two classes registering one name make that name unusable, with an error
+naming both, rather than one silently shadowing the other.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+import pluggy
+from pydantic import BaseModel
+
+from . import hookspecs
+from .bases import Executor, Fitter, Planner, Plotter, PluginBase, Trainer
+from .errors import PluginError, UnknownPluginError
+
+__all__ = ["KINDS", "LoadError", "PluginHost", "PluginRecord", "get_host", "reset_host"]
+
+#: kind -> (register hook, base class)
+KINDS: dict[str, tuple[str, type[PluginBase]]] = {
+    "planner": ("flops_fit_register_planners", Planner),
+    "trainer": ("flops_fit_register_trainers", Trainer),
+    "fitter": ("flops_fit_register_fitters", Fitter),
+    "plotter": ("flops_fit_register_plotters", Plotter),
+    "executor": ("flops_fit_register_executors", Executor),
+}
+DISABLE_ENV = "FLOPS_FIT_DISABLE_PLUGINS"
+
+
+@dataclass(frozen=True)
+class PluginRecord:
+    """One registered class and where it came from."""
+
+    kind: str
+    name: str
+    cls: type[PluginBase]
+    plugin: str  # the entry point (or registration) name
+    distribution: str
+    version: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "class": f"{self.cls.__module__}.{self.cls.__qualname__}",
+            "entry_point": self.plugin,
+        }
+
+
+@dataclass(frozen=True)
+class LoadError:
+    """A plugin (or one of its hooks) that failed; reported, never fatal for the others."""
+
+    plugin: str
+    distribution: str
+    error: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"plugin": self.plugin, "distribution": self.distribution, "error": self.error}
+
+
+def _disabled() -> set[str]:
+    return {name.strip() for name in os.environ.get(DISABLE_ENV, "").split(",") if name.strip()}
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".strip()
+
+
+class PluginHost:
+    """Discovers plugins and answers `get(kind, name)`.
+
+    `PluginHost()` loads the `flops_fit` entry points; `PluginHost(load_entry_points=False)`
+    starts empty, for tests that `register()` plugin objects by hand.
+    """
+
+    def __init__(self, load_entry_points: bool = True):
+        self.pm = pluggy.PluginManager("flops_fit")
+        self.pm.add_hookspecs(hookspecs)
+        self.errors: list[LoadError] = []
+        self._origin: dict[str, tuple[str, str]] = {}  # plugin name -> (distribution, version)
+        self._registry: dict[str, dict[str, list[PluginRecord]]] | None = None
+        if load_entry_points:
+            self.load_entry_points()
+
+    # -- discovery -------------------------------------------------------------------------
+    def load_entry_points(self, group: str = "flops_fit") -> None:
+        blocked = _disabled()
+        for ep in sorted(entry_points(group=group), key=lambda e: e.name):
+            dist = ep.dist.name if ep.dist else "unknown"
+            version = ep.dist.version if ep.dist else "unknown"
+            if ep.name in blocked or dist in blocked:
+                continue
+            try:
+                obj = ep.load()
+            except Exception as exc:  # a broken plugin must not take the others down
+                self.errors.append(LoadError(ep.name, dist, _describe(exc)))
+                continue
+            self.register(obj, name=ep.name, distribution=dist, version=version)
+
+    def register(self, plugin: Any, name: str, distribution: str = "local", version: str = "0"):
+        """Register a plugin object (a module or any object with hookimpls)."""
+        if self.pm.has_plugin(name) or self.pm.is_registered(plugin):
+            self.errors.append(LoadError(name, distribution, "registered twice; second ignored"))
+            return
+        try:
+            self.pm.register(plugin, name=name)
+        except Exception as exc:  # e.g. a hookimpl whose signature matches no hookspec
+            self.errors.append(LoadError(name, distribution, _describe(exc)))
+            return
+        self._origin[name] = (distribution, version)
+        self._registry = None
+
+    # -- registries ------------------------------------------------------------------------
+    def _build(self) -> dict[str, dict[str, list[PluginRecord]]]:
+        registry: dict[str, dict[str, list[PluginRecord]]] = {kind: {} for kind in KINDS}
+        for kind, (hook_name, base) in KINDS.items():
+            hook = getattr(self.pm.hook, hook_name)
+            for impl in reversed(hook.get_hookimpls()):  # registration order
+                plugin = self.pm.get_name(impl.plugin) or "?"
+                dist, version = self._origin.get(plugin, ("local", "0"))
+                try:
+                    classes = list(impl.function() or [])
+                except Exception as exc:
+                    self.errors.append(LoadError(plugin, dist, f"{hook_name}: {_describe(exc)}"))
+                    continue
+                for cls in classes:
+                    problem = self._check_class(cls, base)
+                    if problem:
+                        self.errors.append(LoadError(plugin, dist, f"{hook_name}: {problem}"))
+                        continue
+                    if cls.version == "unknown":
+                        cls.version = version
+                    record = PluginRecord(kind, cls.name, cls, plugin, dist, version)
+                    registry[kind].setdefault(cls.name, []).append(record)
+        for kind, names in registry.items():
+            for name, records in names.items():
+                if len(records) > 1:
+                    self.errors.append(
+                        LoadError(
+                            records[1].plugin,
+                            records[1].distribution,
+                            self._duplicate(kind, name, records),
+                        )
+                    )
+        return registry
+
+    @staticmethod
+    def _check_class(cls: Any, base: type[PluginBase]) -> str | None:
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            return f"{cls!r} is not a subclass of {base.__module__}.{base.__name__}"
+        if not isinstance(getattr(cls, "name", None), str) or not cls.name:
+            return f"{cls.__qualname__} has no `name`"
+        config = getattr(cls, "Config", None)
+        if not (isinstance(config, type) and issubclass(config, BaseModel)):
+            return f"{cls.__qualname__}.Config is not a pydantic model"
+        return None
+
+    @staticmethod
+    def _duplicate(kind: str, name: str, records: list[PluginRecord]) -> str:
+        both = " and ".join(
+            f"{r.cls.__module__}.{r.cls.__qualname__} ({r.distribution})" for r in records
+        )
+        return f"{kind} name {name!r} is registered by {both}"
+
+    @property
+    def registry(self) -> dict[str, dict[str, list[PluginRecord]]]:
+        if self._registry is None:
+            self._registry = self._build()
+        return self._registry
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.registry[kind])
+
+    def get(self, kind: str, name: str) -> type[PluginBase]:
+        """The class registered as `name`, or a one-line error listing what is available."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown plugin kind {kind!r}")
+        records = self.registry[kind].get(name)
+        if not records:
+            raise UnknownPluginError(kind, name, self.names(kind))
+        if len(records) > 1:
+            raise PluginError(self._duplicate(kind, name, records))
+        return records[0].cls
+
+    def create(self, kind: str, name: str, options: dict[str, Any] | None = None) -> PluginBase:
+        """An instance of `name` built from its options (validated against its `Config`)."""
+        return self.get(kind, name)(options or {})
+
+    def records(self) -> list[PluginRecord]:
+        out = [r for names in self.registry.values() for rs in names.values() for r in rs]
+        return sorted(out, key=lambda r: (r.kind, r.name, r.distribution))
+
+    def add_commands(self, cli: Any) -> None:
+        """Let plugins add click commands; one that fails or clashes is recorded, not fatal."""
+        hook = self.pm.hook.flops_fit_register_commands
+        for impl in reversed(hook.get_hookimpls()):
+            plugin = self.pm.get_name(impl.plugin) or "?"
+            dist = self._origin.get(plugin, ("local", "0"))[0]
+            before = dict(cli.commands)
+            try:
+                impl.function(cli=cli)
+            except Exception as exc:
+                self.errors.append(LoadError(plugin, dist, f"commands: {_describe(exc)}"))
+            clobbered = [n for n, c in before.items() if cli.commands.get(n) is not c]
+            for name in clobbered:
+                cli.commands[name] = before[name]
+                self.errors.append(LoadError(plugin, dist, f"command {name!r} already exists"))
+
+
+_HOST: PluginHost | None = None
+
+
+def get_host() -> PluginHost:
+    """The process-wide host, loaded on first use."""
+    global _HOST
+    if _HOST is None:
+        _HOST = PluginHost()
+    return _HOST
+
+
+def reset_host(host: PluginHost | None = None) -> None:
+    """Replace (or drop) the process-wide host; tests use it to install a hand-built one."""
+    global _HOST
+    _HOST = host

@@ -1,0 +1,310 @@
+"""Contract test suites, one mixin per hookspec, in the style of fsspec's abstract tests.
+
+A plugin's test file subclasses the mixin and provides two fixtures::
+
+    from flops_fit_core.testing import TrainerContract
+
+    class TestMyTrainer(TrainerContract):
+        @pytest.fixture
+        def plugin(self):
+            return MyTrainer
+
+        @pytest.fixture
+        def plugin_config(self):
+            return {"seed": 0}
+
+Each contract checks behaviour, not shape: a trainer's counted FLOPs, a fitter recovering a
+known exponent within its own interval, an executor surviving a failing run.
+"""
+
+from __future__ import annotations
+
+import pickle
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ..bases import Executor, Fitter, Planner, Plotter, PluginBase, Trainer, TrainerContext
+from ..errors import ConfigError, InputError, TrainingCancelled
+from ..schemas import FitResult, Observations, PluginConfig, RunResult, SweepPlan
+from .synthetic import CHINCHILLA, isoflop_observations, truth_fit
+from .trainers import EchoTrainer, tiny_specs
+
+__all__ = [
+    "CommandsContract",
+    "ExecutorContract",
+    "FitterContract",
+    "PlannerContract",
+    "PlotterContract",
+    "TrainerContract",
+]
+
+UNKNOWN_KEY = "surely_not_an_option_xyz"
+
+
+class _PluginContract:
+    """What every registered class owes: a name, a strict Config, a rejected unknown key."""
+
+    base: type[PluginBase] = PluginBase
+
+    @pytest.fixture
+    def plugin_config(self) -> dict:
+        return {}
+
+    def test_is_a_named_plugin_with_a_strict_config(self, plugin):
+        assert issubclass(plugin, self.base)
+        assert isinstance(plugin.name, str) and plugin.name
+        assert issubclass(plugin.Config, PluginConfig)
+        assert plugin.Config.model_config.get("extra") == "forbid"
+
+    def test_rejects_an_unknown_config_key(self, plugin, plugin_config):
+        with pytest.raises(ConfigError, match=UNKNOWN_KEY):
+            plugin({**plugin_config, UNKNOWN_KEY: 1})
+
+
+class PlannerContract(_PluginContract):
+    """Fixtures: `plugin` (the planner class), `plugin_config`. Flag: `budget_tolerance`."""
+
+    base = Planner
+    budget_tolerance = 0.01
+
+    @pytest.fixture
+    def plan(self, plugin, plugin_config) -> SweepPlan:
+        return plugin(plugin_config).plan()
+
+    def test_plans_experiments(self, plan, plugin):
+        assert isinstance(plan, SweepPlan)
+        assert plan.experiments
+        assert plan.planner == plugin.name
+
+    def test_is_deterministic(self, plan, plugin, plugin_config):
+        again = plugin(plugin_config).plan()
+        assert [s.id for s in again.experiments] == [s.id for s in plan.experiments]
+
+    def test_records_the_real_parameter_count(self, plan):
+        for spec in plan.experiments:
+            assert spec.params == spec.shape.params(spec.conventions.params)
+            assert spec.conventions == plan.conventions
+
+    def test_tokens_spend_the_budget(self, plan):
+        for spec in plan.experiments:
+            spent = spec.tokens * spec.flops_per_token
+            assert abs(spent - spec.budget) <= self.budget_tolerance * spec.budget, spec.id
+
+    def test_round_trips_through_json(self, plan):
+        again = SweepPlan.model_validate_json(plan.model_dump_json())
+        assert [s.id for s in again.experiments] == [s.id for s in plan.experiments]
+
+
+class TrainerContract(_PluginContract):
+    """Fixtures: `plugin`, `plugin_config`, optionally `spec` (default: a tiny model).
+    Flag: `flops_tolerance` (relative)."""
+
+    base = Trainer
+    flops_tolerance = 0.01
+
+    @pytest.fixture
+    def spec(self):
+        return tiny_specs(1)[0]
+
+    @pytest.fixture
+    def trainer(self, plugin, plugin_config) -> Trainer:
+        return plugin(plugin_config)
+
+    @pytest.fixture
+    def context(self, tmp_path) -> TrainerContext:
+        return TrainerContext(run_dir=tmp_path, checkpoint_dir=tmp_path / "checkpoints" / "x")
+
+    @pytest.fixture
+    def result(self, trainer, spec, context) -> RunResult:
+        return trainer.train(spec, context)
+
+    def test_trains_to_a_finite_loss(self, result, spec):
+        assert result.status == "ok"
+        assert result.experiment_id == spec.id
+        assert np.isfinite(result.loss) and result.loss > 0
+
+    def test_trains_the_planned_tokens_and_counts_flops(self, result, spec):
+        tol = self.flops_tolerance
+        assert abs(result.tokens_trained - spec.tokens) <= tol * spec.tokens
+        assert abs(result.flops_exact - result.tokens_trained * spec.shape.flops_per_token) <= (
+            tol * result.flops_exact
+        )
+        assert abs(result.flops - spec.flops) <= tol * spec.flops
+        assert result.flops_6n == pytest.approx(6 * spec.params * result.tokens_trained, rel=tol)
+
+    def test_names_itself_in_the_result(self, result, plugin):
+        assert result.trainer.name == plugin.name
+
+    def test_honours_cancellation(self, trainer, spec, context):
+        context.cancel_event.set()
+        with pytest.raises(TrainingCancelled):
+            trainer.train(spec, context)
+
+    def test_is_deterministic_when_it_says_so(self, plugin, plugin_config, spec, context, result):
+        if not plugin.deterministic:
+            pytest.skip(f"{plugin.name} does not claim determinism")
+        again = plugin(plugin_config).train(spec, context)
+        assert again.loss == result.loss
+
+    def test_survives_pickling(self, trainer):
+        clone = pickle.loads(pickle.dumps(trainer))
+        assert clone.config == trainer.config
+
+
+def _synthetic(seed: int = 0) -> Observations:
+    return isoflop_observations(
+        budgets=np.geomspace(1e18, 1e22, 6), sizes_per_budget=15, span=8.0, noise=0.003, seed=seed
+    )
+
+
+class FitterContract(_PluginContract):
+    """Fixtures: `plugin`, `plugin_config`, optionally `observations` (default: Chinchilla's
+    law, 6 budgets x 15 sizes over 1/8x-8x, 0.3% noise). Flag: `exponent_tolerance`."""
+
+    base = Fitter
+    exponent_tolerance = 0.05
+
+    @pytest.fixture
+    def observations(self) -> Observations:
+        return _synthetic()
+
+    @pytest.fixture
+    def fit(self, plugin, plugin_config, observations) -> FitResult:
+        return plugin(plugin_config).fit(observations)
+
+    def test_recovers_the_true_exponent_within_its_interval(self, fit):
+        law = fit.laws["n_opt"]
+        assert abs(law.exponent - CHINCHILLA.a) <= self.exponent_tolerance
+        if law.exponent_interval is not None:
+            lo, hi = law.exponent_interval
+            assert lo <= CHINCHILLA.a <= hi, (lo, CHINCHILLA.a, hi)
+
+    def test_names_itself_and_records_settings_and_conventions(self, fit, plugin, observations):
+        assert fit.fitter == plugin.name
+        assert isinstance(fit.settings, dict)
+        assert fit.conventions == observations.conventions
+
+    def test_predicts_the_same_after_a_json_round_trip(self, fit):
+        again = FitResult.model_validate_json(fit.model_dump_json())
+        c = 1e24
+        assert again.predict(c) == fit.predict(c)
+        assert fit.predict(c).params.value == pytest.approx(fit.laws["n_opt"].predict(c))
+
+    def test_reports_itself_readably(self, fit, plugin):
+        report = fit.report()
+        assert plugin.name in report and "n_opt" in report
+
+    def test_refuses_two_budgets(self, plugin, plugin_config):
+        two = isoflop_observations(budgets=(1e18, 1e19), sizes_per_budget=7)
+        with pytest.raises(InputError):
+            plugin(plugin_config).fit(two)
+
+
+class PlotterContract(_PluginContract):
+    """Fixtures: `plugin`, `plugin_config`, optionally `observations` and `fit`."""
+
+    base = Plotter
+
+    @pytest.fixture
+    def observations(self) -> Observations:
+        return isoflop_observations()
+
+    @pytest.fixture
+    def fit(self) -> FitResult:
+        return truth_fit()
+
+    @pytest.fixture
+    def files(self, plugin, plugin_config, observations, fit, tmp_path) -> list[Path]:
+        return plugin(plugin_config).plot(observations, fit, tmp_path / "figures")
+
+    def test_writes_nonempty_files_in_each_format(self, files, plugin, plugin_config, tmp_path):
+        formats = set(plugin(plugin_config).config.formats)
+        assert files
+        assert {p.suffix.lstrip(".") for p in files} == formats
+        for path in files:
+            assert path.is_file() and path.stat().st_size > 0
+            assert path.resolve().is_relative_to((tmp_path / "figures").resolve())
+
+    def test_leaves_global_matplotlib_state_alone(
+        self, plugin, plugin_config, observations, fit, tmp_path
+    ):
+        mpl = pytest.importorskip("matplotlib")
+        before = dict(mpl.rcParams)
+        backend = mpl.get_backend()
+        plugin(plugin_config).plot(observations, fit, tmp_path / "again")
+        assert dict(mpl.rcParams) == before
+        assert mpl.get_backend() == backend
+
+
+class ExecutorContract(_PluginContract):
+    """Fixtures: `plugin`, `plugin_config`. Trains `EchoTrainer` over tiny specs."""
+
+    base = Executor
+
+    @pytest.fixture
+    def executor(self, plugin, plugin_config) -> Executor:
+        return plugin(plugin_config)
+
+    def _map(self, executor, specs, tmp_path, cancel=None):
+        delivered: list[tuple[RunResult, str]] = []
+        executor.map(
+            EchoTrainer(),
+            specs,
+            lambda r: delivered.append((r, threading.current_thread().name)),
+            run_dir=tmp_path,
+            cancel=cancel,
+        )
+        return delivered
+
+    def test_delivers_every_result_once(self, executor, tmp_path):
+        specs = tiny_specs(5)
+        delivered = self._map(executor, specs, tmp_path)
+        assert sorted(r.experiment_id for r, _ in delivered) == sorted(s.id for s in specs)
+        assert all(r.status == "ok" for r, _ in delivered)
+
+    def test_delivers_results_in_the_calling_thread(self, executor, tmp_path):
+        caller = threading.current_thread().name
+        delivered = self._map(executor, tiny_specs(2), tmp_path)
+        assert {thread for _, thread in delivered} == {caller}
+
+    def test_a_failing_run_is_recorded_and_the_sweep_goes_on(self, executor, tmp_path):
+        specs = tiny_specs(4, fail=(1,))
+        by_id = {r.experiment_id: r for r, _ in self._map(executor, specs, tmp_path)}
+        assert len(by_id) == 4
+        assert by_id[specs[1].id].status == "failed"
+        assert "asked to fail" in by_id[specs[1].id].error
+        assert all(by_id[s.id].status == "ok" for i, s in enumerate(specs) if i != 1)
+
+    def test_a_cancelled_sweep_trains_nothing_more(self, executor, tmp_path):
+        cancel = threading.Event()
+        cancel.set()
+        assert self._map(executor, tiny_specs(3), tmp_path, cancel=cancel) == []
+
+
+class CommandsContract:
+    """Fixture: `plugin`, an object implementing `flops_fit_register_commands`."""
+
+    def test_adds_documented_commands_without_clobbering(self, plugin):
+        import click
+        from click.testing import CliRunner
+
+        @click.group()
+        def group():
+            """test group"""
+
+        @group.command()
+        def existing():
+            """an existing command"""
+
+        original = group.commands["existing"]
+        plugin.flops_fit_register_commands(cli=group)
+        added = set(group.commands) - {"existing"}
+        assert added, "the hook added no command"
+        assert group.commands["existing"] is original
+        for name in added:
+            assert group.commands[name].help, f"command {name!r} has no help"
+            result = CliRunner().invoke(group, [name, "--help"])
+            assert result.exit_code == 0, result.output

@@ -1,0 +1,115 @@
+"""Synthetic scaling-law data with a known truth, for contract tests and plugin tests.
+
+The truth is Chinchilla's Approach-3 law L(N, D) = E + A/N^alpha + B/D^beta with C = 6ND, whose
+compute-optimal allocation is known in closed form: N*(C) = G (C/6)^a, D*(C) = (C/6)^b / G,
+a = beta/(alpha+beta), b = alpha/(alpha+beta), G = (alpha A / (beta B))^(1/(alpha+beta)).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..schemas import Conventions, Estimate, FitResult, Observations, Optimum, PowerLaw
+
+__all__ = ["CHINCHILLA", "Law", "isoflop_observations", "truth_fit"]
+
+
+@dataclass(frozen=True)
+class Law:
+    """L(N, D) = E + A/N^alpha + B/D^beta and its exact compute-optimal frontier."""
+
+    E: float = 1.69
+    A: float = 406.4
+    B: float = 410.7
+    alpha: float = 0.34
+    beta: float = 0.28
+
+    @property
+    def a(self) -> float:
+        """Exponent of N*(C)."""
+        return self.beta / (self.alpha + self.beta)
+
+    @property
+    def b(self) -> float:
+        """Exponent of D*(C)."""
+        return self.alpha / (self.alpha + self.beta)
+
+    @property
+    def G(self) -> float:
+        return (self.alpha * self.A / (self.beta * self.B)) ** (1 / (self.alpha + self.beta))
+
+    def loss(self, n, d):
+        return self.E + self.A / np.power(n, self.alpha) + self.B / np.power(d, self.beta)
+
+    def n_opt(self, c):
+        return self.G * np.power(np.asarray(c, dtype=float) / 6, self.a)
+
+    def d_opt(self, c):
+        return np.power(np.asarray(c, dtype=float) / 6, self.b) / self.G
+
+    def loss_opt(self, c):
+        return self.loss(self.n_opt(c), self.d_opt(c))
+
+
+CHINCHILLA = Law()
+
+
+def isoflop_observations(
+    budgets=(1e18, 1e19, 1e20, 1e21, 1e22),
+    sizes_per_budget: int = 7,
+    span: float = 8.0,
+    noise: float = 0.01,
+    seed: int = 0,
+    law: Law = CHINCHILLA,
+) -> Observations:
+    """An IsoFLOP grid centred on the true optimum: per budget N = N*(C) * span^[-1..1],
+    D = C / (6N), loss = L(N, D) * exp(noise * z)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c in budgets:
+        for n in law.n_opt(c) * span ** np.linspace(-1, 1, sizes_per_budget):
+            d = c / (6 * n)
+            rows.append((c, n, d, c, law.loss(n, d) * np.exp(noise * rng.standard_normal())))
+    budget, params, tokens, compute, loss = (np.array(col) for col in zip(*rows, strict=True))
+    return Observations(
+        budget=budget,
+        params=params,
+        tokens=tokens,
+        compute=compute,
+        loss=loss,
+        ids=tuple(f"s{i:04d}" for i in range(len(rows))),
+        conventions=Conventions(params="total", flops="6n"),
+        source="synthetic",
+    )
+
+
+def truth_fit(budgets=(1e18, 1e19, 1e20, 1e21, 1e22), law: Law = CHINCHILLA) -> FitResult:
+    """The exact answer for `law` as a FitResult (for plotter tests: no fitter involved)."""
+
+    def exact(exponent: float, coefficient: float) -> PowerLaw:
+        return PowerLaw(coefficient=coefficient, exponent=exponent, r2=1.0, n_points=len(budgets))
+
+    c = np.asarray(budgets, dtype=float)
+    optima = [
+        Optimum(
+            budget=float(ci),
+            params=Estimate(value=float(law.n_opt(ci))),
+            tokens=Estimate(value=float(law.d_opt(ci))),
+            loss=Estimate(value=float(law.loss_opt(ci))),
+            n_runs=0,
+        )
+        for ci in c
+    ]
+    slope, intercept = np.polyfit(np.log(c), np.log(law.loss_opt(c)), 1)
+    return FitResult(
+        fitter="truth",
+        conventions=Conventions(params="total", flops="6n"),
+        laws={
+            "n_opt": exact(law.a, law.G * 6**-law.a),
+            "d_opt": exact(law.b, 6**-law.b / law.G),
+            "loss_opt": PowerLaw(coefficient=float(np.exp(intercept)), exponent=float(slope)),
+        },
+        optima=optima,
+    )
