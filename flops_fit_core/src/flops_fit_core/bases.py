@@ -7,11 +7,18 @@ is a plain picklable object that an executor can ship to a worker process.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from importlib.metadata import (
+    PackageNotFoundError,
+    entry_points,
+    packages_distributions,
+    version,
+)
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -40,14 +47,37 @@ __all__ = [
 ]
 
 
+@functools.cache
+def _module_versions() -> dict[str, str]:
+    """Top-level module -> version of the distribution that installs it."""
+    found: dict[str, str] = {}
+    for ep in entry_points(group="flops_fit"):  # editable installs list no modules otherwise
+        if ep.dist is not None:
+            found.setdefault(ep.value.split(".")[0].split(":")[0], ep.dist.version)
+    for module, dists in packages_distributions().items():
+        try:
+            found.setdefault(module, version(dists[0]))
+        except PackageNotFoundError:  # pragma: no cover - broken metadata
+            continue
+    return found
+
+
+class _VersionFromDistribution:
+    """`cls.version`: the version of the distribution that ships the class, looked up in any
+    process (a worker process re-imports classes, so nothing set at registration survives)."""
+
+    def __get__(self, obj: Any, cls: type) -> str:
+        return _module_versions().get(cls.__module__.split(".")[0], "unknown")
+
+
 class PluginBase:
     """What every registered class has: a `name`, a `Config` and a validated `config`."""
 
     kind: ClassVar[str] = "plugin"
     name: ClassVar[str]
     Config: ClassVar[type[PluginConfig]] = PluginConfig
-    #: Filled by the plugin host from the distribution that registered the class.
-    version: ClassVar[str] = "unknown"
+    #: The version of the distribution that ships the class (a plugin may override it).
+    version: ClassVar[str] = _VersionFromDistribution()  # type: ignore[assignment]
 
     def __init__(self, config: PluginConfig | Mapping[str, Any] | None = None):
         if isinstance(config, self.Config):
@@ -168,7 +198,13 @@ class Executor(PluginBase):
         *,
         run_dir: Path,
         cancel: threading.Event | None = None,
+        on_progress: Callable[[str, float, str | None], None] | None = None,
     ) -> None:
+        """Train every spec; call `on_result` here, in the caller's thread, as each arrives.
+
+        Stop starting new specs once `cancel` is set. `on_progress(spec_id, fraction, message)`
+        relays a trainer's progress where the executor can.
+        """
         raise NotImplementedError
 
     @staticmethod

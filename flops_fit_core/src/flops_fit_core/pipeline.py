@@ -191,10 +191,10 @@ def train_plan(
     reporter = reporter or SilentReporter()
     store = ResultsStore(results_path)
     loaded = store.load()
-    if loaded.torn_line:
+    for number in loaded.torn_lines:
         reporter.message(
-            f"warning: {results_path}:{loaded.torn_line} is a torn record "
-            "(an interrupted write); ignored, that experiment will be retrained"
+            f"warning: {results_path}:{number} is a torn record (an interrupted write); "
+            "skipped, its experiment will be trained again"
         )
     todo = pending_specs(plan, loaded, retry_failed)
     latest = loaded.latest()
@@ -228,12 +228,6 @@ def train_plan(
     finally:
         reporter.training_finished()
     return summary
-
-
-def _accepts_progress(executor: Executor) -> bool:
-    import inspect
-
-    return "on_progress" in inspect.signature(executor.map).parameters
 
 
 def load_observations(results_path: Path, only_ids: set[str] | None = None) -> Observations:

@@ -125,7 +125,7 @@ class PluginHost:
         registry: dict[str, dict[str, list[PluginRecord]]] = {kind: {} for kind in KINDS}
         for kind, (hook_name, base) in KINDS.items():
             hook = getattr(self.pm.hook, hook_name)
-            for impl in reversed(hook.get_hookimpls()):  # registration order
+            for impl in hook.get_hookimpls():  # registration order
                 plugin = self.pm.get_name(impl.plugin) or "?"
                 dist, version = self._origin.get(plugin, ("local", "0"))
                 try:
@@ -138,8 +138,6 @@ class PluginHost:
                     if problem:
                         self.errors.append(LoadError(plugin, dist, f"{hook_name}: {problem}"))
                         continue
-                    if cls.version == "unknown":
-                        cls.version = version
                     record = PluginRecord(kind, cls.name, cls, plugin, dist, version)
                     registry[kind].setdefault(cls.name, []).append(record)
         for kind, names in registry.items():
@@ -203,7 +201,7 @@ class PluginHost:
     def add_commands(self, cli: Any) -> None:
         """Let plugins add click commands; one that fails or clashes is recorded, not fatal."""
         hook = self.pm.hook.flops_fit_register_commands
-        for impl in reversed(hook.get_hookimpls()):
+        for impl in hook.get_hookimpls():
             plugin = self.pm.get_name(impl.plugin) or "?"
             dist = self._origin.get(plugin, ("local", "0"))[0]
             before = dict(cli.commands)

@@ -1,9 +1,11 @@
 """The results store: `results.jsonl`, append-only, one `RunResult` a line.
 
 Each append takes a file lock, writes one line, flushes and fsyncs: a `kill -9` at any moment
-loses at most the experiment in flight. Nothing ever rewrites the file. Loading tolerates a torn
-last line (reported, the rest kept); the last `ok` record of an id wins; failed records are kept
-for the record and retried only when asked.
+loses at most the experiment in flight. Nothing ever rewrites the file. A write cut short by a
+crash leaves a torn record (truncated JSON); the next append starts a fresh line after it, so a
+torn record may sit anywhere: loading skips and reports torn records and keeps the rest, while
+any other malformed line is an error naming it. The last `ok` record of an id wins; failed
+records are kept for the record and retried only when asked.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ class LoadedResults:
     """Every record in file order, plus the verdict per experiment id."""
 
     records: list[RunResult] = field(default_factory=list)
-    torn_line: int | None = None  # 1-based number of a torn last line that was skipped
+    torn_lines: list[int] = field(default_factory=list)  # 1-based numbers of skipped torn records
 
     def latest(self) -> dict[str, RunResult]:
         """Per id the last `ok` record, or the last failed one if it never succeeded."""
@@ -73,8 +75,8 @@ class ResultsStore:
             self.append(result)
 
     def load(self) -> LoadedResults:
-        """Read every record; a torn last line is skipped and reported, any other bad line
-        is an InputError naming it."""
+        """Read every record; torn records are skipped and reported, any other bad line is an
+        InputError naming it."""
         if not self.path.exists():
             return LoadedResults()
         try:
@@ -92,20 +94,27 @@ class ResultsStore:
         except ValidationError:
             pass
         records: list[RunResult] = []
-        torn = None
-        last_number = numbered[-1][0]
-        ends_cleanly = data.endswith(b"\n")
+        torn: list[int] = []
         for number, line in numbered:
             try:
                 records.append(RunResult.model_validate_json(line))
             except ValidationError as exc:
-                if number == last_number and not ends_cleanly:
-                    torn = number
-                    continue
                 problem = exc.errors()[0]
+                if _is_torn(problem, line):
+                    torn.append(number)
+                    continue
                 where = ".".join(str(p) for p in problem["loc"])
                 raise InputError(
                     f"{self.path}:{number}: not a valid result record"
                     + (f" ({where}: {problem['msg']})" if where else f" ({problem['msg']})")
                 ) from None
         return LoadedResults(records, torn)
+
+
+def _is_torn(problem: dict, line: bytes) -> bool:
+    """A record cut short by a crash: JSON that starts like ours and ends mid-way."""
+    return (
+        problem["type"] == "json_invalid"
+        and "EOF while parsing" in problem["msg"]
+        and line.startswith(b'{"schema_version"')
+    )

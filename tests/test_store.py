@@ -1,0 +1,106 @@
+"""The append-only results store (DESIGN section 6)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from flops_fit_core import InputError, RunResult, TrainerInfo
+from flops_fit_core.store import ResultsStore
+from flops_fit_core.testing import tiny_specs
+
+INFO = TrainerInfo(name="t", version="1")
+
+
+def ok(spec, loss=3.0):
+    return RunResult.success(spec, INFO, loss=loss, tokens_trained=spec.tokens)
+
+
+def test_appends_and_reads_back(tmp_path):
+    store = ResultsStore(tmp_path / "results.jsonl")
+    specs = tiny_specs(3)
+    for s in specs:
+        store.append(ok(s))
+    loaded = store.load()
+    assert [r.experiment_id for r in loaded.records] == [s.id for s in specs]
+    assert loaded.torn_lines == []
+
+
+def test_last_ok_record_wins_and_failures_are_kept(tmp_path):
+    store = ResultsStore(tmp_path / "results.jsonl")
+    a, b = tiny_specs(2)
+    store.append(RunResult.failure(a, INFO, "boom"))
+    store.append(ok(a, 3.0))
+    store.append(ok(a, 2.5))
+    store.append(RunResult.failure(a, INFO, "later failure does not hide the success"))
+    store.append(RunResult.failure(b, INFO, "boom"))
+    loaded = store.load()
+    assert len(loaded.records) == 5
+    assert loaded.latest()[a.id].loss == 2.5
+    assert [r.experiment_id for r in loaded.failed()] == [b.id]
+
+
+def test_a_torn_last_line_is_reported_and_the_rest_kept(tmp_path):
+    path = tmp_path / "results.jsonl"
+    store = ResultsStore(path)
+    specs = tiny_specs(3)
+    store.append(ok(specs[0]))
+    store.append(ok(specs[1]))
+    full = ok(specs[2]).model_dump_json()
+    with open(path, "a") as fh:
+        fh.write(full[: len(full) // 2])  # a kill -9 mid-write
+    loaded = store.load()
+    assert loaded.torn_lines == [3]
+    assert [r.experiment_id for r in loaded.records] == [specs[0].id, specs[1].id]
+    # The next append starts a fresh line: the torn record stays reported, nothing is lost.
+    store.append(ok(specs[2]))
+    again = store.load()
+    assert again.torn_lines == [3]
+    assert set(again.latest()) == {s.id for s in specs}
+
+
+def test_a_corrupt_middle_line_is_an_error_naming_it(tmp_path):
+    path = tmp_path / "results.jsonl"
+    store = ResultsStore(path)
+    store.append(ok(tiny_specs(1)[0]))
+    with open(path, "a") as fh:
+        fh.write("{not json}\n")
+    store.append(ok(tiny_specs(2)[1]))
+    with pytest.raises(InputError, match=r"results.jsonl:2"):
+        store.load()
+
+
+def test_appending_never_rewrites_earlier_bytes(tmp_path):
+    path = tmp_path / "results.jsonl"
+    store = ResultsStore(path)
+    specs = tiny_specs(3)
+    store.append(ok(specs[0]))
+    before = path.read_bytes()
+    store.append(ok(specs[1]))
+    assert path.read_bytes().startswith(before)
+
+
+WRITER = """
+import sys
+from flops_fit_core import RunResult, TrainerInfo
+from flops_fit_core.store import ResultsStore
+from flops_fit_core.testing import tiny_specs
+store, start = ResultsStore(sys.argv[1]), int(sys.argv[2])
+for spec in tiny_specs(40)[start : start + 20]:
+    store.append(RunResult.success(spec, TrainerInfo(name="t"), loss=3.0, tokens_trained=1))
+"""
+
+
+def test_concurrent_writers_interleave_whole_lines(tmp_path):
+    path = tmp_path / "results.jsonl"
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(s)]) for s in (0, 20)]
+    assert [p.wait(60) for p in procs] == [0, 0]
+    loaded = ResultsStore(path).load()
+    assert loaded.torn_lines == []
+    assert len(loaded.latest()) == 40
+
+
+def test_missing_file_is_empty(tmp_path):
+    assert ResultsStore(tmp_path / "none.jsonl").load().records == []
