@@ -362,12 +362,15 @@ def config_validate(config_path, preset, overrides):
     click.echo("config is valid")
 
 
+_COMMANDS_ADDED = False
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the CLI and turns every error into one line and an exit code."""
-    try:
+    global _COMMANDS_ADDED
+    if not _COMMANDS_ADDED:  # once per process: main() may run many times in one (tests)
+        _COMMANDS_ADDED = True
         get_host().add_commands(cli)
-    except Exception as exc:  # pragma: no cover - add_commands records its own errors
-        print(f"warning: plugin commands unavailable: {exc}", file=sys.stderr)
     verbose = any(a in ("-v", "--verbose") for a in (argv if argv is not None else sys.argv[1:]))
     try:
         code = cli.main(args=argv, prog_name="flops-fit", standalone_mode=False)

@@ -223,7 +223,7 @@ def train_plan(
                 on_result,
                 run_dir=Path(results_path).parent,
                 cancel=cancel,
-                **({"on_progress": reporter.run_progress} if _accepts_progress(executor) else {}),
+                on_progress=reporter.run_progress,
             )
     finally:
         reporter.training_finished()

@@ -1,0 +1,103 @@
+"""Every bad input: one line on stderr naming the problem, exit 2, no traceback, nothing lost."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.clirunner import flops_fit
+
+
+def assert_one_line_error(outcome, *needles, code=2):
+    assert outcome.code == code, (outcome.code, outcome.err)
+    lines = [ln for ln in outcome.err.splitlines() if ln.strip()]
+    assert len(lines) == 1, outcome.err
+    assert lines[0].startswith("Error: ")
+    assert "Traceback" not in outcome.err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """A finished mock study to break things against."""
+    from flops_fit_core.cli import main
+
+    out = tmp_path_factory.mktemp("study") / "run"
+    assert main(["-q", "run", "--preset", "mock", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["--set", "trainer.name=nope"], ["Unknown trainer 'nope'. Available: mock"]),
+        (["--set", "fitter.name=nope"], ["Unknown fitter 'nope'. Available: empirical"]),
+        (["--set", "executor.name=ray"], ["Unknown executor 'ray'. Available: process, serial"]),
+        (["--set", "trainer.bogus=1"], ["trainer 'mock'", "unknown key 'bogus'"]),
+        (["--set", "planner.n_budgets=zero"], ["planner 'isoflop'", "n_budgets"]),
+        (["--set", "bogus.key=1"], ["unknown key 'bogus'"]),
+        (["--set", "novalue"], ["key=value"]),
+        (["--preset", "nope"], ["Unknown preset 'nope'. Available: mock"]),
+        (["-c", "missing.toml"], ["config file not found: missing.toml"]),
+        (["--target", "-5"], ["--target", "positive"]),
+        (["--no-such-option"], ["No such option"]),
+    ],
+)
+def test_bad_run_invocations(capsys, tmp_path, study, args, needles):
+    before = {p: p.read_bytes() for p in study.rglob("*") if p.is_file()}
+    outcome = flops_fit(capsys, "run", "--out", study, *args)
+    assert_one_line_error(outcome, *needles)
+    after = {p: p.read_bytes() for p in study.rglob("*") if p.is_file()}
+    assert after == before  # nothing overwritten
+
+
+def test_malformed_config_file(capsys, tmp_path):
+    bad = tmp_path / "study.toml"
+    bad.write_text("[trainer\nname =")
+    assert_one_line_error(flops_fit(capsys, "config", "validate", "-c", bad), "invalid TOML")
+
+
+def test_missing_and_malformed_inputs(capsys, tmp_path, study):
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text("{ this is not json")
+    assert_one_line_error(flops_fit(capsys, "train", tmp_path / "nope.json"), "plan not found")
+    assert_one_line_error(flops_fit(capsys, "train", garbage), "not a valid plan")
+    assert_one_line_error(flops_fit(capsys, "fit", tmp_path / "nope.jsonl"), "not found")
+    assert_one_line_error(
+        flops_fit(capsys, "predict", garbage, "--compute", "1e24"), "not a valid fit"
+    )
+    assert_one_line_error(
+        flops_fit(capsys, "predict", study / "fit.json", "--compute", "0"), "positive"
+    )
+    assert_one_line_error(
+        flops_fit(capsys, "predict", study / "fit.json", "--compute", "lots"), "not a valid float"
+    )
+    assert_one_line_error(
+        flops_fit(capsys, "plot", study / "results.jsonl", study / "fit.json", "--plotter", "pie",
+                  "-o", tmp_path / "figs"),
+        "Unknown plotter 'pie'",
+    )
+    assert not (tmp_path / "figs").exists()
+
+
+def test_a_corrupt_results_line_is_named(capsys, tmp_path, study):
+    lines = (study / "results.jsonl").read_text().splitlines()
+    bad = tmp_path / "results.jsonl"
+    bad.write_text("\n".join([lines[0], '{"schema_version": 1, "oops": true}', *lines[1:]]) + "\n")
+    assert_one_line_error(flops_fit(capsys, "fit", bad), "results.jsonl:2")
+
+
+def test_a_torn_last_line_is_reported_and_the_rest_used(capsys, tmp_path, study):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(study, run)
+    results = run / "results.jsonl"
+    lines = results.read_text().splitlines()
+    results.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:100])  # killed mid-write
+    outcome = flops_fit(capsys, "train", run / "plan.json")
+    assert outcome.code == 0, outcome.err
+    assert f"results.jsonl:{len(lines)} is a torn record" in outcome.err
+    assert "trained 1," in outcome.out  # only the torn experiment is trained again
+    fit = flops_fit(capsys, "fit", results, "--json")
+    assert fit.code == 0 and fit.json()["diagnostics"]["n_runs"] == len(lines)
