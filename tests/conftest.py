@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from flops_fit_core.plugins import reset_host
 
 

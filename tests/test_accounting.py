@@ -24,7 +24,9 @@ def test_gpt2_small_parameter_count():
 def test_exact_flops_follow_chinchilla_appendix_f():
     s = shape()
     d, t, v, L, h, f = 768, 1024, 50257, 12, 12, 3072
-    forward = 2 * v * d + L * (6 * d * d + 2 * t * d + 3 * h * t + 2 * t * d + 2 * d * d + 4 * d * f)
+    forward = 2 * v * d + L * (
+        6 * d * d + 2 * t * d + 3 * h * t + 2 * t * d + 2 * d * d + 4 * d * f
+    )
     forward += 2 * d * v
     assert s.flops_per_token == 3 * forward
 
@@ -49,8 +51,9 @@ def test_conventions_pick_the_count():
 
 def test_spec_id_is_a_content_hash_not_a_counter():
     s = shape()
-    kw = dict(budget=1e19, params=s.params_total, tokens=10**9, shape=s, learning_rate=1e-3,
-              batch_size=32)
+    kw = dict(
+        budget=1e19, params=s.params_total, tokens=10**9, shape=s, learning_rate=1e-3, batch_size=32
+    )
     a, b = ExperimentSpec(**kw), ExperimentSpec(**kw)
     assert a.id == b.id and len(a.id) == 12
     assert ExperimentSpec(**{**kw, "seed": 1}).id != a.id
@@ -59,8 +62,9 @@ def test_spec_id_is_a_content_hash_not_a_counter():
 
 def test_spec_rejects_an_edited_id_and_a_wrong_parameter_count():
     s = shape()
-    kw = dict(budget=1e19, params=s.params_total, tokens=10**9, shape=s, learning_rate=1e-3,
-              batch_size=32)
+    kw = dict(
+        budget=1e19, params=s.params_total, tokens=10**9, shape=s, learning_rate=1e-3, batch_size=32
+    )
     data = ExperimentSpec(**kw).model_dump()
     data["tokens"] += 1
     with pytest.raises(ValueError, match="does not match the spec"):

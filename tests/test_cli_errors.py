@@ -73,8 +73,16 @@ def test_missing_and_malformed_inputs(capsys, tmp_path, study):
         flops_fit(capsys, "predict", study / "fit.json", "--compute", "lots"), "not a valid float"
     )
     assert_one_line_error(
-        flops_fit(capsys, "plot", study / "results.jsonl", study / "fit.json", "--plotter", "pie",
-                  "-o", tmp_path / "figs"),
+        flops_fit(
+            capsys,
+            "plot",
+            study / "results.jsonl",
+            study / "fit.json",
+            "--plotter",
+            "pie",
+            "-o",
+            tmp_path / "figs",
+        ),
         "Unknown plotter 'pie'",
     )
     assert not (tmp_path / "figs").exists()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
-from flops_fit_core import ConfigError, InputError, UnknownPluginError
 from flops_fit_core.config import (
     DEFAULT_PRESET,
     available_presets,
@@ -13,6 +11,8 @@ from flops_fit_core.config import (
     parse_override,
 )
 from flops_fit_core.pipeline import resolve_study
+
+from flops_fit_core import ConfigError, InputError, UnknownPluginError
 
 
 def test_default_preset_is_the_mock_study_until_the_local_trainer_lands():
@@ -31,10 +31,12 @@ def test_overrides_are_typed_as_toml_values():
 
 
 def test_changing_a_sections_plugin_drops_the_old_plugins_options():
-    merged = merge_layers([
-        {"trainer": {"name": "mock", "noise": 0.1}},
-        {"trainer": {"name": "other", "lr": 1}},
-    ])
+    merged = merge_layers(
+        [
+            {"trainer": {"name": "mock", "noise": 0.1}},
+            {"trainer": {"name": "other", "lr": 1}},
+        ]
+    )
     assert merged["trainer"] == {"name": "other", "lr": 1}
     same = merge_layers([{"trainer": {"name": "mock", "noise": 0.1}}, {"trainer": {"seed": 2}}])
     assert same["trainer"] == {"name": "mock", "noise": 0.1, "seed": 2}

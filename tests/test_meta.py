@@ -7,14 +7,15 @@ import inspect
 from pathlib import Path
 
 import pytest
-
-from flops_fit_core import hookspecs
 from flops_fit_core.plugins import KINDS, PluginHost
 from flops_fit_core.testing import CONTRACTS
 
+from flops_fit_core import hookspecs
+
 ROOT = Path(__file__).resolve().parents[1]
 HOOKS = sorted(
-    name for name, obj in vars(hookspecs).items()
+    name
+    for name, obj in vars(hookspecs).items()
     if name.startswith("flops_fit_") and inspect.isfunction(obj)
 )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import types
 
 import pytest
+from flops_fit_core.plugins import PluginHost
 
 from flops_fit_core import (
     PluginConfig,
@@ -13,11 +14,14 @@ from flops_fit_core import (
     UnknownPluginError,
     hookimpl,
 )
-from flops_fit_core.plugins import PluginHost
 
 BUILT_INS = {
-    ("planner", "isoflop"), ("trainer", "mock"), ("fitter", "empirical"),
-    ("plotter", "isoflop"), ("plotter", "scaling"), ("executor", "serial"),
+    ("planner", "isoflop"),
+    ("trainer", "mock"),
+    ("fitter", "empirical"),
+    ("plotter", "isoflop"),
+    ("plotter", "scaling"),
+    ("executor", "serial"),
     ("executor", "process"),
 }
 
@@ -56,7 +60,9 @@ def test_duplicate_names_are_an_error_naming_both_classes():
     second, _ = trainer_plugin("SecondTrainer", "dup")
     host.register(first, "first", "dist-a")
     host.register(second, "second", "dist-b")
-    with pytest.raises(PluginError, match=r"FirstTrainer \(dist-a\) and .*SecondTrainer \(dist-b\)"):
+    with pytest.raises(
+        PluginError, match=r"FirstTrainer \(dist-a\) and .*SecondTrainer \(dist-b\)"
+    ):
         host.get("trainer", "dup")
     assert any("registered by" in e.error for e in host.errors)
 
@@ -95,8 +101,9 @@ def test_an_entry_point_that_fails_to_import_is_recorded(monkeypatch):
             raise ModuleNotFoundError("No module named 'no_such_module_xyz'")
 
     real = md.entry_points
-    monkeypatch.setattr("flops_fit_core.plugins.entry_points",
-                        lambda group: [*real(group=group), FakeEP()])
+    monkeypatch.setattr(
+        "flops_fit_core.plugins.entry_points", lambda group: [*real(group=group), FakeEP()]
+    )
     host = PluginHost()
     assert ("trainer", "mock") in {(r.kind, r.name) for r in host.records()}
     assert [e.plugin for e in host.errors] == ["ghost"]

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-
 from flops_fit_core.testing import CHINCHILLA
 
 from tests.clirunner import flops_fit
@@ -64,8 +63,17 @@ def test_more_sizes_keep_old_ids_and_train_only_the_new(capsys, tmp_path, mock_r
     run = tmp_path / "run"
     shutil.copytree(mock_run, run)
     old_ids = {s["id"] for s in json.loads((run / "plan.json").read_text())["experiments"]}
-    outcome = flops_fit(capsys, "run", "--preset", "mock", "--out", run, "--json",
-                        "--set", "planner.sizes_per_budget=17")
+    outcome = flops_fit(
+        capsys,
+        "run",
+        "--preset",
+        "mock",
+        "--out",
+        run,
+        "--json",
+        "--set",
+        "planner.sizes_per_budget=17",
+    )
     assert outcome.code == 0, outcome.err
     new_ids = {s["id"] for s in json.loads((run / "plan.json").read_text())["experiments"]}
     assert old_ids < new_ids
@@ -78,8 +86,9 @@ def test_more_sizes_keep_old_ids_and_train_only_the_new(capsys, tmp_path, mock_r
 
 def test_without_noise_the_fit_is_exactly_the_grid_argmin(capsys, tmp_path):
     run = tmp_path / "run"
-    outcome = flops_fit(capsys, "-q", "run", "--preset", "mock", "--out", run,
-                        "--set", "trainer.noise=0.0")
+    outcome = flops_fit(
+        capsys, "-q", "run", "--preset", "mock", "--out", run, "--set", "trainer.noise=0.0"
+    )
     assert outcome.code == 0, outcome.err
     results = [r for r in read_jsonl(run / "results.jsonl") if r["status"] == "ok"]
     fit = json.loads((run / "fit.json").read_text())
@@ -95,11 +104,24 @@ def test_without_noise_the_fit_is_exactly_the_grid_argmin(capsys, tmp_path):
 
 def test_the_process_executor_gives_the_same_results(capsys, tmp_path, mock_run):
     run = tmp_path / "run"
-    outcome = flops_fit(capsys, "-q", "run", "--preset", "mock", "--out", run,
-                        "--set", "executor.name=process", "--set", "executor.workers=2")
+    outcome = flops_fit(
+        capsys,
+        "-q",
+        "run",
+        "--preset",
+        "mock",
+        "--out",
+        run,
+        "--set",
+        "executor.name=process",
+        "--set",
+        "executor.workers=2",
+    )
     assert outcome.code == 0, outcome.err
+
     def losses(path):
         return {r["experiment_id"]: r["loss"] for r in read_jsonl(path)}
+
     assert losses(run / "results.jsonl") == losses(mock_run / "results.jsonl")
 
 
@@ -128,9 +150,15 @@ def test_plugins_json_lists_every_built_in(capsys):
     assert outcome.code == 0
     listing = outcome.json()
     found = {(p["kind"], p["name"]): p for p in listing["plugins"]}
-    for key in [("planner", "isoflop"), ("trainer", "mock"), ("fitter", "empirical"),
-                ("plotter", "isoflop"), ("plotter", "scaling"), ("executor", "serial"),
-                ("executor", "process")]:
+    for key in [
+        ("planner", "isoflop"),
+        ("trainer", "mock"),
+        ("fitter", "empirical"),
+        ("plotter", "isoflop"),
+        ("plotter", "scaling"),
+        ("executor", "serial"),
+        ("executor", "process"),
+    ]:
         assert key in found, key
         assert found[key]["distribution"].startswith("flops-fit")
         assert found[key]["version"] == "0.1.0"

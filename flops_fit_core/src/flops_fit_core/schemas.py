@@ -143,8 +143,27 @@ class ModelShape(StrictModel):
         )
 
 
-def _canonical_hash(data: Any) -> str:
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
+def _spec_digest(spec: ExperimentSpec) -> str:
+    """Short hash of a spec's training-relevant fields, in a fixed order.
+
+    The fields are listed explicitly (a new spec field must be added here on purpose) and
+    formatted by Python's own `json`, whose float repr never changes, so an id computed today
+    matches the one a later version computes and resume never retrains a finished run.
+    """
+    sh, conv = spec.shape, spec.conventions
+    fields = [
+        spec.budget,
+        spec.params,
+        spec.tokens,
+        [sh.d_model, sh.n_layers, sh.n_heads, sh.d_ff, sh.vocab_size, sh.seq_len],
+        spec.learning_rate,
+        spec.batch_size,
+        spec.schedule,
+        spec.seed,
+        [conv.params, conv.flops],
+        spec.extras,
+    ]
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -180,7 +199,7 @@ class ExperimentSpec(StrictModel):
                 f"params {self.params} does not match the shape's {real} "
                 f"({self.conventions.params} convention)"
             )
-        digest = _canonical_hash(self.model_dump(mode="json", exclude={"id"}))
+        digest = _spec_digest(self)
         if self.id and self.id != digest:
             raise ValueError(f"id {self.id!r} does not match the spec's content ({digest!r})")
         object.__setattr__(self, "id", digest)

@@ -1,0 +1,43 @@
+"""Loading 100,000 results: target < 2 s on 2 cores.
+
+Reference, measured in the same run: plain `json.loads` of every line (no validation), the floor
+any loader that checks records against the schema has to beat by doing more work.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from flops_fit_core.store import ResultsStore
+from flops_fit_core.testing import tiny_specs
+
+from flops_fit_core import RunResult, TrainerInfo
+
+N = 100_000
+TARGET_S = 2.0
+
+
+def test_load_100k_results(tmp_path):
+    path = tmp_path / "results.jsonl"
+    spec = tiny_specs(1)[0]
+    line = RunResult.success(
+        spec, TrainerInfo(name="mock", version="0.1.0"), loss=3.1, tokens_trained=spec.tokens
+    ).model_dump_json()
+    path.write_text((line + "\n") * N)
+
+    t0 = time.perf_counter()
+    loaded = ResultsStore(path).load()
+    latest = loaded.latest()
+    load_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    plain = [json.loads(ln) for ln in path.read_text().splitlines()]
+    ref_s = time.perf_counter() - t0
+
+    assert len(loaded.records) == N and len(plain) == N and len(latest) == 1
+    verdict = "meets" if load_s < TARGET_S else "MISSES"
+    print(
+        f"\nload {N:,} results: {load_s:.2f} s ({verdict} the {TARGET_S} s target); "
+        f"reference json.loads without validation: {ref_s:.2f} s; ratio {load_s / ref_s:.2f}x"
+    )
