@@ -79,7 +79,7 @@ def test_bad_files_are_input_errors(tmp_path):
     bad.write_text("[trainer\nname=")
     with pytest.raises(InputError, match="invalid TOML"):
         load_study_config(bad)
-    with pytest.raises(ConfigError, match="Unknown preset 'nope'. Available: mock"):
+    with pytest.raises(ConfigError, match=r"Unknown preset 'nope'\. Available: mock"):
         load_study_config(preset="nope")
 
 

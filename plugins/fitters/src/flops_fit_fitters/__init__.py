@@ -1,1 +1,27 @@
-"""placeholder"""
+"""flops-fit fitters: turn per-run losses into compute-optimal scaling laws with intervals.
+
+This module is the plugin object the `flops_fit` entry point names: the core's plugin host
+calls `flops_fit_register_fitters()` here exactly as it would on a third party's plugin. The
+shared building blocks (`powerlaw`, `checks`) are importable so that every fitter in this
+package, and any third-party one, states uncertainty and flags problems the same way.
+"""
+
+from __future__ import annotations
+
+from flops_fit_core import hookimpl
+
+from .empirical import EmpiricalConfig, EmpiricalFitter
+from .powerlaw import fit_power_law
+
+__all__ = [
+    "EmpiricalConfig",
+    "EmpiricalFitter",
+    "fit_power_law",
+    "flops_fit_register_fitters",
+]
+
+
+@hookimpl
+def flops_fit_register_fitters():
+    """The fitters this distribution provides."""
+    return [EmpiricalFitter]
