@@ -1,0 +1,130 @@
+"""What every figure plotter shares: a validated config, drawing split from saving, and the
+checks that turn unusable fits into a clear `InputError` instead of a matplotlib traceback.
+
+Drawing (`figure`) returns a `Figure` that tests inspect artist by artist; saving (`plot`) only
+renders it. Later plotters (frontier, parametric, residuals, curves) subclass `FigurePlotter`
+and write only `figure`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from pydantic import field_validator
+
+from flops_fit_core import FitResult, InputError, Observations, Optimum, Plotter, PlotterConfig
+
+from .style import SUPPORTED_FORMATS, save_figure
+
+__all__ = ["FigureConfig", "FigurePlotter", "interval_errors", "match_optima", "usable_optima"]
+
+
+class FigureConfig(PlotterConfig):
+    """`PlotterConfig` with its values checked, so a typo fails at config time, not mid-run."""
+
+    @field_validator("formats", mode="before")
+    @classmethod
+    def _normalise_formats(cls, value):
+        if isinstance(value, str):  # `formats = "png"` means one format, not three letters
+            value = (value,)
+        return tuple(str(v).strip().lower().lstrip(".") for v in value)
+
+    @field_validator("formats")
+    @classmethod
+    def _known_formats(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("at least one format is needed")
+        unknown = [v for v in value if v not in SUPPORTED_FORMATS]
+        if unknown:
+            raise ValueError(
+                f"unsupported format(s) {', '.join(unknown)} (supported: "
+                f"{', '.join(SUPPORTED_FORMATS)})"
+            )
+        return tuple(dict.fromkeys(value))  # each file once, in the order given
+
+    @field_validator("dpi")
+    @classmethod
+    def _sane_dpi(cls, value: int) -> int:
+        if not 10 <= value <= 1200:
+            raise ValueError(f"dpi must be between 10 and 1200, got {value}")
+        return value
+
+
+class FigurePlotter(Plotter):
+    """A plotter that draws one figure and saves it as `<out_dir>/<name>.<fmt>` per format."""
+
+    Config = FigureConfig
+
+    def figure(self, observations: Observations, fit: FitResult) -> Figure:
+        """Draw the figure; subclasses implement this and never save or show anything."""
+        raise NotImplementedError
+
+    def plot(self, observations: Observations, fit: FitResult, out_dir: Path) -> list[Path]:
+        """Draw, then write each configured format; returns the files written."""
+        fig = self.figure(observations, fit)
+        return save_figure(fig, out_dir, self.name, self.config.formats, self.config.dpi)
+
+
+def _positive(x: float) -> bool:
+    return math.isfinite(x) and x > 0
+
+
+def usable_optima(fit: FitResult, fields: Sequence[str], plotter: str) -> list[Optimum]:
+    """The fit's optima whose `fields` (of params, tokens, loss) are positive, by budget.
+
+    Raises `InputError` when the fit has no optima at all or none that can go on a log axis,
+    because a figure without them would silently show nothing.
+    """
+    if not fit.optima:
+        raise InputError(
+            f"plotter {plotter!r}: the {fit.fitter!r} fit has no per-budget optima to draw "
+            "(was it fitted on any budget?)"
+        )
+    good = [
+        opt
+        for opt in fit.optima
+        if _positive(opt.budget) and all(_positive(getattr(opt, f).value) for f in fields)
+    ]
+    if not good:
+        raise InputError(
+            f"plotter {plotter!r}: none of the {len(fit.optima)} optima of the {fit.fitter!r} "
+            f"fit has finite positive {', '.join(fields)}"
+        )
+    return sorted(good, key=lambda opt: opt.budget)
+
+
+def match_optima(
+    budgets: Sequence[float], optima: Sequence[Optimum], rtol: float = 1e-6
+) -> tuple[dict[int, Optimum], list[Optimum]]:
+    """Pair each budget (by index) with the optimum of the same budget, and list the rest.
+
+    Budgets are compared with a relative tolerance because a fit read back from JSON may carry
+    a budget that differs from the planned one in the last bits.
+    """
+    paired: dict[int, Optimum] = {}
+    unmatched: list[Optimum] = []
+    array = np.asarray(budgets, dtype=float)
+    for opt in optima:
+        hits = np.flatnonzero(np.isclose(array, opt.budget, rtol=rtol, atol=0.0))
+        free = [int(i) for i in hits if int(i) not in paired]
+        if free:
+            paired[free[0]] = opt
+        else:
+            unmatched.append(opt)
+    return paired, unmatched
+
+
+def interval_errors(values: Sequence[float], intervals) -> np.ndarray:
+    """Asymmetric error-bar lengths (2 x n) from (lo, hi) intervals around `values`.
+
+    Lengths are clipped at zero so an interval that does not contain its value (a fitter bug
+    worth seeing elsewhere) cannot make matplotlib draw a bar backwards.
+    """
+    vals = np.asarray(values, dtype=float)
+    lo = np.array([iv[0] for iv in intervals], dtype=float)
+    hi = np.array([iv[1] for iv in intervals], dtype=float)
+    return np.vstack([np.clip(vals - lo, 0, None), np.clip(hi - vals, 0, None)])

@@ -1,0 +1,130 @@
+"""The `isoflop` plotter: loss against model size, one curve per planned compute budget.
+
+This is the figure a reader checks first: each budget's runs should trace a valley, and the
+fitter's optimum should sit at its bottom. A minimum at the edge of a curve, or an optimum far
+from the lowest runs, shows at a glance that the sweep or the fit needs another look.
+"""
+
+from __future__ import annotations
+
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from flops_fit_core import FitResult, InputError, Observations
+
+from .base import FigurePlotter, interval_errors, match_optima, usable_optima
+from .style import (
+    FONT_SIZES,
+    NEUTRAL,
+    format_budgets,
+    new_figure,
+    series_style,
+    style_axes,
+)
+
+__all__ = ["IsoFlopPlotter"]
+
+_STAR = {"marker": "*", "markersize": 15, "markeredgecolor": "black", "markeredgewidth": 0.9}
+
+
+class IsoFlopPlotter(FigurePlotter):
+    """Final loss against parameters N (log axis) per budget, with the fitted optima marked."""
+
+    name = "isoflop"
+
+    def figure(self, observations: Observations, fit: FitResult) -> Figure:
+        """Draw the IsoFLOP profiles; artists carry gids (`series-i`, `optimum-i`, ...)."""
+        groups = observations.groups()
+        if not groups:
+            raise InputError(
+                f"plotter {self.name!r}: no finished runs to draw "
+                f"({observations.source or 'observations'} is empty)"
+            )
+        optima = usable_optima(fit, ("params", "loss"), self.name)
+        budgets = [budget for budget, _ in groups]
+        paired, unmatched = match_optima(budgets, optima)
+        labels = format_budgets(budgets)
+
+        fig = new_figure(8.2, 5.0)
+        ax = fig.add_subplot()
+        handles: list[Line2D] = []
+        any_interval = any_flagged = False
+        for i, (_, rows) in enumerate(groups):
+            colour, marker = series_style(i)
+            (line,) = ax.plot(
+                observations.params[rows],
+                observations.loss[rows],
+                color=colour,
+                marker=marker,
+                markersize=5,
+                linewidth=1.5,
+                label=f"C = {labels[i]} FLOPs",
+                gid=f"series-{i}",
+                zorder=2,
+            )
+            handles.append(line)
+            if i in paired:
+                shown_interval, flagged = self._mark_optimum(ax, paired[i], colour, f"{i}")
+                any_interval |= shown_interval
+                any_flagged |= flagged
+        for j, opt in enumerate(unmatched):
+            shown_interval, flagged = self._mark_optimum(ax, opt, NEUTRAL, f"unmatched-{j}")
+            any_interval |= shown_interval
+            any_flagged |= flagged
+        if unmatched:
+            handles.append(
+                Line2D([], [], linestyle="none", color=NEUTRAL, markerfacecolor=NEUTRAL,
+                       label="optimum of a budget without runs", **_STAR)
+            )
+
+        star_label = f"fitted optimum ({fit.fitter})"
+        if any_interval:
+            star_label += ",\nbars: its interval"
+        handles.append(
+            Line2D([], [], linestyle="none", color=NEUTRAL, markerfacecolor=NEUTRAL,
+                   label=star_label, **_STAR)
+        )
+        if any_flagged:
+            handles.append(
+                Line2D([], [], linestyle="none", color=NEUTRAL, markerfacecolor="white",
+                       label="flagged optimum\n(see fit warnings)", **_STAR)
+            )
+
+        ax.set_xscale("log")
+        style_axes(ax)
+        params_kind = observations.conventions.params.replace("_", "-")
+        ax.set_xlabel(f"Parameters N ({params_kind})", fontsize=FONT_SIZES["label"])
+        ax.set_ylabel("Final eval loss (nats/token)", fontsize=FONT_SIZES["label"])
+        ax.set_title(f"IsoFLOP profiles — {fit.fitter} fit", fontsize=FONT_SIZES["title"])
+        ax.legend(
+            handles=handles,
+            loc="upper left",
+            bbox_to_anchor=(1.02, 1.0),
+            borderaxespad=0.0,
+            frameon=False,
+            fontsize=FONT_SIZES["legend"],
+            title="Compute budget",
+            title_fontsize=FONT_SIZES["legend"] + 0.5,
+        )
+        return fig
+
+    @staticmethod
+    def _mark_optimum(ax, opt, colour: str, tag: str) -> tuple[bool, bool]:
+        """Star the optimum (hollow when flagged) with its interval bars; (had bars, flagged)."""
+        flagged = bool(opt.flags)
+        x, y = opt.params.value, opt.loss.value
+        xerr = None if opt.params.interval is None else interval_errors([x], [opt.params.interval])
+        yerr = None if opt.loss.interval is None else interval_errors([y], [opt.loss.interval])
+        if xerr is not None or yerr is not None:
+            bars = ax.errorbar(
+                [x], [y], xerr=xerr, yerr=yerr, fmt="none", ecolor=colour, elinewidth=1.3,
+                capsize=3, zorder=3, label="_nolegend_",
+            )
+            for child in bars.get_children():
+                child.set_gid(f"optimum-interval-{tag}")
+        ax.plot(
+            [x], [y], linestyle="none", color=colour,
+            markerfacecolor="white" if flagged else colour,
+            zorder=4, label="_nolegend_", gid=f"optimum-{tag}", **_STAR,
+        )
+        return xerr is not None or yerr is not None, flagged

@@ -1,0 +1,170 @@
+"""The `scaling` plotter: the compute-optimal laws N*(C) and D*(C) against their data.
+
+The laws are what users extrapolate from, so the figure shows them past the largest budget
+(dashed, a decade further) with the law's own confidence band: a reader sees both how well the
+optima follow a power law and how fast the uncertainty grows where predictions will be used.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from flops_fit_core import FitResult, Observations, Optimum, PowerLaw
+
+from .base import FigurePlotter, interval_errors, usable_optima
+from .style import (
+    FONT_SIZES,
+    LEGEND_EDGE,
+    OKABE_ITO,
+    format_number_tex,
+    new_figure,
+    style_axes,
+)
+
+__all__ = ["ScalingPlotter", "law_label"]
+
+#: How far past the largest budget the law is drawn (in decades): the range users ask about.
+EXTRAPOLATE_DECADES = 1.0
+
+# (law key, Optimum field, symbol, y label, law colour)
+_PANELS = (
+    ("n_opt", "params", "N", "Optimal parameters N*", OKABE_ITO["blue"]),
+    ("d_opt", "tokens", "D", "Optimal tokens D*", OKABE_ITO["vermillion"]),
+)
+
+
+def law_label(symbol: str, law: PowerLaw) -> str:
+    """`N* = 0.052·C^0.470`, as mathtext, with the exponent's interval when known."""
+    text = (
+        rf"${symbol}^* = {format_number_tex(law.coefficient)}\cdot "
+        rf"C^{{{law.exponent:.3f}}}$"
+    )
+    if law.exponent_interval is not None:
+        lo, hi = law.exponent_interval
+        text += f"\nexponent {law.level:.0%} CI [{lo:.3f}, {hi:.3f}]"
+    return text
+
+
+def _usable_law(law: PowerLaw) -> bool:
+    return law.coefficient > 0 and math.isfinite(law.coefficient) and math.isfinite(law.exponent)
+
+
+class ScalingPlotter(FigurePlotter):
+    """Two log-log panels, N*(C) and D*(C): fitted optima, the power law, its band."""
+
+    name = "scaling"
+
+    def figure(self, observations: Observations, fit: FitResult) -> Figure:
+        """Draw both panels; artists carry gids (`optima-n_opt`, `law-n_opt`, `band-n_opt`)."""
+        optima = usable_optima(fit, ("params", "tokens"), self.name)
+        flops_kind = "6ND" if fit.conventions.flops == "6n" else "exact count"
+        fig = new_figure(10.5, 4.6)
+        axes = fig.subplots(1, 2, sharex=True)
+        for ax, (key, field, symbol, ylabel, colour) in zip(axes, _PANELS, strict=True):
+            self._panel(ax, optima, fit, key, field, symbol, colour)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            style_axes(ax)
+            ax.set_xlabel(f"Compute C (FLOPs, {flops_kind})", fontsize=FONT_SIZES["label"])
+            ax.set_ylabel(ylabel, fontsize=FONT_SIZES["label"])
+            # Let tick labels on the shared x axis show on both panels: each is read alone.
+            ax.tick_params(axis="x", labelbottom=True)
+        fig.suptitle(
+            f"Compute-optimal scaling — {fit.fitter} fit", fontsize=FONT_SIZES["title"]
+        )
+        return fig
+
+    def _panel(
+        self,
+        ax: Axes,
+        optima: list[Optimum],
+        fit: FitResult,
+        key: str,
+        field: str,
+        symbol: str,
+        colour: str,
+    ) -> None:
+        budgets = np.array([opt.budget for opt in optima])
+        estimates = [getattr(opt, field) for opt in optima]
+        values = np.array([est.value for est in estimates])
+        flagged = np.array([bool(opt.flags) for opt in optima])
+        handles: list = []
+
+        law = fit.laws[key]
+        if _usable_law(law):
+            handles.extend(self._draw_law(ax, law, budgets, key, symbol, colour))
+        else:
+            ax.text(
+                0.03, 0.97, f"no usable {symbol}*(C) law in this fit", transform=ax.transAxes,
+                va="top", fontsize=FONT_SIZES["legend"], color=OKABE_ITO["vermillion"],
+            )
+
+        with_iv = [i for i, est in enumerate(estimates) if est.interval is not None]
+        if with_iv:
+            bars = ax.errorbar(
+                budgets[with_iv], values[with_iv],
+                yerr=interval_errors(values[with_iv], [estimates[i].interval for i in with_iv]),
+                fmt="none", ecolor="black", elinewidth=1.0, capsize=3, zorder=3,
+                label="_nolegend_",
+            )
+            for child in bars.get_children():
+                child.set_gid(f"optima-interval-{key}")
+        point_label = f"per-budget optima ({fit.fitter})"
+        if with_iv:
+            point_label += ",\nbars: their intervals"
+        (points,) = ax.plot(
+            budgets, values, linestyle="none", marker="o", markersize=6, color="black",
+            markerfacecolor="black", zorder=4, label=point_label, gid=f"optima-{key}",
+        )
+        handles.insert(0, points)
+        if flagged.any():
+            ax.plot(
+                budgets[flagged], values[flagged], linestyle="none", marker="o", markersize=6,
+                color="black", markerfacecolor="white", zorder=5, label="_nolegend_",
+                gid=f"optima-flagged-{key}",
+            )
+            handles.insert(
+                1,
+                Line2D([], [], linestyle="none", marker="o", markersize=6, color="black",
+                       markerfacecolor="white", label="flagged optimum (see fit warnings)"),
+            )
+        ax.legend(
+            handles=handles, loc="upper left" if law.exponent >= 0 else "lower left",
+            fontsize=FONT_SIZES["legend"], framealpha=0.92, edgecolor=LEGEND_EDGE,
+        )
+
+    @staticmethod
+    def _draw_law(ax: Axes, law: PowerLaw, budgets: np.ndarray, key: str, symbol: str,
+                  colour: str) -> list:
+        """The law solid over the fitted budgets, dashed beyond, and its band when known."""
+        lo_c, hi_c = float(budgets.min()), float(budgets.max())
+        far = hi_c * 10**EXTRAPOLATE_DECADES
+        fitted = np.geomspace(lo_c, hi_c, 100) if hi_c > lo_c else np.array([lo_c])
+        beyond = np.geomspace(hi_c, far, 100)
+        (line,) = ax.plot(
+            fitted, law.predict(fitted), color=colour, linewidth=2.0, zorder=2,
+            label=law_label(symbol, law), gid=f"law-{key}",
+        )
+        (extra,) = ax.plot(
+            beyond, law.predict(beyond), color=colour, linewidth=2.0, linestyle="--", zorder=2,
+            label="extrapolation", gid=f"law-extrapolated-{key}",
+        )
+        handles: list = [line, extra]
+        grid = np.geomspace(lo_c, far, 200)
+        band = law.predict_interval(grid)
+        if band is not None:
+            lower, upper = (np.asarray(b, dtype=float) for b in band)
+            if np.all(np.isfinite(lower) & np.isfinite(upper) & (lower > 0)):
+                handles.append(
+                    ax.fill_between(
+                        grid, lower, upper, color=colour, alpha=0.18, linewidth=0, zorder=1,
+                        label=f"{law.level:.0%} confidence band", gid=f"band-{key}",
+                    )
+                )
+        return handles
+
