@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+
+from flops_fit_core import ConfigError, InputError, UnknownPluginError
 from flops_fit_core.config import (
     DEFAULT_PRESET,
     available_presets,
@@ -11,8 +13,6 @@ from flops_fit_core.config import (
     parse_override,
 )
 from flops_fit_core.pipeline import resolve_study
-
-from flops_fit_core import ConfigError, InputError, UnknownPluginError
 
 
 def test_default_preset_is_the_mock_study_until_the_local_trainer_lands():

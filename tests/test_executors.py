@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from flops_fit_core.executors import ProcessExecutor, SerialExecutor
 from flops_fit_core.testing import ExecutorContract
 

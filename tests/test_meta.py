@@ -7,10 +7,10 @@ import inspect
 from pathlib import Path
 
 import pytest
-from flops_fit_core.plugins import KINDS, PluginHost
-from flops_fit_core.testing import CONTRACTS
 
 from flops_fit_core import hookspecs
+from flops_fit_core.plugins import KINDS, PluginHost
+from flops_fit_core.testing import CONTRACTS
 
 ROOT = Path(__file__).resolve().parents[1]
 HOOKS = sorted(

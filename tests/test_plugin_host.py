@@ -5,7 +5,6 @@ from __future__ import annotations
 import types
 
 import pytest
-from flops_fit_core.plugins import PluginHost
 
 from flops_fit_core import (
     PluginConfig,
@@ -14,6 +13,7 @@ from flops_fit_core import (
     UnknownPluginError,
     hookimpl,
 )
+from flops_fit_core.plugins import PluginHost
 
 BUILT_INS = {
     ("planner", "isoflop"),

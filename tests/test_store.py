@@ -6,10 +6,10 @@ import subprocess
 import sys
 
 import pytest
-from flops_fit_core.store import ResultsStore
-from flops_fit_core.testing import tiny_specs
 
 from flops_fit_core import InputError, RunResult, TrainerInfo
+from flops_fit_core.store import ResultsStore
+from flops_fit_core.testing import tiny_specs
 
 INFO = TrainerInfo(name="t", version="1")
 

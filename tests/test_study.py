@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-from flops_fit_core.testing import CHINCHILLA
 
+from flops_fit_core.testing import CHINCHILLA
 from tests.clirunner import flops_fit
 
 TRUE_A = CHINCHILLA.a  # beta / (alpha + beta) of the mock's default law

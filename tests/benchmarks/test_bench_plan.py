@@ -12,9 +12,9 @@ import gc
 import time
 
 import pytest
-from flops_fit_planners import IsoFlopPlanner
 
 from flops_fit_core import ExperimentSpec, ModelShape, SweepPlan
+from flops_fit_planners import IsoFlopPlanner
 
 #: 100 budgets x 100 sizes; a fine width multiple and a tight tolerance keep all 10,000 distinct.
 CONFIG = {

@@ -9,10 +9,9 @@ from __future__ import annotations
 import json
 import time
 
+from flops_fit_core import RunResult, TrainerInfo
 from flops_fit_core.store import ResultsStore
 from flops_fit_core.testing import tiny_specs
-
-from flops_fit_core import RunResult, TrainerInfo
 
 N = 100_000
 TARGET_S = 2.0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from flops_fit_core import FitError, InputError, PowerLaw
 from flops_fit_fitters.checks import (
     check_monotonic,
     check_n_budgets,
@@ -11,8 +13,6 @@ from flops_fit_fitters.checks import (
     not_decreasing,
     not_increasing,
 )
-
-from flops_fit_core import FitError, InputError, PowerLaw
 
 BUDGETS = np.array([1e18, 1e19, 1e20, 1e21, 1e22])
 

@@ -8,10 +8,6 @@ from importlib.metadata import entry_points
 import numpy as np
 import pluggy
 import pytest
-from flops_fit_fitters import EmpiricalFitter, flops_fit_register_fitters
-from flops_fit_fitters.checks import EXCLUDED_FLAG, format_budget
-from flops_fit_fitters.empirical import EDGE_FLAG, FEW_RUNS_FLAG
-from flops_fit_fitters.powerlaw import fit_power_law
 from pydantic import ValidationError
 
 from flops_fit_core import (
@@ -23,6 +19,10 @@ from flops_fit_core import (
     Observations,
 )
 from flops_fit_core import hookspecs as core_hookspecs
+from flops_fit_fitters import EmpiricalFitter, flops_fit_register_fitters
+from flops_fit_fitters.checks import EXCLUDED_FLAG, format_budget
+from flops_fit_fitters.empirical import EDGE_FLAG, FEW_RUNS_FLAG
+from flops_fit_fitters.powerlaw import fit_power_law
 
 # Chinchilla's Approach 3 law (Hoffmann et al. 2022), rounded as published.
 E, A, B, ALPHA, BETA = 1.69, 406.4, 410.7, 0.34, 0.28

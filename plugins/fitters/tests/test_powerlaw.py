@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from flops_fit_fitters.powerlaw import fit_power_law, log_residuals, resolution_shifts
 from scipy import stats
 
 from flops_fit_core import FitError, PowerLaw
+from flops_fit_fitters.powerlaw import fit_power_law, log_residuals, resolution_shifts
 
 DATA = Path(__file__).parent / "data" / "porian"
 TRUE_K, TRUE_A = 0.3, 0.45

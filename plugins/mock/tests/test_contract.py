@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from flops_fit_core.testing import TrainerContract
 from flops_fit_mock import MockTrainer
 

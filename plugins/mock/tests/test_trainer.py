@@ -9,12 +9,11 @@ import sys
 import textwrap
 from importlib.metadata import entry_points, version
 
-import flops_fit_mock
 import numpy as np
 import pytest
-from flops_fit_mock import MockConfig, MockTrainer, true_loss
 from pydantic import ValidationError
 
+import flops_fit_mock
 from flops_fit_core import (
     ConfigError,
     Conventions,
@@ -23,6 +22,7 @@ from flops_fit_core import (
     TrainingCancelled,
     run_one,
 )
+from flops_fit_mock import MockConfig, MockTrainer, true_loss
 
 
 def _bits(result: RunResult) -> tuple:

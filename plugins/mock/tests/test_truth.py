@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from flops_fit_mock import (
     MockConfig,
     optimal_coefficient,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from flops_fit_plotters import IsoFlopPlotter
-from flops_fit_plotters.style import NEUTRAL, series_style
 from matplotlib.colors import to_hex
 
 from flops_fit_core import Estimate, InputError, Observations, Optimum
+from flops_fit_plotters import IsoFlopPlotter
+from flops_fit_plotters.style import NEUTRAL, series_style
 
 
 def by_gid(ax, prefix):

@@ -8,14 +8,14 @@ import re
 from importlib.metadata import entry_points
 from pathlib import Path
 
-import flops_fit_plotters
 import matplotlib
 import pytest
-from flops_fit_plotters import FigureConfig, IsoFlopPlotter, ScalingPlotter
-from flops_fit_plotters.style import format_budget, format_budgets, format_number_tex
 from PIL import Image
 
+import flops_fit_plotters
 from flops_fit_core import ConfigError, Plotter, PlotterConfig
+from flops_fit_plotters import FigureConfig, IsoFlopPlotter, ScalingPlotter
+from flops_fit_plotters.style import format_budget, format_budgets, format_number_tex
 
 PLOTTERS = (IsoFlopPlotter, ScalingPlotter)
 MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "svg": b"<?xml", "pdf": b"%PDF"}

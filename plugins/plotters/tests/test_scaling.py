@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from flops_fit_plotters import ScalingPlotter
-from flops_fit_plotters.scaling import law_label
 
 from flops_fit_core import Estimate, InputError, PowerLaw
+from flops_fit_plotters import ScalingPlotter
+from flops_fit_plotters.scaling import law_label
 
 PANELS = (("n_opt", "params"), ("d_opt", "tokens"))
 
