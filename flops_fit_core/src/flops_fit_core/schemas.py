@@ -110,6 +110,13 @@ class ModelShape(StrictModel):
             raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
         return self
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_validated_instances(cls, data: Any, handler: Any) -> Any:
+        # pydantic re-runs after-validators on an instance placed in a field (pydantic #12085);
+        # an instance of this exact, frozen class was already validated (and hashed) once.
+        return data if type(data) is cls else handler(data)
+
     @property
     def params_total(self) -> int:
         return _flops.params_total(self.d_model, self.n_layers, self.d_ff, self.vocab_size)
@@ -204,6 +211,13 @@ class ExperimentSpec(StrictModel):
             raise ValueError(f"id {self.id!r} does not match the spec's content ({digest!r})")
         object.__setattr__(self, "id", digest)
         return self
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_validated_instances(cls, data: Any, handler: Any) -> Any:
+        # pydantic re-runs after-validators on an instance placed in a field (pydantic #12085);
+        # an instance of this exact, frozen class was already validated (and hashed) once.
+        return data if type(data) is cls else handler(data)
 
     @property
     def flops_per_token(self) -> int:

@@ -1,0 +1,131 @@
+"""The isoflop planner's options, validated up front so an impossible sweep never starts.
+
+Two pairs of options are alternatives: explicit `budgets` or the range `min_flops`/`max_flops`/
+`n_budgets`, and the Chinchilla rule `tokens_per_param` or an explicit prior
+`prior_coefficient`/`prior_exponent`. The unused side of each pair is `None` after validation
+(its defaults are filled in only when it is the side in use), so `model_dump(exclude_none=True)`
+— what a run directory's `config.toml` records — reads back to the same config, and setting both
+sides is an error instead of one of them being silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, model_validator
+
+from flops_fit_core import Conventions, PluginConfig
+
+__all__ = ["DEFAULT_HARDWARE", "IsoFlopConfig", "LrSchedule"]
+
+#: Sustained FLOP/s of a few reference machines, for the plan's wall-time estimates.
+#: 40% MFU of the dense bf16 peak: A100 312 TFLOP/s, H100 SXM 989 TFLOP/s.
+DEFAULT_HARDWARE: dict[str, float] = {
+    "cpu-2-cores": 2e10,
+    "a100-40%-mfu": 1.25e14,
+    "h100-40%-mfu": 3.96e14,
+}
+
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+_BUDGET_RANGE_DEFAULTS: dict[str, Any] = {"min_flops": 1e18, "max_flops": 1e21, "n_budgets": 5}
+_CHINCHILLA_TOKENS_PER_PARAM = 20.0
+
+
+class LrSchedule(PluginConfig):
+    """Learning rate as a power law in N: lr = base_lr * (N / base_size) ** (-lr_power).
+
+    `lr_power` 0 (the default) gives every run `base_lr`; a positive power shrinks the rate of
+    larger models, as standard parametrisations need.
+    """
+
+    base_lr: Positive = 2e-3
+    base_size: Positive = 1e8
+    lr_power: Finite = 0.0
+
+
+class IsoFlopConfig(PluginConfig):
+    """Options of the `isoflop` planner (a grid of budgets x model sizes around a prior optimum).
+
+    Budgets: `budgets` (explicit) or `min_flops` [1e18] .. `max_flops` [1e21] in `n_budgets` [5]
+    log-spaced steps, both ends included. Sizes: `sizes_per_budget` [7] targets from N0/`span` to
+    N0*`span` [8.0], log-spaced around the prior optimum N0(C): sqrt(C / (6 tokens_per_param))
+    [tokens_per_param 20.0, Chinchilla] or `prior_coefficient` * C ** `prior_exponent`.
+    """
+
+    budgets: tuple[Positive, ...] | None = None
+    min_flops: Positive | None = None
+    max_flops: Positive | None = None
+    n_budgets: Annotated[int, Field(ge=2)] | None = None
+
+    sizes_per_budget: Annotated[int, Field(ge=1)] = 7
+    span: Annotated[float, Field(gt=1, allow_inf_nan=False)] = 8.0
+
+    tokens_per_param: Positive | None = None
+    prior_coefficient: Positive | None = None
+    prior_exponent: Annotated[float, Field(gt=0, le=1)] | None = None
+
+    vocab_size: Annotated[int, Field(ge=1)] = 32000
+    seq_len: Annotated[int, Field(ge=1)] = 2048
+    d_model_multiple: Annotated[int, Field(ge=1)] = 64
+    min_layers: Annotated[int, Field(ge=1)] = 2
+    max_layers: Annotated[int, Field(ge=1)] = 64
+    head_options: tuple[Annotated[int, Field(ge=1)], ...] = (4, 8, 16, 32, 64)
+    head_dim: Annotated[int, Field(ge=1)] = 64
+    ffn_ratio: Positive = 4.0
+    aspect_ratio: Positive = 64.0
+    param_tolerance: Annotated[float, Field(gt=0, lt=1)] = 0.05
+
+    conventions: Conventions = Conventions()
+    lr_schedule: LrSchedule = LrSchedule()
+    batch_size: Annotated[int, Field(ge=1)] = 32
+    schedule: Annotated[str, Field(min_length=1)] = "cosine"
+    seed: int = 0
+    dataset_tokens: Annotated[int, Field(ge=1)] | None = None
+    hardware: dict[str, Positive] = Field(default_factory=lambda: dict(DEFAULT_HARDWARE))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_alternative_defaults(cls, data: Any) -> Any:
+        """Fill the defaults of whichever alternative (budgets, prior) is in use."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if data.get("budgets") is None:
+            for key, default in _BUDGET_RANGE_DEFAULTS.items():
+                if data.get(key) is None:
+                    data[key] = default
+        explicit_prior = ("prior_coefficient", "prior_exponent")
+        if all(data.get(k) is None for k in (*explicit_prior, "tokens_per_param")):
+            data["tokens_per_param"] = _CHINCHILLA_TOKENS_PER_PARAM
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> IsoFlopConfig:
+        if self.budgets is not None:
+            clash = [k for k in _BUDGET_RANGE_DEFAULTS if getattr(self, k) is not None]
+            if clash:
+                raise ValueError(f"give either budgets or min_flops/max_flops/n_budgets, not both "
+                                 f"(also set: {', '.join(clash)})")
+            if not self.budgets:
+                raise ValueError("budgets is empty")
+            if len(set(self.budgets)) != len(self.budgets):
+                raise ValueError(f"budgets has duplicates: {list(self.budgets)}")
+        elif not self.min_flops < self.max_flops:
+            raise ValueError(f"min_flops ({self.min_flops:g}) must be below max_flops "
+                             f"({self.max_flops:g}); for one budget use budgets = [C]")
+        given = [k for k in ("prior_coefficient", "prior_exponent") if getattr(self, k) is not None]
+        if len(given) == 1:
+            raise ValueError("give prior_coefficient and prior_exponent together (N0 = k C^a)")
+        if given and self.tokens_per_param is not None:
+            raise ValueError("give either tokens_per_param or prior_coefficient/prior_exponent, "
+                             "not both")
+        if self.min_layers > self.max_layers:
+            raise ValueError(f"min_layers ({self.min_layers}) exceeds max_layers "
+                             f"({self.max_layers})")
+        if not self.head_options:
+            raise ValueError("head_options is empty")
+        if len(set(self.head_options)) != len(self.head_options):
+            raise ValueError(f"head_options has duplicates: {list(self.head_options)}")
+        return self
