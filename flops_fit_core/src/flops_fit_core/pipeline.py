@@ -159,13 +159,12 @@ def pending_specs(
 ) -> list[ExperimentSpec]:
     """The plan's experiments that still need training: no `ok` record, and failed ones only
     when `retry_failed`."""
-    latest = loaded.latest()
-    todo = []
-    for spec in plan.experiments:
-        record = latest.get(spec.id)
-        if record is None or (record.status == "failed" and retry_failed):
-            todo.append(spec)
-    return todo
+    statuses = loaded.statuses()
+    return [
+        spec
+        for spec in plan.experiments
+        if (status := statuses.get(spec.id)) is None or (status == "failed" and retry_failed)
+    ]
 
 
 @dataclass
@@ -197,12 +196,10 @@ def train_plan(
             "skipped, its experiment will be trained again"
         )
     todo = pending_specs(plan, loaded, retry_failed)
-    latest = loaded.latest()
+    statuses = loaded.statuses()
     summary = TrainSummary(skipped=len(plan.experiments) - len(todo))
     summary.failed_before = sum(
-        1
-        for s in plan.experiments
-        if not retry_failed and getattr(latest.get(s.id), "status", "") == "failed"
+        1 for s in plan.experiments if not retry_failed and statuses.get(s.id) == "failed"
     )
     reporter.training_started(total=len(todo), skipped=summary.skipped)
 
@@ -234,10 +231,7 @@ def load_observations(results_path: Path, only_ids: set[str] | None = None) -> O
     """The `ok` results of a results file (optionally only those of a plan) as observations."""
     if not Path(results_path).exists():
         raise InputError(f"results file not found: {results_path}")
-    loaded = ResultsStore(results_path).load()
-    ok = loaded.ok()
-    if only_ids is not None:
-        ok = [r for r in ok if r.experiment_id in only_ids]
+    ok = ResultsStore(results_path).load().ok(only_ids)
     if not ok:
         raise InputError(f"{results_path}: no successful results to fit")
     return Observations.from_results(ok, source=str(results_path))

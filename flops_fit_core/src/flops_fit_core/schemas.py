@@ -18,7 +18,16 @@ from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
 from . import flops as _flops
 from .errors import ConfigError, InputError
@@ -110,13 +119,6 @@ class ModelShape(StrictModel):
             raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
         return self
 
-    @model_validator(mode="wrap")
-    @classmethod
-    def _keep_validated_instances(cls, data: Any, handler: Any) -> Any:
-        # pydantic re-runs after-validators on an instance placed in a field (pydantic #12085);
-        # an instance of this exact, frozen class was already validated (and hashed) once.
-        return data if type(data) is cls else handler(data)
-
     @property
     def params_total(self) -> int:
         return _flops.params_total(self.d_model, self.n_layers, self.d_ff, self.vocab_size)
@@ -196,8 +198,14 @@ class ExperimentSpec(StrictModel):
     conventions: Conventions = Conventions()
     extras: dict[str, Any] = Field(default_factory=dict)
 
+    # Set once the id is checked: pydantic re-runs after-validators when a validated instance
+    # is placed in a field (pydantic #12085), and hashing every spec twice is not free.
+    _verified: bool = PrivateAttr(default=False)
+
     @model_validator(mode="after")
-    def _check(self) -> ExperimentSpec:
+    def _check(self, info: ValidationInfo) -> ExperimentSpec:
+        if self._verified:
+            return self
         if not math.isfinite(self.budget) or not math.isfinite(self.learning_rate):
             raise ValueError("budget and learning_rate must be finite")
         real = self.shape.params(self.conventions.params)
@@ -206,18 +214,17 @@ class ExperimentSpec(StrictModel):
                 f"params {self.params} does not match the shape's {real} "
                 f"({self.conventions.params} convention)"
             )
+        if self.id and info.context and info.context.get("trusted_ids"):
+            # Records flops-fit wrote itself (results.jsonl): the id was checked when the spec
+            # was planned; resume compares each record's spec with the plan's instead.
+            self._verified = True
+            return self
         digest = _spec_digest(self)
         if self.id and self.id != digest:
             raise ValueError(f"id {self.id!r} does not match the spec's content ({digest!r})")
         object.__setattr__(self, "id", digest)
+        self._verified = True
         return self
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _keep_validated_instances(cls, data: Any, handler: Any) -> Any:
-        # pydantic re-runs after-validators on an instance placed in a field (pydantic #12085);
-        # an instance of this exact, frozen class was already validated (and hashed) once.
-        return data if type(data) is cls else handler(data)
 
     @property
     def flops_per_token(self) -> int:

@@ -12,41 +12,97 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from filelock import FileLock
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from .errors import InputError
 from .schemas import RunResult
 
 __all__ = ["LoadedResults", "ResultsStore"]
 
-_MANY = TypeAdapter(list[RunResult])
 
 
-@dataclass
+class _Entry(BaseModel):
+    """What resuming needs of a record: its id and status (parsed fast; the rest on demand)."""
+
+    model_config = ConfigDict(extra="ignore")
+    experiment_id: str
+    status: Literal["ok", "failed"]
+
+
+_INDEX = TypeAdapter(list[_Entry])
+#: Spec ids in our own records are not re-hashed on load (see ExperimentSpec._check).
+_TRUSTED = {"trusted_ids": True}
+
+
 class LoadedResults:
-    """Every record in file order, plus the verdict per experiment id."""
+    """A results file's records: the index (id, status) at once, full `RunResult`s on demand.
 
-    records: list[RunResult] = field(default_factory=list)
-    torn_lines: list[int] = field(default_factory=list)  # 1-based numbers of skipped torn records
+    Building a validated `RunResult` costs tens of microseconds; deciding what to resume over
+    100,000 records must not, so only the records a caller asks for are built (and cached).
+    """
+
+    def __init__(self, path: Path | None = None, lines=(), entries=(), numbers=(), torn=()):
+        self.path = path
+        self._lines: list[bytes] = list(lines)
+        self._entries: list[_Entry] = list(entries)
+        self._numbers: list[int] = list(numbers)  # 1-based line number of each record
+        self._built: dict[int, RunResult] = {}
+        #: 1-based numbers of torn records that were skipped
+        self.torn_lines: list[int] = list(torn)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _record(self, i: int) -> RunResult:
+        if i not in self._built:
+            try:
+                self._built[i] = RunResult.model_validate_json(self._lines[i], context=_TRUSTED)
+            except ValidationError as exc:
+                raise InputError(_bad_line(self.path, self._numbers[i], exc)) from None
+        return self._built[i]
+
+    @property
+    def records(self) -> list[RunResult]:
+        """Every record in file order."""
+        return [self._record(i) for i in range(len(self._entries))]
+
+    def _latest_index(self) -> dict[str, int]:
+        best: dict[str, int] = {}
+        for i, entry in enumerate(self._entries):
+            held = best.get(entry.experiment_id)
+            if entry.status == "ok" or held is None or self._entries[held].status != "ok":
+                best[entry.experiment_id] = i
+        return best
+
+    def statuses(self) -> dict[str, str]:
+        """Per id `ok` if any record succeeded, else `failed` (no record is built)."""
+        return {k: self._entries[i].status for k, i in self._latest_index().items()}
 
     def latest(self) -> dict[str, RunResult]:
         """Per id the last `ok` record, or the last failed one if it never succeeded."""
-        best: dict[str, RunResult] = {}
-        for record in self.records:
-            held = best.get(record.experiment_id)
-            if record.status == "ok" or held is None or held.status != "ok":
-                best[record.experiment_id] = record
-        return best
+        return {k: self._record(i) for k, i in self._latest_index().items()}
 
-    def ok(self) -> list[RunResult]:
-        return [r for r in self.latest().values() if r.status == "ok"]
+    def ok(self, ids: set[str] | None = None) -> list[RunResult]:
+        """The winning `ok` records (optionally only those of `ids`)."""
+        return [
+            self._record(i)
+            for k, i in self._latest_index().items()
+            if self._entries[i].status == "ok" and (ids is None or k in ids)
+        ]
 
     def failed(self) -> list[RunResult]:
         return [r for r in self.latest().values() if r.status == "failed"]
+
+
+def _bad_line(path: Path | None, number: int, exc: ValidationError) -> str:
+    problem = exc.errors()[0]
+    where = ".".join(str(p) for p in problem["loc"])
+    detail = f"{where}: {problem['msg']}" if where else problem["msg"]
+    return f"{path}:{number}: not a valid result record ({detail})"
 
 
 class ResultsStore:
@@ -75,40 +131,35 @@ class ResultsStore:
             self.append(result)
 
     def load(self) -> LoadedResults:
-        """Read every record; torn records are skipped and reported, any other bad line is an
+        """Index every record; torn records are skipped and reported, any other bad line is an
         InputError naming it."""
         if not self.path.exists():
-            return LoadedResults()
+            return LoadedResults(self.path)
         try:
             data = self.path.read_bytes()
         except OSError as exc:
             raise InputError(f"cannot read {self.path}: {exc.strerror}") from None
-        lines = data.split(b"\n")
-        numbered = [(i + 1, ln) for i, ln in enumerate(lines) if ln.strip()]
-        if not numbered:
-            return LoadedResults()
+        numbered = [(i + 1, ln) for i, ln in enumerate(data.split(b"\n")) if ln.strip()]
+        numbers = [n for n, _ in numbered]
+        lines = [ln for _, ln in numbered]
         try:  # fast path: one validation call for the whole file
-            return LoadedResults(
-                _MANY.validate_json(b"[" + b",".join(ln for _, ln in numbered) + b"]")
-            )
+            entries = _INDEX.validate_json(b"[" + b",".join(lines) + b"]")
+            return LoadedResults(self.path, lines, entries, numbers)
         except ValidationError:
             pass
-        records: list[RunResult] = []
-        torn: list[int] = []
+        kept_lines, kept_entries, kept_numbers, torn = [], [], [], []
         for number, line in numbered:
             try:
-                records.append(RunResult.model_validate_json(line))
+                entry = _Entry.model_validate_json(line)
             except ValidationError as exc:
-                problem = exc.errors()[0]
-                if _is_torn(problem, line):
+                if _is_torn(exc.errors()[0], line):
                     torn.append(number)
                     continue
-                where = ".".join(str(p) for p in problem["loc"])
-                raise InputError(
-                    f"{self.path}:{number}: not a valid result record"
-                    + (f" ({where}: {problem['msg']})" if where else f" ({problem['msg']})")
-                ) from None
-        return LoadedResults(records, torn)
+                raise InputError(_bad_line(self.path, number, exc)) from None
+            kept_lines.append(line)
+            kept_entries.append(entry)
+            kept_numbers.append(number)
+        return LoadedResults(self.path, kept_lines, kept_entries, kept_numbers, torn)
 
 
 def _is_torn(problem: dict, line: bytes) -> bool:
