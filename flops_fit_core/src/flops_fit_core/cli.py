@@ -68,6 +68,23 @@ def config_options(func):
     return func
 
 
+def plugin_shortcuts(*sections: str):
+    """`--trainer NAME` and friends: shortcuts for `--set trainer.name=NAME`."""
+
+    def decorate(func):
+        for section in reversed(sections):
+            func = click.option(
+                f"--{section}",
+                section,
+                default=None,
+                metavar="NAME",
+                help=f"Shortcut for --set {section}.name=NAME.",
+            )(func)
+        return func
+
+    return decorate
+
+
 def _study_config(
     config_path, preset, overrides, beside: Path | None = None, **shortcuts
 ) -> StudyConfig:
@@ -108,10 +125,13 @@ def cli(ctx: click.Context, quiet: bool, verbose: bool) -> None:
 )
 @click.option("--retry-failed", is_flag=True, help="Retrain experiments that failed before.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@plugin_shortcuts("planner", "trainer", "executor", "fitter")
 @click.pass_obj
-def run(state: State, config_path, preset, overrides, out, target, retry_failed, as_json):
+def run(
+    state: State, config_path, preset, overrides, out, target, retry_failed, as_json, **shortcuts
+):
     """Run a whole study: plan, train what is missing, fit, plot."""
-    study_config = load_study_config(config_path, preset, overrides)
+    study_config = load_study_config(config_path, preset, overrides, shortcuts)
     study = pipeline.resolve_study(study_config)
     run_dir = out or Path("runs") / (
         config_path.stem if config_path else (preset or DEFAULT_PRESET)

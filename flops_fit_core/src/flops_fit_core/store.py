@@ -24,7 +24,6 @@ from .schemas import RunResult
 __all__ = ["LoadedResults", "ResultsStore"]
 
 
-
 class _Entry(BaseModel):
     """What resuming needs of a record: its id and status (parsed fast; the rest on demand)."""
 
