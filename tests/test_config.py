@@ -93,3 +93,10 @@ def test_resolved_config_holds_every_option_and_reloads(tmp_path):
     path.write_text(tomli_w.dumps(resolved))
     again = resolve_study(load_study_config(path))
     assert again.resolved() == resolved
+
+
+def test_a_shortcut_names_the_plugin_and_set_refines_it():
+    study = load_study_config(
+        preset="mock", overrides=["executor.workers=2"], shortcuts={"executor": "process"}
+    )
+    assert study.executor == {"name": "process", "workers": 2}

@@ -167,7 +167,7 @@ def test_plugins_json_lists_every_built_in(capsys):
 
 def test_plan_dry_run_writes_nothing(capsys, tmp_path):
     outcome = flops_fit(capsys, "plan", "--preset", "mock", "-o", tmp_path / "p.json", "--dry-run")
-    assert outcome.code == 0 and "54 experiments" in outcome.out
+    assert outcome.code == 0 and "72 experiments" in outcome.out
     assert not (tmp_path / "p.json").exists()
 
 

@@ -147,9 +147,13 @@ def run(
         click.echo(f"run directory: {run_dir}")
     if failed:
         raise RunFailed(
-            f"{failed} experiments failed (see {run_dir / pipeline.RESULTS_FILE}); "
+            f"{_count(failed)} failed (see {run_dir / pipeline.RESULTS_FILE}); "
             "rerun with --retry-failed to train them again"
         )
+
+
+def _count(n: int) -> str:
+    return f"{n} experiment" + ("" if n == 1 else "s")
 
 
 def _prediction_line(pred) -> str:
@@ -247,13 +251,19 @@ def train(
         reporter=state.reporter,
     )
     if not state.quiet:
+        done = summary.skipped - summary.failed_before
         click.echo(
-            f"trained {summary.trained}, failed {summary.failed}, "
-            f"already done {summary.skipped}; results in {results_path}"
+            f"trained {summary.trained}, failed {summary.failed}, already done {done}"
+            + (
+                f", failed earlier and not retried {summary.failed_before}"
+                if summary.failed_before
+                else ""
+            )
+            + f"; results in {results_path}"
         )
     if summary.failed or summary.failed_before:
         raise RunFailed(
-            f"{summary.failed + summary.failed_before} experiments failed "
+            f"{_count(summary.failed + summary.failed_before)} failed "
             f"(see {results_path}); rerun with --retry-failed to train them again"
         )
 

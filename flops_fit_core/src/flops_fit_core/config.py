@@ -174,10 +174,11 @@ def load_study_config(
         layers.append(read_preset(preset or DEFAULT_PRESET))
     if config_path is not None:
         layers.append(read_config_file(config_path))
-    layers.append(apply_overrides(overrides))
+    # Shortcuts name a plugin; --set options then refine it (so they are not dropped).
     short = {section: {"name": name} for section, name in (shortcuts or {}).items() if name}
     if short:
         layers.append(short)
+    layers.append(apply_overrides(overrides))
     merged = merge_layers(layers)
     where = str(config_path) if config_path else f"preset {preset or DEFAULT_PRESET!r}"
     study = parse_model(StudyConfig, merged, f"config ({where})")

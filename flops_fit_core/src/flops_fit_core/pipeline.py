@@ -122,6 +122,9 @@ def write_atomic(path: Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; keep files as readable as others
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -192,8 +195,8 @@ def train_plan(
     loaded = store.load()
     for number in loaded.torn_lines:
         reporter.message(
-            f"warning: {results_path}:{number} is a torn record (an interrupted write); "
-            "skipped, its experiment will be trained again"
+            f"warning: {results_path}:{number} is a torn record (a write cut short by a "
+            "crash); skipped: an experiment with no other result is trained again"
         )
     todo = pending_specs(plan, loaded, retry_failed)
     statuses = loaded.statuses()

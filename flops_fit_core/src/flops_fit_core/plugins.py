@@ -73,7 +73,7 @@ def _disabled() -> set[str]:
 
 
 def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}".strip()
+    return " ".join(f"{type(exc).__name__}: {exc}".split())  # one line, whatever the plugin said
 
 
 class PluginHost:
@@ -185,7 +185,14 @@ class PluginHost:
             raise ValueError(f"unknown plugin kind {kind!r}")
         records = self.registry[kind].get(name)
         if not records:
-            raise UnknownPluginError(kind, name, self.names(kind))
+            error = UnknownPluginError(kind, name, self.names(kind))
+            if self.errors:
+                broken = len(self.errors)
+                error.args = (
+                    f"{error} ({broken} plugin load error{'s' if broken > 1 else ''}: "
+                    "see 'flops-fit plugins')",
+                )
+            raise error
         if len(records) > 1:
             raise PluginError(self._duplicate(kind, name, records))
         return records[0].cls

@@ -74,7 +74,8 @@ def _describe_error(err: dict[str, Any], model: type[BaseModel]) -> str:
         return f"unknown key {loc!r}" + (f" (known: {known})" if known else "")
     if err["type"] == "missing":
         return f"missing key {loc!r}"
-    return f"{loc}: {err['msg']}"
+    message = err["msg"].removeprefix("Value error, ")
+    return message if not err["loc"] else f"{loc}: {message}"
 
 
 def parse_model(model: type[M], data: Any, where: str) -> M:
