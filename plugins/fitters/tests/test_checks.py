@@ -93,7 +93,9 @@ def test_r_squared_warns_or_raises():
 
 def test_tokens_per_param_r_squared_is_not_checked():
     laws = {
-        "n_opt": _law(0.99), "d_opt": _law(0.99), "loss_opt": _law(0.99),
+        "n_opt": _law(0.99),
+        "d_opt": _law(0.99),
+        "loss_opt": _law(0.99),
         "tokens_per_param": _law(0.1),
     }
     assert check_r_squared(laws, 0.9, strict=True) == []

@@ -102,8 +102,9 @@ def test_each_optimum_is_the_best_grid_point_and_laws_are_least_squares():
     assert [o.budget for o in result.optima] == list(BUDGETS)
     for opt, c in zip(result.optima, BUDGETS, strict=True):
         # brute force, independent of the fitter: every grid point's loss, pick the lowest
-        grid = [(chinchilla_loss(guess_centre(c) * r, c / (6 * guess_centre(c) * r)), r)
-                for r in COARSE]
+        grid = [
+            (chinchilla_loss(guess_centre(c) * r, c / (6 * guess_centre(c) * r)), r) for r in COARSE
+        ]
         best_loss, best_r = min(grid)
         n_best = guess_centre(c) * best_r
         assert opt.params.value == n_best
@@ -114,8 +115,12 @@ def test_each_optimum_is_the_best_grid_point_and_laws_are_least_squares():
     d_star = np.array([o.tokens.value for o in result.optima])
     l_star = np.array([o.loss.value for o in result.optima])
     lc = np.log(BUDGETS)
-    for name, y in [("n_opt", n_star), ("d_opt", d_star), ("loss_opt", l_star),
-                    ("tokens_per_param", d_star / n_star)]:
+    for name, y in [
+        ("n_opt", n_star),
+        ("d_opt", d_star),
+        ("loss_opt", l_star),
+        ("tokens_per_param", d_star / n_star),
+    ]:
         slope, intercept = np.polyfit(lc, np.log(y), 1)
         assert result.laws[name].exponent == pytest.approx(slope, abs=1e-9), name
         assert math.log(result.laws[name].coefficient) == pytest.approx(intercept, abs=1e-8)
@@ -147,9 +152,11 @@ def test_noisy_fits_are_calibrated_and_close():
     budgets = np.logspace(18, 23, 6)
     ratios = np.geomspace(1 / 8, 8.0, 9)
     for seed in range(seeds):
-        law = EmpiricalFitter().fit(
-            chinchilla_observations(budgets, ratios, noise=2e-3, seed=seed)
-        ).laws["n_opt"]
+        law = (
+            EmpiricalFitter()
+            .fit(chinchilla_observations(budgets, ratios, noise=2e-3, seed=seed))
+            .laws["n_opt"]
+        )
         lo, hi = law.exponent_interval
         covered += lo <= A_TRUE <= hi
         close += abs(law.exponent - A_TRUE) < 0.05
@@ -196,8 +203,12 @@ def test_runs_are_grouped_by_planned_budget_not_measured_compute():
     obs = chinchilla_observations(budgets)
     drift = np.random.default_rng(1).uniform(0.6, 1.4, len(obs))
     obs = Observations(
-        budget=obs.budget, params=obs.params, tokens=obs.tokens * drift,
-        compute=obs.compute * drift, loss=obs.loss, ids=obs.ids,
+        budget=obs.budget,
+        params=obs.params,
+        tokens=obs.tokens * drift,
+        compute=obs.compute * drift,
+        loss=obs.loss,
+        ids=obs.ids,
     )
     result = EmpiricalFitter().fit(obs)
     assert [o.budget for o in result.optima] == list(budgets)
@@ -227,8 +238,11 @@ def test_diagnostics_describe_the_fit():
     for run_id, opt in zip(diag["best_runs"], result.optima, strict=True):
         assert obs.params[obs.ids.index(run_id)] == opt.params.value
     assert result.settings == {
-        "confidence": 0.95, "min_r_squared": 0.9, "strict": False,
-        "enforce_monotonic": True, "min_budgets": 3,
+        "confidence": 0.95,
+        "min_r_squared": 0.9,
+        "strict": False,
+        "enforce_monotonic": True,
+        "min_budgets": 3,
     }
     assert "empirical" in result.report()
 
@@ -262,18 +276,27 @@ def test_r_squared_below_threshold_warns_or_raises_when_strict():
     # follows no power law while the best loss still falls.
     budgets = np.logspace(18, 22, 5)
     n_best = np.array([1e8, 1e7, 1e9, 3e7, 2e8])
-    rows = [(c, n * f, 2.9 - 0.1 * i + (0.1 if f != 1 else 0.0))
-            for i, (c, n) in enumerate(zip(budgets, n_best, strict=True))
-            for f in (0.5, 1.0, 2.0)]
+    rows = [
+        (c, n * f, 2.9 - 0.1 * i + (0.1 if f != 1 else 0.0))
+        for i, (c, n) in enumerate(zip(budgets, n_best, strict=True))
+        for f in (0.5, 1.0, 2.0)
+    ]
     c, n, loss = (np.array(v) for v in zip(*rows, strict=True))
-    obs = Observations(budget=c, params=n, tokens=c / (6 * n), compute=c, loss=loss,
-                       ids=tuple(f"r{i}" for i in range(len(c))))
+    obs = Observations(
+        budget=c,
+        params=n,
+        tokens=c / (6 * n),
+        compute=c,
+        loss=loss,
+        ids=tuple(f"r{i}" for i in range(len(c))),
+    )
     result = EmpiricalFitter().fit(obs)
     assert result.laws["n_opt"].r2 < 0.9
     assert any(w.startswith("n_opt R²") for w in result.warnings)
     assert result.diagnostics["excluded"] == []  # a poor law, but no broken budget
-    assert not any(w.startswith("n_opt R²")
-                   for w in EmpiricalFitter({"min_r_squared": 0.0}).fit(obs).warnings)
+    assert not any(
+        w.startswith("n_opt R²") for w in EmpiricalFitter({"min_r_squared": 0.0}).fit(obs).warnings
+    )
     with pytest.raises(FitError, match="n_opt R²"):
         EmpiricalFitter({"strict": True}).fit(obs)
 
@@ -311,8 +334,14 @@ def test_budget_with_few_runs_is_flagged():
 def test_non_monotonic_budget_is_excluded_when_enforced():
     obs = chinchilla_observations(BUDGETS)
     broken = np.where(obs.budget == BUDGETS[3], obs.loss + 0.5, obs.loss)
-    bad = Observations(budget=obs.budget, params=obs.params, tokens=obs.tokens,
-                       compute=obs.compute, loss=broken, ids=obs.ids)
+    bad = Observations(
+        budget=obs.budget,
+        params=obs.params,
+        tokens=obs.tokens,
+        compute=obs.compute,
+        loss=broken,
+        ids=obs.ids,
+    )
     result = EmpiricalFitter().fit(bad)
     assert result.optima[3].flags == [EXCLUDED_FLAG]
     assert result.diagnostics["excluded"] == [BUDGETS[3]]
@@ -336,8 +365,14 @@ def test_too_few_budgets_left_after_exclusion_is_a_fit_error():
     budgets = BUDGETS[:3]
     obs = chinchilla_observations(budgets)
     broken = np.where(obs.budget == budgets[2], obs.loss + 2.0, obs.loss)
-    bad = Observations(budget=obs.budget, params=obs.params, tokens=obs.tokens,
-                       compute=obs.compute, loss=broken, ids=obs.ids)
+    bad = Observations(
+        budget=obs.budget,
+        params=obs.params,
+        tokens=obs.tokens,
+        compute=obs.compute,
+        loss=broken,
+        ids=obs.ids,
+    )
     with pytest.raises(FitError, match=r"only 2 of 3 budgets.*enforce_monotonic"):
         EmpiricalFitter().fit(bad)
     assert EmpiricalFitter({"enforce_monotonic": False}).fit(bad).laws["n_opt"].n_points == 3
@@ -353,8 +388,7 @@ def test_too_few_budgets_is_an_input_error(n_budgets, config):
 
 def test_no_observations_is_an_input_error():
     empty = np.array([])
-    obs = Observations(budget=empty, params=empty, tokens=empty, compute=empty, loss=empty,
-                       ids=())
+    obs = Observations(budget=empty, params=empty, tokens=empty, compute=empty, loss=empty, ids=())
     with pytest.raises(InputError, match="has 0"):
         EmpiricalFitter().fit(obs)
 

@@ -156,9 +156,7 @@ def test_reproduces_porian_published_exponents():
 
 def test_zero_resolution_changes_nothing():
     y = noisy_line(seed=8)
-    assert fit_power_law(COMPUTE, y, resolution=np.zeros(COMPUTE.size)) == fit_power_law(
-        COMPUTE, y
-    )
+    assert fit_power_law(COMPUTE, y, resolution=np.zeros(COMPUTE.size)) == fit_power_law(COMPUTE, y)
 
 
 def test_resolution_adds_the_worst_offset_and_ramp_in_quadrature():
@@ -166,9 +164,7 @@ def test_resolution_adds_the_worst_offset_and_ramp_in_quadrature():
     h = 0.2
     plain = fit_power_law(COMPUTE, y)
     law = fit_power_law(COMPUTE, y, resolution=np.full(COMPUTE.size, h))
-    assert (law.exponent, law.coefficient, law.r2) == (
-        plain.exponent, plain.coefficient, plain.r2
-    )
+    assert (law.exponent, law.coefficient, law.r2) == (plain.exponent, plain.coefficient, plain.r2)
     lx = np.log(COMPUTE)
     dx = lx - lx.mean()
     ramp = h * np.abs(dx).sum() / (dx @ dx)  # slope shift of errors +h above, -h below the mean
@@ -207,8 +203,9 @@ def test_the_ramp_is_the_worst_bounded_error_for_the_slope():
     assert abs(dx @ extreme / (dx @ dx)) == pytest.approx(worst, rel=1e-12)
 
 
-@pytest.mark.parametrize("bound", [[0.1, 0.1], [0.1, -0.1, 0.1, 0.1, 0.1, 0.1],
-                                   [0.1, math.inf, 0.1, 0.1, 0.1, 0.1]])
+@pytest.mark.parametrize(
+    "bound", [[0.1, 0.1], [0.1, -0.1, 0.1, 0.1, 0.1, 0.1], [0.1, math.inf, 0.1, 0.1, 0.1, 0.1]]
+)
 def test_rejects_bad_resolution(bound):
     with pytest.raises(ValueError, match="resolution"):
         fit_power_law(COMPUTE, noisy_line(seed=11), resolution=bound)

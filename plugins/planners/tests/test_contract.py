@@ -24,8 +24,13 @@ class TestIsoFlopPlannerContractVariant(PlannerContract):
     @pytest.fixture
     def plugin_config(self):
         return {
-            "budgets": [3e17, 1e19], "sizes_per_budget": 9, "prior_coefficient": 0.1,
-            "prior_exponent": 0.5, "conventions": {"params": "non_embedding", "flops": "6n"},
-            "d_model_multiple": 128, "head_options": [2, 6], "head_dim": 96,
+            "budgets": [3e17, 1e19],
+            "sizes_per_budget": 9,
+            "prior_coefficient": 0.1,
+            "prior_exponent": 0.5,
+            "conventions": {"params": "non_embedding", "flops": "6n"},
+            "d_model_multiple": 128,
+            "head_options": [2, 6],
+            "head_dim": 96,
             "lr_schedule": {"lr_power": 0.3},
         }

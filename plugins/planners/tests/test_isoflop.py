@@ -26,11 +26,18 @@ def target_of_each_experiment(planner: IsoFlopPlanner) -> dict[str, float]:
     budget, target = planner.targets()
     shapes = search_shapes(target, planner.shape_grid())
     by_key: dict[tuple, float] = {}
-    for b, t, d, n_layers in zip(budget.tolist(), target.tolist(), shapes.d_model.tolist(),
-                                 shapes.n_layers.tolist(), strict=True):
+    for b, t, d, n_layers in zip(
+        budget.tolist(),
+        target.tolist(),
+        shapes.d_model.tolist(),
+        shapes.n_layers.tolist(),
+        strict=True,
+    ):
         by_key.setdefault((b, d, n_layers), t)
-    return {s.id: by_key[(s.budget, s.shape.d_model, s.shape.n_layers)]
-            for s in planner.plan().experiments}
+    return {
+        s.id: by_key[(s.budget, s.shape.d_model, s.shape.n_layers)]
+        for s in planner.plan().experiments
+    }
 
 
 def mock_preset_options() -> dict:
@@ -85,8 +92,14 @@ def test_sizes_are_spread_log_evenly_around_the_chinchilla_optimum():
 
 
 def test_an_explicit_prior_and_explicit_budgets():
-    planner = IsoFlopPlanner({"budgets": [3e19, 1e18], "sizes_per_budget": 1,
-                              "prior_coefficient": 0.1, "prior_exponent": 0.5})
+    planner = IsoFlopPlanner(
+        {
+            "budgets": [3e19, 1e18],
+            "sizes_per_budget": 1,
+            "prior_coefficient": 0.1,
+            "prior_exponent": 0.5,
+        }
+    )
     plan = planner.plan()
     assert [s.budget for s in plan.experiments] == [1e18, 3e19]
     for spec in plan.experiments:
@@ -172,7 +185,8 @@ def test_estimates_add_up():
     assert est["total_flops"] == pytest.approx(5 * (1e18 + 1e19 + 1e20), rel=1e-6)
     assert est["hardware_flops_per_s"] == {"slow": 1e12, "fast": 4e14}
     assert est["wall_time_s"] == pytest.approx(
-        {"slow": est["total_flops"] / 1e12, "fast": est["total_flops"] / 4e14})
+        {"slow": est["total_flops"] / 1e12, "fast": est["total_flops"] / 4e14}
+    )
     assert plan.planner == "isoflop" and plan.config["n_budgets"] == 3
 
 
@@ -204,26 +218,38 @@ def test_unreachable_targets_are_named_with_the_size_reached():
 
 def test_runs_shorter_than_one_batch_are_flagged():
     # N0 = 2.9e4 parameters get 5.8e5 tokens, less than one batch of 4096 x 256 tokens.
-    plan = plan_of(budgets=[1e11], sizes_per_budget=1, vocab_size=256, seq_len=256,
-                   d_model_multiple=16, head_options=[2, 4], head_dim=16, batch_size=4096)
+    plan = plan_of(
+        budgets=[1e11],
+        sizes_per_budget=1,
+        vocab_size=256,
+        seq_len=256,
+        d_model_multiple=16,
+        head_options=[2, 4],
+        head_dim=16,
+        batch_size=4096,
+    )
     assert any("fewer tokens than one batch" in w for w in plan.warnings)
     assert not any("one batch" in w for w in plan_of(**SMALL).warnings)
 
 
 def test_warnings_stay_readable_for_large_sweeps():
     planner = IsoFlopPlanner({"budgets": [1e14, 1e15], "sizes_per_budget": 15, "span": 4.0})
-    n_missed = int((~search_shapes(planner.targets()[1], planner.shape_grid())
-                    .within_tolerance).sum())
+    n_missed = int(
+        (~search_shapes(planner.targets()[1], planner.shape_grid()).within_tolerance).sum()
+    )
     assert n_missed > 20
     missed = [w for w in planner.plan().warnings if "not reachable" in w]
     assert len(missed) == 11
     assert missed[-1] == f"... and {n_missed - 10} more targets not reachable within tolerance"
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"budgets": [1e40]}, "beyond"),
-    ({"budgets": [1.0]}, "less than one token"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"budgets": [1e40]}, "beyond"),
+        ({"budgets": [1.0]}, "less than one token"),
+    ],
+)
 def test_budgets_outside_what_can_be_built_are_config_errors(options, message):
     with pytest.raises(ConfigError, match=message):
         plan_of(**options)

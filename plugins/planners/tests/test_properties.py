@@ -10,27 +10,31 @@ from hypothesis import strategies as st
 from flops_fit_core import ConfigError
 from flops_fit_planners import IsoFlopPlanner
 
-configs = st.fixed_dictionaries({
-    "min_flops": st.floats(1e12, 1e20),
-    "decades": st.floats(0.5, 5.0),
-    "n_budgets": st.integers(2, 6),
-    "sizes_per_budget": st.integers(1, 9),
-    "span": st.floats(1.1, 20.0),
-    "vocab_size": st.integers(2, 70000),
-    "seq_len": st.integers(16, 8192),
-    "d_model_multiple": st.sampled_from([8, 16, 32, 48, 64, 128]),
-    "min_layers": st.integers(1, 8),
-    "extra_layers": st.integers(0, 60),
-    "head_options": st.lists(st.integers(1, 128), min_size=1, max_size=5, unique=True),
-    "head_dim": st.integers(8, 256),
-    "ffn_ratio": st.sampled_from([2.0, 8 / 3, 3.5, 4.0]),
-    "aspect_ratio": st.floats(4.0, 256.0),
-    "param_tolerance": st.floats(0.005, 0.3),
-    "conventions": st.fixed_dictionaries({
-        "params": st.sampled_from(["total", "non_embedding"]),
-        "flops": st.sampled_from(["exact", "6n"]),
-    }),
-})
+configs = st.fixed_dictionaries(
+    {
+        "min_flops": st.floats(1e12, 1e20),
+        "decades": st.floats(0.5, 5.0),
+        "n_budgets": st.integers(2, 6),
+        "sizes_per_budget": st.integers(1, 9),
+        "span": st.floats(1.1, 20.0),
+        "vocab_size": st.integers(2, 70000),
+        "seq_len": st.integers(16, 8192),
+        "d_model_multiple": st.sampled_from([8, 16, 32, 48, 64, 128]),
+        "min_layers": st.integers(1, 8),
+        "extra_layers": st.integers(0, 60),
+        "head_options": st.lists(st.integers(1, 128), min_size=1, max_size=5, unique=True),
+        "head_dim": st.integers(8, 256),
+        "ffn_ratio": st.sampled_from([2.0, 8 / 3, 3.5, 4.0]),
+        "aspect_ratio": st.floats(4.0, 256.0),
+        "param_tolerance": st.floats(0.005, 0.3),
+        "conventions": st.fixed_dictionaries(
+            {
+                "params": st.sampled_from(["total", "non_embedding"]),
+                "flops": st.sampled_from(["exact", "6n"]),
+            }
+        ),
+    }
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -16,8 +16,15 @@ from flops_fit_core import ConfigError, ModelShape
 from flops_fit_planners.shapes import ShapeGrid, choose_heads, search_shapes
 
 GRID = ShapeGrid(
-    vocab_size=32000, seq_len=2048, d_model_multiple=64, min_layers=2, max_layers=64,
-    head_options=(4, 8, 16, 32, 64), head_dim=64, ffn_ratio=4.0, aspect_ratio=64.0,
+    vocab_size=32000,
+    seq_len=2048,
+    d_model_multiple=64,
+    min_layers=2,
+    max_layers=64,
+    head_options=(4, 8, 16, 32, 64),
+    head_dim=64,
+    ffn_ratio=4.0,
+    aspect_ratio=64.0,
     param_tolerance=0.05,
 )
 
@@ -27,14 +34,25 @@ def _shape(d: int, n_layers: int, grid: ShapeGrid) -> ModelShape | None:
     if not heads:
         return None
     h = min(sorted(heads), key=lambda h: abs(Fraction(d, h) - grid.head_dim))
-    return ModelShape(d_model=d, n_layers=n_layers, n_heads=h, d_ff=round(grid.ffn_ratio * d),
-                      vocab_size=grid.vocab_size, seq_len=grid.seq_len)
+    return ModelShape(
+        d_model=d,
+        n_layers=n_layers,
+        n_heads=h,
+        d_ff=round(grid.ffn_ratio * d),
+        vocab_size=grid.vocab_size,
+        seq_len=grid.seq_len,
+    )
 
 
 def _params(d: int, n_layers: int, grid: ShapeGrid) -> int:
-    return ModelShape(d_model=d, n_layers=n_layers, n_heads=1, d_ff=round(grid.ffn_ratio * d),
-                      vocab_size=1, seq_len=1).params("non_embedding") + (
-        2 * grid.vocab_size * d if grid.param_convention == "total" else 0)
+    return ModelShape(
+        d_model=d,
+        n_layers=n_layers,
+        n_heads=1,
+        d_ff=round(grid.ffn_ratio * d),
+        vocab_size=1,
+        seq_len=1,
+    ).params("non_embedding") + (2 * grid.vocab_size * d if grid.param_convention == "total" else 0)
 
 
 def _candidates(target: float, grid: ShapeGrid) -> list[tuple[int, int, int]]:
@@ -85,20 +103,36 @@ def _check_optimal(target: float, d: int, n_layers: int, n: int, grid: ShapeGrid
     return False
 
 
-@pytest.mark.parametrize("grid", [
-    GRID,
-    replace(GRID, param_convention="non_embedding"),
-    replace(GRID, d_model_multiple=32, head_options=(3, 6), head_dim=48, ffn_ratio=3.0,
-            min_layers=4, max_layers=20, aspect_ratio=40.0, param_tolerance=0.02),
-])
+@pytest.mark.parametrize(
+    "grid",
+    [
+        GRID,
+        replace(GRID, param_convention="non_embedding"),
+        replace(
+            GRID,
+            d_model_multiple=32,
+            head_options=(3, 6),
+            head_dim=48,
+            ffn_ratio=3.0,
+            min_layers=4,
+            max_layers=20,
+            aspect_ratio=40.0,
+            param_tolerance=0.02,
+        ),
+    ],
+)
 def test_every_choice_is_the_rules_choice(grid):
     targets = np.geomspace(3e6, 3e10, 23)
     shapes = search_shapes(targets, grid)
     within = [
         _check_optimal(t, d, n_layers, n, grid)
-        for t, d, n_layers, n in zip(targets, shapes.d_model.tolist(),
-                                     shapes.n_layers.tolist(), shapes.params.tolist(),
-                                     strict=True)
+        for t, d, n_layers, n in zip(
+            targets,
+            shapes.d_model.tolist(),
+            shapes.n_layers.tolist(),
+            shapes.params.tolist(),
+            strict=True,
+        )
     ]
     assert within == shapes.within_tolerance.tolist()
 
@@ -110,8 +144,9 @@ def test_realistic_targets_are_all_reached_within_tolerance():
     assert np.abs(shapes.params / targets - 1).max() <= GRID.param_tolerance
 
 
-@pytest.mark.parametrize("grid", [GRID, replace(GRID, d_model_multiple=48, head_options=(3, 5, 7),
-                                                head_dim=20)])
+@pytest.mark.parametrize(
+    "grid", [GRID, replace(GRID, d_model_multiple=48, head_options=(3, 5, 7), head_dim=20)]
+)
 def test_shapes_honour_the_multiple_and_the_head_options(grid):
     shapes = search_shapes(np.geomspace(5e6, 5e10, 200), grid)
     d, heads = shapes.d_model, shapes.n_heads
@@ -122,16 +157,27 @@ def test_shapes_honour_the_multiple_and_the_head_options(grid):
     for width, h in zip(d.tolist(), heads.tolist(), strict=True):
         assert _shape(width, 1, grid).n_heads == h
     for i in range(len(d)):
-        shape = ModelShape(d_model=int(d[i]), n_layers=int(shapes.n_layers[i]),
-                           n_heads=int(heads[i]), d_ff=int(shapes.d_ff[i]),
-                           vocab_size=grid.vocab_size, seq_len=grid.seq_len)
+        shape = ModelShape(
+            d_model=int(d[i]),
+            n_layers=int(shapes.n_layers[i]),
+            n_heads=int(heads[i]),
+            d_ff=int(shapes.d_ff[i]),
+            vocab_size=grid.vocab_size,
+            seq_len=grid.seq_len,
+        )
         assert shape.params(grid.param_convention) == shapes.params[i]
 
 
 def test_head_choice_prefers_the_head_dim_nearest_the_target_one():
     grid = replace(GRID, head_options=(64, 4, 16, 8, 32))
     assert choose_heads(np.array([64, 128, 256, 320, 1024, 4096]), grid).tolist() == [
-        4, 4, 4, 4, 16, 64]  # 320: 80 (4 heads) beats 40; 4096 only reaches 64 at 64 heads
+        4,
+        4,
+        4,
+        4,
+        16,
+        64,
+    ]  # 320: 80 (4 heads) beats 40; 4096 only reaches 64 at 64 heads
 
 
 def test_a_target_below_the_smallest_model_gets_the_nearest_shape():
@@ -145,8 +191,13 @@ def test_head_options_coarser_than_the_multiple_still_give_the_nearest_valid_wid
     shapes = search_shapes(np.array([1e5, 3e7, 1e9]), grid)
     assert np.all(shapes.d_model % 192 == 0) and shapes.n_heads.tolist() == [192] * 3
     assert shapes.d_model[0] == 192 and not shapes.within_tolerance[0]
-    for t, d, n_layers, n in zip([1e5, 3e7, 1e9], shapes.d_model.tolist(),
-                                 shapes.n_layers.tolist(), shapes.params.tolist(), strict=True):
+    for t, d, n_layers, n in zip(
+        [1e5, 3e7, 1e9],
+        shapes.d_model.tolist(),
+        shapes.n_layers.tolist(),
+        shapes.params.tolist(),
+        strict=True,
+    ):
         _check_optimal(t, d, n_layers, n, grid)
 
 

@@ -96,8 +96,9 @@ def make_fit(
         d = budget / (6 * n)
 
         def est(v, lo, hi):
-            return Estimate(value=float(v), interval=(float(lo), float(hi)) if with_intervals
-                            else None)
+            return Estimate(
+                value=float(v), interval=(float(lo), float(hi)) if with_intervals else None
+            )
 
         optima.append(
             Optimum(

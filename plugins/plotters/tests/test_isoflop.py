@@ -82,7 +82,9 @@ def test_interval_bars_drawn_when_the_optimum_has_intervals(observations, fit):
     assert sorted(bars) == [f"optimum-interval-{i}" for i in range(len(fit.optima))]
     # The horizontal bar spans the params interval exactly.
     segments = [
-        seg for art in bars["optimum-interval-0"] if hasattr(art, "get_segments")
+        seg
+        for art in bars["optimum-interval-0"]
+        if hasattr(art, "get_segments")
         for seg in art.get_segments()
     ]
     lo, hi = fit.optima[0].params.interval
@@ -106,9 +108,7 @@ def test_flagged_optimum_is_hollow_and_explained(observations, synth):
     assert any("flagged" in t for t in legend_texts(ax))
 
 
-def test_optima_match_budgets_despite_float_noise_and_extras_stay_visible(
-    observations, fit, synth
-):
+def test_optima_match_budgets_despite_float_noise_and_extras_stay_visible(observations, fit, synth):
     noisy = [o.model_copy(update={"budget": o.budget * (1 + 1e-12)}) for o in fit.optima]
     orphan = Optimum(
         budget=1e21,
@@ -117,9 +117,11 @@ def test_optima_match_budgets_despite_float_noise_and_extras_stay_visible(
         loss=Estimate(value=2.3),
         n_runs=0,
     )
-    ax = IsoFlopPlotter().figure(
-        observations, fit.model_copy(update={"optima": [*noisy, orphan]})
-    ).axes[0]
+    ax = (
+        IsoFlopPlotter()
+        .figure(observations, fit.model_copy(update={"optima": [*noisy, orphan]}))
+        .axes[0]
+    )
     stars = by_gid(ax, "optimum-")
     assert {f"optimum-{i}" for i in range(len(synth.budgets))} <= set(stars)
     (lonely,) = stars["optimum-unmatched-0"]
@@ -149,8 +151,13 @@ def test_optima_that_cannot_go_on_a_log_axis_are_an_input_error(observations, fi
 
 def test_no_runs_is_a_clear_input_error(fit):
     empty = Observations(
-        budget=np.array([]), params=np.array([]), tokens=np.array([]),
-        compute=np.array([]), loss=np.array([]), ids=(), source="results.jsonl",
+        budget=np.array([]),
+        params=np.array([]),
+        tokens=np.array([]),
+        compute=np.array([]),
+        loss=np.array([]),
+        ids=(),
+        source="results.jsonl",
     )
     with pytest.raises(InputError, match=r"no finished runs.*results\.jsonl"):
         IsoFlopPlotter().figure(empty, fit)

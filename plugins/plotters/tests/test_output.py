@@ -23,9 +23,7 @@ SOURCE = Path(flops_fit_plotters.__file__).parent
 
 
 @pytest.mark.parametrize("cls", PLOTTERS, ids=lambda c: c.name)
-def test_plot_writes_each_configured_format_at_the_configured_dpi(
-    cls, observations, fit, tmp_path
-):
+def test_plot_writes_each_configured_format_at_the_configured_dpi(cls, observations, fit, tmp_path):
     out = tmp_path / "figures" / "nested"  # created on demand
     plotter = cls({"formats": ["svg", "png", "pdf"], "dpi": 48})
     paths = plotter.plot(observations, fit, out)
@@ -73,11 +71,15 @@ def test_no_pyplot_no_backend_switch_no_rcparams_writes_in_the_source():
                 if "pyplot" in node.module or "pyplot" in names:
                     offences.append(f"{path.name}: imports pyplot")
             elif isinstance(node, ast.Import):
-                offences += [f"{path.name}: imports pyplot" for a in node.names
-                             if "pyplot" in a.name]
-            elif isinstance(node, ast.Attribute) and node.attr in {
-                "use", "rcParams", "rc", "rc_context", "rcdefaults", "style"
-            } and isinstance(node.value, ast.Name) and node.value.id in {"matplotlib", "mpl"}:
+                offences += [
+                    f"{path.name}: imports pyplot" for a in node.names if "pyplot" in a.name
+                ]
+            elif (
+                isinstance(node, ast.Attribute)
+                and node.attr in {"use", "rcParams", "rc", "rc_context", "rcdefaults", "style"}
+                and isinstance(node.value, ast.Name)
+                and node.value.id in {"matplotlib", "mpl"}
+            ):
                 offences.append(f"{path.name}: matplotlib.{node.attr}")
     assert not offences
 

@@ -105,9 +105,7 @@ def fit_power_law(
         raise ValueError(f"x and y differ in length: {xs.size} and {ys.size}")
     n = xs.size
     if n < MIN_POINTS:
-        raise FitError(
-            f"a power law with an interval needs at least {MIN_POINTS} points, got {n}"
-        )
+        raise FitError(f"a power law with an interval needs at least {MIN_POINTS} points, got {n}")
     lx, ly = np.log(xs), np.log(ys)
     x_mean, y_mean = lx.mean(), ly.mean()
     dx, dy = lx - x_mean, ly - y_mean

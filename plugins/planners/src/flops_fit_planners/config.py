@@ -106,24 +106,30 @@ class IsoFlopConfig(PluginConfig):
         if self.budgets is not None:
             clash = [k for k in _BUDGET_RANGE_DEFAULTS if getattr(self, k) is not None]
             if clash:
-                raise ValueError(f"give either budgets or min_flops/max_flops/n_budgets, not both "
-                                 f"(also set: {', '.join(clash)})")
+                raise ValueError(
+                    f"give either budgets or min_flops/max_flops/n_budgets, not both "
+                    f"(also set: {', '.join(clash)})"
+                )
             if not self.budgets:
                 raise ValueError("budgets is empty")
             if len(set(self.budgets)) != len(self.budgets):
                 raise ValueError(f"budgets has duplicates: {list(self.budgets)}")
         elif not self.min_flops < self.max_flops:
-            raise ValueError(f"min_flops ({self.min_flops:g}) must be below max_flops "
-                             f"({self.max_flops:g}); for one budget use budgets = [C]")
+            raise ValueError(
+                f"min_flops ({self.min_flops:g}) must be below max_flops "
+                f"({self.max_flops:g}); for one budget use budgets = [C]"
+            )
         given = [k for k in ("prior_coefficient", "prior_exponent") if getattr(self, k) is not None]
         if len(given) == 1:
             raise ValueError("give prior_coefficient and prior_exponent together (N0 = k C^a)")
         if given and self.tokens_per_param is not None:
-            raise ValueError("give either tokens_per_param or prior_coefficient/prior_exponent, "
-                             "not both")
+            raise ValueError(
+                "give either tokens_per_param or prior_coefficient/prior_exponent, not both"
+            )
         if self.min_layers > self.max_layers:
-            raise ValueError(f"min_layers ({self.min_layers}) exceeds max_layers "
-                             f"({self.max_layers})")
+            raise ValueError(
+                f"min_layers ({self.min_layers}) exceeds max_layers ({self.max_layers})"
+            )
         if not self.head_options:
             raise ValueError("head_options is empty")
         if len(set(self.head_options)) != len(self.head_options):

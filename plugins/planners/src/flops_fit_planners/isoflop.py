@@ -99,27 +99,38 @@ class IsoFlopPlanner(Planner):
         budget, target = self.targets()
         shapes = search_shapes(target, self.shape_grid())
         per_token = _flops.flops_per_token(
-            shapes.d_model, shapes.n_layers, shapes.n_heads, shapes.d_ff,
-            c.vocab_size, c.seq_len, conv.flops, conv.params,
+            shapes.d_model,
+            shapes.n_layers,
+            shapes.n_heads,
+            shapes.d_ff,
+            c.vocab_size,
+            c.seq_len,
+            conv.flops,
+            conv.params,
         )
         tokens_f = np.rint(budget / per_token)
         if tokens_f.min() < 1:
             i = int(np.argmin(tokens_f))
-            raise ConfigError(f"planner 'isoflop': budget {budget[i]:.4g} FLOPs is less than one "
-                              f"token of its model (N={shapes.params[i]:,}, "
-                              f"{per_token[i]:,} FLOPs per token)")
+            raise ConfigError(
+                f"planner 'isoflop': budget {budget[i]:.4g} FLOPs is less than one "
+                f"token of its model (N={shapes.params[i]:,}, "
+                f"{per_token[i]:,} FLOPs per token)"
+            )
         if tokens_f.max() >= _MAX_TOKENS:
             i = int(np.argmax(tokens_f))
-            raise ConfigError(f"planner 'isoflop': budget {budget[i]:.4g} would train a model of "
-                              f"N={shapes.params[i]:,} on {tokens_f[i]:.3g} tokens; lower the "
-                              f"budgets or raise the prior")
+            raise ConfigError(
+                f"planner 'isoflop': budget {budget[i]:.4g} would train a model of "
+                f"N={shapes.params[i]:,} on {tokens_f[i]:.3g} tokens; lower the "
+                f"budgets or raise the prior"
+            )
         tokens = tokens_f.astype(np.int64)
         lrs = learning_rates(c.lr_schedule, shapes.params)
 
         with _gc_paused():
             experiments, keep, duplicates = self._specs(budget, target, shapes, tokens, lrs)
-            plan = self._plan(experiments, keep, duplicates, budget, target, shapes, tokens,
-                              per_token)
+            plan = self._plan(
+                experiments, keep, duplicates, budget, target, shapes, tokens, per_token
+            )
         return plan
 
     def _plan(self, experiments, keep, duplicates, budget, target, shapes, tokens, per_token):
@@ -161,9 +172,15 @@ class IsoFlopPlanner(Planner):
         keep: list[int] = []
         dup_lines: list[str] = []
         columns = zip(
-            budget.tolist(), shapes.d_model.tolist(), shapes.n_layers.tolist(),
-            shapes.n_heads.tolist(), shapes.d_ff.tolist(), shapes.params.tolist(),
-            tokens.tolist(), lrs.tolist(), strict=True,
+            budget.tolist(),
+            shapes.d_model.tolist(),
+            shapes.n_layers.tolist(),
+            shapes.n_heads.tolist(),
+            shapes.d_ff.tolist(),
+            shapes.params.tolist(),
+            tokens.tolist(),
+            lrs.tolist(),
+            strict=True,
         )
         for i, (b, d, n_layers, heads, d_ff, n, t, lr) in enumerate(columns):
             key = (b, d, n_layers)
@@ -177,16 +194,32 @@ class IsoFlopPlanner(Planner):
             seen[key] = i
             shape = shape_cache.get((d, n_layers))
             if shape is None:
-                shape = ModelShape(d_model=d, n_layers=n_layers, n_heads=heads, d_ff=d_ff,
-                                   vocab_size=c.vocab_size, seq_len=c.seq_len)
+                shape = ModelShape(
+                    d_model=d,
+                    n_layers=n_layers,
+                    n_heads=heads,
+                    d_ff=d_ff,
+                    vocab_size=c.vocab_size,
+                    seq_len=c.seq_len,
+                )
                 shape_cache[(d, n_layers)] = shape
-            specs.append(ExperimentSpec(
-                budget=b, params=n, tokens=t, shape=shape, learning_rate=lr,
-                batch_size=c.batch_size, schedule=c.schedule, seed=c.seed, conventions=conv,
-            ))
+            specs.append(
+                ExperimentSpec(
+                    budget=b,
+                    params=n,
+                    tokens=t,
+                    shape=shape,
+                    learning_rate=lr,
+                    batch_size=c.batch_size,
+                    schedule=c.schedule,
+                    seed=c.seed,
+                    conventions=conv,
+                )
+            )
             keep.append(i)
-        dup_lines = _capped(dup_lines, "... and {n} more sizes landed on a shape already planned "
-                                       "for their budget")
+        dup_lines = _capped(
+            dup_lines, "... and {n} more sizes landed on a shape already planned for their budget"
+        )
         return specs, np.array(keep, dtype=np.int64), dup_lines
 
     def _tolerance_warnings(self, budget, target, shapes) -> list[str]:
@@ -210,14 +243,18 @@ class IsoFlopPlanner(Planner):
         batch_tokens = c.batch_size * c.seq_len
         short = tokens < batch_tokens
         if short.any():
-            out.append(f"{int(short.sum())} experiments have fewer tokens than one batch "
-                       f"(batch_size x seq_len = {batch_tokens:,}); the smallest has "
-                       f"{int(tokens.min()):,}")
+            out.append(
+                f"{int(short.sum())} experiments have fewer tokens than one batch "
+                f"(batch_size x seq_len = {batch_tokens:,}); the smallest has "
+                f"{int(tokens.min()):,}"
+            )
         if c.dataset_tokens is not None:
             over = tokens > c.dataset_tokens
             if over.any():
                 largest = int(tokens.max())
-                out.append(f"{int(over.sum())} of {len(tokens)} experiments need more tokens "
-                           f"than the dataset has ({c.dataset_tokens:,}); the largest needs "
-                           f"{largest:,} ({largest / c.dataset_tokens:.2f} epochs)")
+                out.append(
+                    f"{int(over.sum())} of {len(tokens)} experiments need more tokens "
+                    f"than the dataset has ({c.dataset_tokens:,}); the largest needs "
+                    f"{largest:,} ({largest / c.dataset_tokens:.2f} epochs)"
+                )
         return out

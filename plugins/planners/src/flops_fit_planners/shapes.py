@@ -90,8 +90,9 @@ def choose_heads(d_model: np.ndarray, grid: ShapeGrid) -> np.ndarray:
     index, ok = _heads_scores(d_model, grid)
     if not ok.all():
         bad = np.asarray(d_model)[~ok][0]
-        raise ConfigError(f"planner 'isoflop': no head option in {list(grid.head_options)} "
-                          f"divides d_model {bad}")
+        raise ConfigError(
+            f"planner 'isoflop': no head option in {list(grid.head_options)} divides d_model {bad}"
+        )
     return np.array(sorted(grid.head_options), dtype=np.int64)[index]
 
 
@@ -137,8 +138,9 @@ def _search_block(targets: np.ndarray, grid: ShapeGrid) -> tuple[np.ndarray, np.
     width = 2.0 * t / (lin + np.sqrt(lin * lin + 4.0 * quad * t))
     d = _bracketing_widths(width, grid).reshape(len(targets), -1)
     n_layers = np.repeat(layers, 2)[None, :]
-    params = _flops.params_count(d, n_layers, _d_ff_float(d, r), grid.vocab_size,
-                                 grid.param_convention)
+    params = _flops.params_count(
+        d, n_layers, _d_ff_float(d, r), grid.vocab_size, grid.param_convention
+    )
     miss = np.abs(params / t - 1.0)
     # |log(x / aspect)| ranks like max(x / aspect, aspect / x), which needs no logarithm.
     ratio = d * (1.0 / (n_layers * grid.aspect_ratio))
@@ -162,11 +164,12 @@ def search_shapes(targets: np.ndarray, grid: ShapeGrid) -> Shapes:
     if targets.ndim != 1 or not np.all(np.isfinite(targets) & (targets > 0)):
         raise ValueError("targets must be a 1-d array of finite positive numbers")
     if targets.size and targets.max() > MAX_TARGET_PARAMS:
-        raise ConfigError(f"planner 'isoflop': a target of N={targets.max():.4g} parameters is "
-                          f"beyond what the planner counts exactly (at most "
-                          f"{MAX_TARGET_PARAMS:.0e}); lower max_flops, span or the prior")
-    blocks = [_search_block(targets[i : i + _CHUNK], grid)
-              for i in range(0, len(targets), _CHUNK)]
+        raise ConfigError(
+            f"planner 'isoflop': a target of N={targets.max():.4g} parameters is "
+            f"beyond what the planner counts exactly (at most "
+            f"{MAX_TARGET_PARAMS:.0e}); lower max_flops, span or the prior"
+        )
+    blocks = [_search_block(targets[i : i + _CHUNK], grid) for i in range(0, len(targets), _CHUNK)]
     d = np.concatenate([b[0] for b in blocks] or [np.zeros(0)]).astype(np.int64)
     n_layers = np.concatenate([b[1] for b in blocks] or [np.zeros(0)]).astype(np.int64)
     d_ff = d_ff_for(d, grid.ffn_ratio)

@@ -73,21 +73,42 @@ class IsoFlopPlotter(FigurePlotter):
             any_flagged |= flagged
         if unmatched:
             handles.append(
-                Line2D([], [], linestyle="none", color=NEUTRAL, markerfacecolor=NEUTRAL,
-                       label="optimum of a budget without runs", **_STAR)
+                Line2D(
+                    [],
+                    [],
+                    linestyle="none",
+                    color=NEUTRAL,
+                    markerfacecolor=NEUTRAL,
+                    label="optimum of a budget without runs",
+                    **_STAR,
+                )
             )
 
         star_label = f"fitted optimum ({fit.fitter})"
         if any_interval:
             star_label += ",\nbars: its interval"
         handles.append(
-            Line2D([], [], linestyle="none", color=NEUTRAL, markerfacecolor=NEUTRAL,
-                   label=star_label, **_STAR)
+            Line2D(
+                [],
+                [],
+                linestyle="none",
+                color=NEUTRAL,
+                markerfacecolor=NEUTRAL,
+                label=star_label,
+                **_STAR,
+            )
         )
         if any_flagged:
             handles.append(
-                Line2D([], [], linestyle="none", color=NEUTRAL, markerfacecolor="white",
-                       label="flagged optimum\n(see fit warnings)", **_STAR)
+                Line2D(
+                    [],
+                    [],
+                    linestyle="none",
+                    color=NEUTRAL,
+                    markerfacecolor="white",
+                    label="flagged optimum\n(see fit warnings)",
+                    **_STAR,
+                )
             )
 
         ax.set_xscale("log")
@@ -117,14 +138,28 @@ class IsoFlopPlotter(FigurePlotter):
         yerr = None if opt.loss.interval is None else interval_errors([y], [opt.loss.interval])
         if xerr is not None or yerr is not None:
             bars = ax.errorbar(
-                [x], [y], xerr=xerr, yerr=yerr, fmt="none", ecolor=colour, elinewidth=1.3,
-                capsize=3, zorder=3, label="_nolegend_",
+                [x],
+                [y],
+                xerr=xerr,
+                yerr=yerr,
+                fmt="none",
+                ecolor=colour,
+                elinewidth=1.3,
+                capsize=3,
+                zorder=3,
+                label="_nolegend_",
             )
             for child in bars.get_children():
                 child.set_gid(f"optimum-interval-{tag}")
         ax.plot(
-            [x], [y], linestyle="none", color=colour,
+            [x],
+            [y],
+            linestyle="none",
+            color=colour,
             markerfacecolor="white" if flagged else colour,
-            zorder=4, label="_nolegend_", gid=f"optimum-{tag}", **_STAR,
+            zorder=4,
+            label="_nolegend_",
+            gid=f"optimum-{tag}",
+            **_STAR,
         )
         return xerr is not None or yerr is not None, flagged

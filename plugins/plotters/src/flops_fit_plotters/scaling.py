@@ -74,9 +74,7 @@ class ScalingPlotter(FigurePlotter):
             ax.set_ylabel(ylabel, fontsize=FONT_SIZES["label"])
             # Let tick labels on the shared x axis show on both panels: each is read alone.
             ax.tick_params(axis="x", labelbottom=True)
-        fig.suptitle(
-            f"Compute-optimal scaling — {fit.fitter} fit", fontsize=FONT_SIZES["title"]
-        )
+        fig.suptitle(f"Compute-optimal scaling — {fit.fitter} fit", fontsize=FONT_SIZES["title"])
         return fig
 
     def _panel(
@@ -100,16 +98,26 @@ class ScalingPlotter(FigurePlotter):
             handles.extend(self._draw_law(ax, law, budgets, key, symbol, colour))
         else:
             ax.text(
-                0.03, 0.97, f"no usable {symbol}*(C) law in this fit", transform=ax.transAxes,
-                va="top", fontsize=FONT_SIZES["legend"], color=OKABE_ITO["vermillion"],
+                0.03,
+                0.97,
+                f"no usable {symbol}*(C) law in this fit",
+                transform=ax.transAxes,
+                va="top",
+                fontsize=FONT_SIZES["legend"],
+                color=OKABE_ITO["vermillion"],
             )
 
         with_iv = [i for i, est in enumerate(estimates) if est.interval is not None]
         if with_iv:
             bars = ax.errorbar(
-                budgets[with_iv], values[with_iv],
+                budgets[with_iv],
+                values[with_iv],
                 yerr=interval_errors(values[with_iv], [estimates[i].interval for i in with_iv]),
-                fmt="none", ecolor="black", elinewidth=1.0, capsize=3, zorder=3,
+                fmt="none",
+                ecolor="black",
+                elinewidth=1.0,
+                capsize=3,
+                zorder=3,
                 label="_nolegend_",
             )
             for child in bars.get_children():
@@ -118,41 +126,79 @@ class ScalingPlotter(FigurePlotter):
         if with_iv:
             point_label += ",\nbars: their intervals"
         (points,) = ax.plot(
-            budgets, values, linestyle="none", marker="o", markersize=6, color="black",
-            markerfacecolor="black", zorder=4, label=point_label, gid=f"optima-{key}",
+            budgets,
+            values,
+            linestyle="none",
+            marker="o",
+            markersize=6,
+            color="black",
+            markerfacecolor="black",
+            zorder=4,
+            label=point_label,
+            gid=f"optima-{key}",
         )
         handles.insert(0, points)
         if flagged.any():
             ax.plot(
-                budgets[flagged], values[flagged], linestyle="none", marker="o", markersize=6,
-                color="black", markerfacecolor="white", zorder=5, label="_nolegend_",
+                budgets[flagged],
+                values[flagged],
+                linestyle="none",
+                marker="o",
+                markersize=6,
+                color="black",
+                markerfacecolor="white",
+                zorder=5,
+                label="_nolegend_",
                 gid=f"optima-flagged-{key}",
             )
             handles.insert(
                 1,
-                Line2D([], [], linestyle="none", marker="o", markersize=6, color="black",
-                       markerfacecolor="white", label="flagged optimum (see fit warnings)"),
+                Line2D(
+                    [],
+                    [],
+                    linestyle="none",
+                    marker="o",
+                    markersize=6,
+                    color="black",
+                    markerfacecolor="white",
+                    label="flagged optimum (see fit warnings)",
+                ),
             )
         ax.legend(
-            handles=handles, loc="upper left" if law.exponent >= 0 else "lower left",
-            fontsize=FONT_SIZES["legend"], framealpha=0.92, edgecolor=LEGEND_EDGE,
+            handles=handles,
+            loc="upper left" if law.exponent >= 0 else "lower left",
+            fontsize=FONT_SIZES["legend"],
+            framealpha=0.92,
+            edgecolor=LEGEND_EDGE,
         )
 
     @staticmethod
-    def _draw_law(ax: Axes, law: PowerLaw, budgets: np.ndarray, key: str, symbol: str,
-                  colour: str) -> list:
+    def _draw_law(
+        ax: Axes, law: PowerLaw, budgets: np.ndarray, key: str, symbol: str, colour: str
+    ) -> list:
         """The law solid over the fitted budgets, dashed beyond, and its band when known."""
         lo_c, hi_c = float(budgets.min()), float(budgets.max())
         far = hi_c * 10**EXTRAPOLATE_DECADES
         fitted = np.geomspace(lo_c, hi_c, 100) if hi_c > lo_c else np.array([lo_c])
         beyond = np.geomspace(hi_c, far, 100)
         (line,) = ax.plot(
-            fitted, law.predict(fitted), color=colour, linewidth=2.0, zorder=2,
-            label=law_label(symbol, law), gid=f"law-{key}",
+            fitted,
+            law.predict(fitted),
+            color=colour,
+            linewidth=2.0,
+            zorder=2,
+            label=law_label(symbol, law),
+            gid=f"law-{key}",
         )
         (extra,) = ax.plot(
-            beyond, law.predict(beyond), color=colour, linewidth=2.0, linestyle="--", zorder=2,
-            label="extrapolation", gid=f"law-extrapolated-{key}",
+            beyond,
+            law.predict(beyond),
+            color=colour,
+            linewidth=2.0,
+            linestyle="--",
+            zorder=2,
+            label="extrapolation",
+            gid=f"law-extrapolated-{key}",
         )
         handles: list = [line, extra]
         grid = np.geomspace(lo_c, far, 200)
@@ -162,9 +208,15 @@ class ScalingPlotter(FigurePlotter):
             if np.all(np.isfinite(lower) & np.isfinite(upper) & (lower > 0)):
                 handles.append(
                     ax.fill_between(
-                        grid, lower, upper, color=colour, alpha=0.18, linewidth=0, zorder=1,
-                        label=f"{law.level:.0%} confidence band", gid=f"band-{key}",
+                        grid,
+                        lower,
+                        upper,
+                        color=colour,
+                        alpha=0.18,
+                        linewidth=0,
+                        zorder=1,
+                        label=f"{law.level:.0%} confidence band",
+                        gid=f"band-{key}",
                     )
                 )
         return handles
-
