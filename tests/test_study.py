@@ -9,6 +9,7 @@ import pytest
 
 from flops_fit_core.testing import CHINCHILLA
 from tests.clirunner import flops_fit
+from tests.test_plugin_host import BUILT_INS
 
 TRUE_A = CHINCHILLA.a  # beta / (alpha + beta) of the mock's default law
 
@@ -150,15 +151,7 @@ def test_plugins_json_lists_every_built_in(capsys):
     assert outcome.code == 0
     listing = outcome.json()
     found = {(p["kind"], p["name"]): p for p in listing["plugins"]}
-    for key in [
-        ("planner", "isoflop"),
-        ("trainer", "mock"),
-        ("fitter", "empirical"),
-        ("plotter", "isoflop"),
-        ("plotter", "scaling"),
-        ("executor", "serial"),
-        ("executor", "process"),
-    ]:
+    for key in sorted(BUILT_INS):
         assert key in found, key
         assert found[key]["distribution"].startswith("flops-fit")
         assert found[key]["version"] == "0.1.0"

@@ -23,7 +23,7 @@ from .bases import Executor, Fitter, Planner, Plotter, Trainer
 from .config import SECTIONS, StudyConfig
 from .errors import InputError
 from .plugins import PluginHost, get_host
-from .schemas import ExperimentSpec, FitResult, Observations, RunResult, SweepPlan, parse_model
+from .schemas import ExperimentSpec, FitResult, Observations, RunResult, SweepPlan
 from .store import LoadedResults, ResultsStore
 
 __all__ = [
@@ -316,7 +316,3 @@ def run_study(
     stage("plotting")
     figures = plot_fit(observations, fit, study.plotters, run_dir / FIGURES_DIR)
     return RunSummary(run_dir, plan, training, fit, figures)
-
-
-def parse_plan_dict(data: dict[str, Any]) -> SweepPlan:
-    return parse_model(SweepPlan, data, "plan")

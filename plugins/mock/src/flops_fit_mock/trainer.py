@@ -21,8 +21,6 @@ on these optima; one counted with `exact` FLOPs (attention and embeddings includ
 from __future__ import annotations
 
 import math
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as _distribution_version
 from typing import Any
 
 import numpy as np
@@ -41,11 +39,6 @@ __all__ = [
     "optimal_tokens",
     "true_loss",
 ]
-
-try:
-    __version__ = _distribution_version("flops-fit-mock")
-except PackageNotFoundError:  # pragma: no cover - running from a bare source tree
-    __version__ = "unknown"
 
 #: The most curve points one result may carry: each point is a line item in `results.jsonl`,
 #: and a curve longer than this is a typo, not a request.
@@ -167,9 +160,6 @@ class MockTrainer(Trainer):
 
     name = "mock"
     deterministic = True
-    #: Set here rather than left to the plugin host, which stamps it on the class in the main
-    #: process only: a worker process that unpickles the trainer would otherwise record "unknown".
-    version = __version__
     Config = MockConfig
     config: MockConfig
 
