@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 from .bases import (
     Executor,
     Fitter,
+    FitterConfig,
     Planner,
     Plotter,
     PlotterConfig,
@@ -62,6 +63,7 @@ __all__ = [
     "FitError",
     "FitResult",
     "Fitter",
+    "FitterConfig",
     "FlopsFitError",
     "InputError",
     "ModelShape",

@@ -22,8 +22,12 @@ from importlib.metadata import (
 from pathlib import Path
 from typing import Any, ClassVar
 
+from pydantic import Field
+
 from .errors import TrainingCancelled
+from .flops import FlopsConvention, ParamConvention
 from .schemas import (
+    Conventions,
     ExperimentSpec,
     FitResult,
     Observations,
@@ -37,6 +41,7 @@ from .schemas import (
 __all__ = [
     "Executor",
     "Fitter",
+    "FitterConfig",
     "Planner",
     "Plotter",
     "PlotterConfig",
@@ -159,10 +164,35 @@ def run_one(trainer: Trainer, spec: ExperimentSpec, context: TrainerContext) -> 
         )
 
 
+class FitterConfig(PluginConfig):
+    """Options every fitter understands: the conventions its data is counted under.
+
+    They are consumed by the pipeline when it builds the `Observations` a fitter receives:
+    results record N in both parameter conventions and C in both FLOPs conventions, so a fit
+    can be made under either whatever the plan used. For a user's own table they state how
+    its columns were counted (and, for `flops = "6n"`, let a missing N or D be derived as
+    C / 6D or C / 6N). `None` means "as the data records it".
+    """
+
+    params: ParamConvention | None = Field(
+        None, description="parameter count to fit under: total or non_embedding"
+    )
+    flops: FlopsConvention | None = Field(
+        None, description="compute convention to fit under: exact or 6n (C = 6ND)"
+    )
+
+    def conventions_for(self, recorded: Conventions) -> Conventions:
+        """The conventions a fit is made under, given those the data records."""
+        return Conventions(
+            params=self.params or recorded.params, flops=self.flops or recorded.flops
+        )
+
+
 class Fitter(PluginBase):
     """Fits scaling laws to `Observations`."""
 
     kind = "fitter"
+    Config = FitterConfig
 
     def fit(self, observations: Observations) -> FitResult:
         raise NotImplementedError

@@ -543,6 +543,9 @@ class Observations:
     conventions: Conventions = field(default_factory=Conventions)
     source: str = ""
     curves: tuple[Sequence[tuple[float, float]] | None, ...] = field(default=())
+    #: What reading the data noticed but did not refuse (dropped duplicate rows, a derived
+    #: column); every fitter copies these into its `FitResult.warnings`.
+    warnings: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
         n = len(self.ids)
