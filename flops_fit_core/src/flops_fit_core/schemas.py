@@ -365,11 +365,13 @@ class Estimate(StrictModel):
 
 
 class PowerLaw(StrictModel):
-    """y = coefficient * C ** exponent, fitted in log space, with its uncertainty.
+    """y = offset + coefficient * C ** exponent, with its uncertainty (offset 0 unless set).
 
-    `covariance` is the 2x2 covariance of (ln coefficient, exponent) and `t_value` the
-    quantile that turns a standard error into the `level` interval, so `predict_interval`
-    needs nothing but this object (no scipy in the core).
+    Most laws are pure power laws fitted in log space: `covariance` is then the 2x2
+    covariance of (ln coefficient, exponent). A law with an irreducible term (the loss of a
+    parametric fit, L*(C) = E + K C^gamma) sets `offset`, and `covariance` is the 3x3 of
+    (offset, ln coefficient, exponent). `t_value` is the quantile that turns a standard error
+    into the `level` interval, so `predict_interval` needs nothing but this object.
     """
 
     coefficient: float
@@ -377,24 +379,42 @@ class PowerLaw(StrictModel):
     coefficient_interval: tuple[float, float] | None = None
     exponent_interval: tuple[float, float] | None = None
     r2: float | None = None
-    covariance: tuple[tuple[float, float], tuple[float, float]] | None = None
+    offset: float | None = None
+    offset_interval: tuple[float, float] | None = None
+    covariance: tuple[tuple[float, ...], ...] | None = None
     t_value: float | None = None
     level: float = 0.95
     n_points: int | None = None
 
+    @model_validator(mode="after")
+    def _covariance_shape(self) -> PowerLaw:
+        if self.covariance is not None:
+            size = 2 if self.offset is None else 3
+            if len(self.covariance) != size or any(len(row) != size for row in self.covariance):
+                raise ValueError(f"covariance must be {size}x{size} for this law")
+        return self
+
     def predict(self, compute: float | np.ndarray) -> float | np.ndarray:
-        return self.coefficient * np.power(compute, self.exponent)
+        return (self.offset or 0.0) + self.coefficient * np.power(compute, self.exponent)
 
     def predict_interval(self, compute: float | np.ndarray):
         """The `level` confidence interval of the law's value at `compute` (None if unknown)."""
         if self.covariance is None or self.t_value is None:
             return None
         x = np.log(compute)
-        (v_k, c_ka), (_, v_a) = self.covariance
-        var = v_k + 2 * x * c_ka + x * x * v_a
+        cov = np.array(self.covariance)
+        if self.offset is None:  # symmetric in log space
+            var = cov[0, 0] + 2 * x * cov[0, 1] + x * x * cov[1, 1]
+            half = self.t_value * np.sqrt(np.maximum(var, 0.0))
+            centre = np.log(self.coefficient) + self.exponent * x
+            return np.exp(centre - half), np.exp(centre + half)
+        # delta method on offset + exp(ln k + a x): gradient (1, term, term * x)
+        term = self.coefficient * np.exp(self.exponent * x)
+        grad = (1.0, term, term * x)
+        var = sum(grad[i] * grad[j] * cov[i, j] for i in range(3) for j in range(3))
         half = self.t_value * np.sqrt(np.maximum(var, 0.0))
-        centre = np.log(self.coefficient) + self.exponent * x
-        return np.exp(centre - half), np.exp(centre + half)
+        centre = self.offset + term
+        return centre - half, centre + half
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -582,20 +602,65 @@ class Observations:
         return out
 
     @classmethod
-    def from_results(cls, results: Iterable[RunResult], source: str = "results") -> Observations:
-        """The `ok` results as observations; N, C in the results' own (shared) conventions."""
+    def from_results(
+        cls,
+        results: Iterable[RunResult],
+        source: str = "results",
+        conventions: Conventions | None = None,
+    ) -> Observations:
+        """The `ok` results as observations, counted under `conventions`.
+
+        With `None` (or the results' own conventions), N and C are what the results recorded.
+        Otherwise N is recounted from each run's shape in `conventions.params` and C is the
+        run's compute in `conventions.flops`: `flops_exact`, or 6 N D with N in the chosen
+        parameter convention (what `flops_6n` records when that is the spec's). Runs stay
+        grouped by the budget they were planned for, but when C changes, a group's `budget`
+        becomes the geometric mean of its runs' recounted compute, so the laws are fitted
+        against compute in the chosen convention and `predict(C)` answers in it.
+        """
         ok = [r for r in results if r.status == "ok"]
-        conventions = {r.spec.conventions for r in ok}
-        if len(conventions) > 1:
-            raise InputError(f"{source}: results mix conventions {sorted(map(str, conventions))}")
+        recorded = {r.spec.conventions for r in ok}
+        if len(recorded) > 1:
+            raise InputError(f"{source}: results mix conventions {sorted(map(str, recorded))}")
+        own = recorded.pop() if recorded else Conventions()
+        tokens = np.array([r.tokens_trained or r.spec.tokens for r in ok], dtype=float)
+        planned = np.array([r.spec.budget for r in ok], dtype=float)
+        if conventions is None or conventions == own:
+            conventions = own
+            params = np.array([r.spec.params for r in ok], dtype=float)
+            compute = np.array([r.flops for r in ok], dtype=float)
+            budget = planned
+        else:
+            params = np.array([r.spec.shape.params(conventions.params) for r in ok], dtype=float)
+            if conventions.flops == "exact":  # recorded, else counted from the shape
+                per_token = np.array([r.spec.shape.flops_per_token for r in ok], dtype=float)
+                recorded_c = np.array([r.flops_exact for r in ok], dtype=float)
+            else:  # flops_6n counts 6N in the spec's parameter convention
+                per_token = 6.0 * params
+                same = conventions.params == own.params
+                recorded_c = np.array([r.flops_6n if same else 0.0 for r in ok], dtype=float)
+            compute = np.where(recorded_c > 0, recorded_c, tokens * per_token)
+            recounted = conventions.flops != own.flops or (
+                conventions.flops == "6n" and conventions.params != own.params
+            )
+            budget = _geometric_means(planned, compute) if recounted else planned
         return cls(
-            budget=np.array([r.spec.budget for r in ok]),
-            params=np.array([r.spec.params for r in ok]),
-            tokens=np.array([r.tokens_trained or r.spec.tokens for r in ok]),
-            compute=np.array([r.flops for r in ok]),
+            budget=budget,
+            params=params,
+            tokens=tokens,
+            compute=compute,
             loss=np.array([r.loss for r in ok]),
             ids=tuple(r.experiment_id for r in ok),
-            conventions=conventions.pop() if conventions else Conventions(),
+            conventions=conventions,
             source=source,
             curves=tuple(r.curve for r in ok),
         )
+
+
+def _geometric_means(groups: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Each row's group's geometric mean of `values` (groups are equal entries of `groups`)."""
+    out = np.empty_like(values, dtype=float)
+    for key in np.unique(groups):
+        rows = groups == key
+        out[rows] = np.exp(np.mean(np.log(values[rows])))
+    return out

@@ -27,6 +27,7 @@ error), `mse` (squared raw-loss error) and `asymmetric_mae` (raw-loss absolute e
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,6 +42,7 @@ __all__ = [
     "evaluate",
     "grid_basins",
     "minimise",
+    "point_gradients",
     "project",
     "screen",
 ]
@@ -144,7 +146,9 @@ def evaluate(
     for start in range(0, k, _BLOCK):
         rows = slice(start, min(start + _BLOCK, k))
         w = None if weights is None else weights[rows]
-        out = _evaluate_block(theta[rows], data, objective, w, derivatives)
+        # A trial step may overflow; its objective is then inf or nan and the step is refused.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            out = _evaluate_block(theta[rows], data, objective, w, derivatives)
         if derivatives:
             f[rows], grad[rows], hess[rows] = out
         else:
@@ -225,6 +229,22 @@ def _evaluate_block(theta, data, objective, weights, derivatives):
     hess[:, 4, 2] -= c2p2[:, 1]
     hess[:, 4, 4] += c2p2[:, 2]
     return f, grad, hess
+
+
+def point_gradients(theta: np.ndarray, data: Data, objective: Objective) -> np.ndarray:
+    """The gradient of each point's rho(r) at one theta (5,): an (n, 5) array (for sandwiches)."""
+    e, a, b, alpha, beta = theta
+    u = np.exp(a - alpha * data.ln_n)
+    v = np.exp(b - beta * data.ln_d)
+    fitted = math.exp(e) + u + v
+    if objective.log_space:
+        r = np.log(fitted) - data.ln_loss
+        c2 = objective.rho(r)[1]
+    else:
+        c2 = objective.rho(fitted - data.loss)[1] * fitted
+    p1, p2 = u / fitted, v / fitted
+    q = np.stack((1.0 - p1 - p2, p1, p2, -p1 * data.ln_n, -p2 * data.ln_d), axis=1)
+    return c2[:, None] * q
 
 
 #: q = T f: the gradient of ln L-hat, (p0, p1, p2, -p1 lnN, -p2 lnD), from f = (1, p1, p2,

@@ -1,0 +1,626 @@
+"""The `robust` fitter: Chinchilla's Approach 3, L(N, D) = E + A/N^alpha + B/D^beta, with intervals.
+
+It fits every run at once rather than one optimum per budget, so it uses all the data and
+extrapolates with a model of the loss surface, not a line through a handful of points. The
+procedure follows Hoffmann et al. (2022) and Besiroglu et al. (2024): Huber loss (delta 1e-3) on
+ln L in the log-sum-exp form, summed over runs; starts over a grid at least as wide as
+Chinchilla's; bootstrap intervals. It differs in how the work is done (`vpnls`): the grid is over
+(alpha, beta) only, with (E, A, B) projected out by least squares at each start, and the polish,
+the 1,000 resamples and the leave-one-budget-out refits are one batched exact-Newton
+computation each. Epoch AI found that Chinchilla's own fit had stopped short of its optimum; this
+one reports how many starts reach the best objective, which parameters sit on a bound, and
+which resamples failed, so a user can see whether the optimiser can be trusted.
+
+From the fitted surface, with C = k N D (k measured from the data: 6 under the 6N convention):
+a = beta/(alpha+beta), b = alpha/(alpha+beta), G = (alpha A / (beta B))^(1/(alpha+beta)),
+N*(C) = G (C/k)^a, D*(C) = (C/k)^b / G, and L*(C) = E + K C^(-alpha beta/(alpha+beta)), an
+exact power law with an offset. Every derived number carries the bootstrap's interval.
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+from typing import ClassVar, Literal
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from flops_fit_core import (
+    Estimate,
+    FitError,
+    FitResult,
+    Fitter,
+    InputError,
+    Observations,
+    Optimum,
+    PowerLaw,
+)
+
+from .checks import MIN_RUNS_PER_BUDGET, check_n_budgets, check_r_squared, format_budget
+from .settings import CommonConfig
+from .vpnls import (
+    PARAMS,
+    SAME_OPTIMUM,
+    Data,
+    Grid,
+    Objective,
+    evaluate,
+    grid_basins,
+    minimise,
+    point_gradients,
+    screen,
+)
+
+__all__ = ["RobustConfig", "RobustFitter"]
+
+Param = Literal["E", "A", "B", "alpha", "beta"]
+
+#: Flag of a budget whose model optimum lies outside the sizes it sampled (an extrapolation).
+OUTSIDE_FLAG = "optimum outside sampled sizes"
+
+
+class RobustConfig(CommonConfig):
+    """Options of the `robust` fitter (the `[fitter]` section with `name = "robust"`)."""
+
+    loss: Literal["huber", "mse", "log_mse", "asymmetric_mae"] = Field(
+        "huber",
+        description="huber: Huber on ln L (Chinchilla, Epoch); mse: squared error of L; "
+        "log_mse: squared error of ln L; asymmetric_mae: |error of L| weighted by side",
+    )
+    delta: float = Field(
+        1e-3, gt=0.0, description="Huber threshold (ln L units), or the smoothing of asymmetric_mae"
+    )
+    asymmetry: float = Field(
+        0.5,
+        gt=0.0,
+        lt=1.0,
+        description="asymmetric_mae: weight of over-predicted losses (1 - it for under-predicted)",
+    )
+    grid: tuple[int, int] = Field(
+        (75, 60), description="starts: points in alpha x points in beta (default 4,500)"
+    )
+    alpha_range: tuple[float, float] = Field((0.0, 2.5), description="alpha span of the starts")
+    beta_range: tuple[float, float] = Field((0.0, 2.5), description="beta span of the starts")
+    polish: int = Field(
+        16, ge=1, description="local minima of the start grid polished to full precision"
+    )
+    bootstrap: int = Field(
+        1000, ge=0, description="bootstrap resamples for the intervals (0: covariance only)"
+    )
+    resample: Literal["point", "size", "budget"] = Field(
+        "point", description="bootstrap unit: a run, all runs of a model size, or a whole budget"
+    )
+    interval: Literal["percentile", "basic", "normal"] = Field(
+        "percentile", description="how bootstrap replicates become an interval"
+    )
+    seed: int = Field(0, description="seed of the bootstrap resampling")
+    fixed: dict[Param, float] = Field(
+        default_factory=dict, description="parameters held at a value, e.g. {alpha = 0.34}"
+    )
+    bounds: dict[Param, tuple[float, float]] = Field(
+        default_factory=dict, description="parameter bounds, e.g. {beta = [0.1, 1.0]}"
+    )
+    profile: bool = Field(
+        False,
+        description="also compute profile-likelihood intervals and lmfit's report (slower: "
+        "imports lmfit)",
+    )
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_positive(cls, value):
+        if min(value) < 1:
+            raise ValueError("grid needs at least one point in alpha and in beta")
+        return value
+
+    @field_validator("alpha_range", "beta_range")
+    @classmethod
+    def _range_ordered(cls, value):
+        if not 0.0 <= value[0] <= value[1]:
+            raise ValueError("a range must satisfy 0 <= low <= high")
+        return value
+
+    @field_validator("fixed")
+    @classmethod
+    def _fixed_positive(cls, value):
+        for name, v in value.items():
+            if not (v > 0 and math.isfinite(v)):
+                raise ValueError(f"fixed {name} must be positive, got {v}")
+        return value
+
+    @field_validator("bounds")
+    @classmethod
+    def _bounds_ordered(cls, value):
+        for name, (lo, hi) in value.items():
+            if not 0.0 <= lo < hi:
+                raise ValueError(f"bounds of {name} must satisfy 0 <= low < high")
+        return value
+
+
+class RobustFitter(Fitter):
+    """Parametric fit of every run: multi-start, batched Newton, bootstrap intervals."""
+
+    name: ClassVar[str] = "robust"
+    Config: ClassVar[type] = RobustConfig
+    config: RobustConfig
+
+    # ------------------------------------------------------------------ the fit
+    def fit(self, observations: Observations) -> FitResult:
+        """Fit L(N, D) to every run and derive N*, D*, L* and their laws with intervals.
+
+        Raises `InputError` for fewer than `min_budgets` budgets and `FitError` when the
+        optimiser finds no finite optimum.
+        """
+        cfg = self.config
+        groups = observations.groups()
+        check_n_budgets(len(groups), cfg.min_budgets, self.name, observations.source)
+        warnings = list(observations.warnings)
+        used, excluded = self._monotonic_rows(observations, groups, warnings)
+        data = Data.from_arrays(
+            observations.params[used], observations.tokens[used], observations.loss[used]
+        )
+        objective = Objective(cfg.loss, cfg.delta, cfg.asymmetry)
+        k_flops = float(
+            np.median(observations.compute / (observations.params * observations.tokens))
+        )
+
+        free, lower, upper, fixed = self._constraints()
+        best, search = self._search(data, objective, free, lower, upper, fixed)
+        replicates, failed = self._bootstrap(
+            observations, used, data, objective, best, free, lower, upper
+        )
+        level = cfg.confidence
+        point = _derived(best[None, :], k_flops)
+        reps = None if replicates is None else _derived(replicates, k_flops)
+
+        r2 = _r_squared(best, data)
+        laws = self._laws(point, reps, level, r2, len(groups))
+        warnings.extend(check_r_squared(laws, cfg.min_r_squared, strict=cfg.strict))
+        parametric = self._parametric(best, replicates, search["covariance"], level)
+        budgets = np.array([b for b, _ in groups])
+        optima = self._optima(observations, groups, budgets, point, reps, level, k_flops, used)
+        warnings.extend(_optimum_warnings(optima))
+        warnings.extend(self._search_warnings(search, best, lower, upper, free))
+        if failed:
+            share = failed / cfg.bootstrap
+            if share > 0.01:
+                warnings.append(
+                    f"{failed} of {cfg.bootstrap} bootstrap resamples did not converge "
+                    f"({share:.1%}); their exponents are left out of the intervals"
+                )
+        a_iv = laws["n_opt"].exponent_interval
+        if a_iv is not None and a_iv[1] - a_iv[0] > 0.2:
+            warnings.append(
+                f"the N* exponent a = {point['a'][0]:.3f} is barely identified: its "
+                f"{level:.0%} interval [{a_iv[0]:.3f}, {a_iv[1]:.3f}] is wider than 0.2; "
+                f"sample more sizes per budget or a wider span"
+            )
+
+        diagnostics = {
+            "n_points": len(observations),
+            "n_points_used": int(used.sum()),
+            "n_budgets": len(groups),
+            "excluded_budgets": excluded,
+            "objective": float(search["objective"]),
+            "loss": cfg.loss,
+            "r2": r2,
+            "flops_per_param_token": k_flops,
+            "exponent_sum": 1.0,
+            "convergence": {
+                "starts": search["starts"],
+                "local_minima": search["local_minima"],
+                "polished": search["polished"],
+                "share_at_best": search["share_at_best"],
+                "polish_converged": search["polish_converged"],
+                "bound_hits": search["bound_hits"],
+                "bootstrap_resamples": cfg.bootstrap,
+                "bootstrap_failed": failed,
+            },
+            "theta": dict(zip(("ln_E", "ln_A", "ln_B", "alpha", "beta"), map(float, best))),
+            "covariance_intervals": search["covariance_intervals"],
+            "best_runs": [observations.ids[rows[np.argmin(observations.loss[rows])]] for _, rows in groups],
+        }
+        if cfg.leave_one_out:
+            diagnostics["leave_one_out"] = self._leave_one_out(
+                observations, groups, used, data, objective, best, free, lower, upper, k_flops
+            )
+        if cfg.profile:
+            from .profile import profile_intervals
+
+            diagnostics["profile"] = profile_intervals(data, objective, best, free, lower, upper, level)
+        return FitResult(
+            fitter=self.name,
+            settings=cfg.model_dump(mode="json"),
+            conventions=observations.conventions,
+            parametric=parametric,
+            laws=laws,
+            optima=optima,
+            diagnostics=diagnostics,
+            warnings=warnings,
+        )
+
+    # ------------------------------------------------------------------ steps
+    def _monotonic_rows(self, observations, groups, warnings):
+        """Rows to fit: all, less budgets whose best loss is not below every smaller one's."""
+        used = np.ones(len(observations), bool)
+        best = np.array([observations.loss[rows].min() for _, rows in groups])
+        running = np.minimum.accumulate(best)
+        bad = np.zeros(len(groups), bool)
+        bad[1:] = best[1:] >= running[:-1]
+        excluded = [float(groups[i][0]) for i in np.flatnonzero(bad)]
+        if bad.any():
+            named = ", ".join(format_budget(b) for b in excluded)
+            if self.config.enforce_monotonic:
+                for i in np.flatnonzero(bad):
+                    used[groups[i][1]] = False
+                warnings.append(
+                    f"best loss does not fall with compute at budget(s) {named}: their runs are "
+                    f"excluded from the fit (enforce_monotonic)"
+                )
+            else:
+                warnings.append(
+                    f"best loss does not fall with compute at budget(s) {named}; kept because "
+                    f"enforce_monotonic is off"
+                )
+                excluded = []
+        for budget, rows in groups:
+            if rows.size < MIN_RUNS_PER_BUDGET:
+                warnings.append(
+                    f"budget {format_budget(budget)} has {rows.size} run(s), fewer than "
+                    f"{MIN_RUNS_PER_BUDGET}: it constrains the surface little"
+                )
+        if used.sum() < 6:
+            raise InputError(
+                f"{observations.source or 'observations'}: the robust fitter needs at least 6 "
+                f"runs for its 5 parameters, got {int(used.sum())}"
+            )
+        return used, excluded
+
+    def _constraints(self):
+        """Free mask, lower and upper bounds in theta space (ln E, ln A, ln B, alpha, beta)."""
+        cfg = self.config
+        free = np.array([name not in cfg.fixed for name in PARAMS])
+        lower = np.full(5, -np.inf)
+        upper = np.full(5, np.inf)
+        lower[3:] = 0.0
+        for j, name in enumerate(PARAMS):
+            if name in cfg.bounds:
+                lo, hi = cfg.bounds[name]
+                if j < 3:
+                    lower[j] = math.log(lo) if lo > 0 else -np.inf
+                    upper[j] = math.log(hi)
+                else:
+                    lower[j], upper[j] = lo, hi
+        fixed = {PARAMS.index(name): value for name, value in cfg.fixed.items()}
+        return free, lower, upper, fixed
+
+    def _search(self, data, objective, free, lower, upper, fixed):
+        """Grid of starts, discrete descent to local minima, polish; the convergence report."""
+        cfg = self.config
+        a_lo, a_hi = cfg.alpha_range
+        b_lo, b_hi = cfg.beta_range
+        if "alpha" in cfg.bounds:
+            a_lo, a_hi = max(a_lo, cfg.bounds["alpha"][0]), min(a_hi, cfg.bounds["alpha"][1])
+        if "beta" in cfg.bounds:
+            b_lo, b_hi = max(b_lo, cfg.bounds["beta"][0]), min(b_hi, cfg.bounds["beta"][1])
+        grid = Grid((a_lo, a_hi), (b_lo, b_hi), *cfg.grid)
+        theta, values = screen(grid, data, objective, fixed)
+        values = np.where(np.isfinite(values), values, np.inf)
+        minima, basin = grid_basins(values)
+        order = np.argsort(values.ravel()[minima])
+        chosen = order[: cfg.polish]
+        starts = theta.reshape(-1, 5)[minima[chosen]]
+        for j, value in fixed.items():
+            starts[:, j] = math.log(value) if j < 3 else value
+        sol = minimise(starts, data, objective, free=free, lower=lower, upper=upper, max_iter=500)
+        finite = np.isfinite(sol.objective)
+        if not finite.any():
+            raise FitError("the robust fit found no finite optimum from any start")
+        i_best = int(np.nanargmin(np.where(finite, sol.objective, np.inf)))
+        best = sol.theta[i_best]
+        f_best = float(sol.objective[i_best])
+        at_best = np.zeros(minima.size, bool)
+        at_best[chosen] = sol.objective <= f_best + SAME_OPTIMUM * abs(f_best)
+        share = float(at_best[basin].mean())
+        covariance, cov_intervals = _sandwich(best, data, objective, free, cfg.confidence)
+        bound_hits = [
+            PARAMS[j]
+            for j in range(5)
+            if free[j]
+            and (
+                (np.isfinite(lower[j]) and best[j] - lower[j] <= 1e-6 * max(1.0, abs(lower[j])))
+                or (np.isfinite(upper[j]) and upper[j] - best[j] <= 1e-6 * max(1.0, abs(upper[j])))
+                or (j < 3 and best[j] <= -50.0)
+            )
+        ]
+        return best, {
+            "objective": f_best,
+            "starts": int(values.size),
+            "local_minima": int(minima.size),
+            "polished": int(chosen.size),
+            "share_at_best": share,
+            "polish_converged": bool(sol.converged[i_best]),
+            "bound_hits": bound_hits,
+            "covariance": covariance,
+            "covariance_intervals": cov_intervals,
+        }
+
+    def _bootstrap(self, observations, used, data, objective, best, free, lower, upper):
+        """Refit `bootstrap` resamples at once (as per-run weights), warm-started at the optimum."""
+        cfg = self.config
+        if cfg.bootstrap == 0:
+            return None, 0
+        rng = np.random.default_rng(cfg.seed)
+        units = _resample_units(observations, cfg.resample)[used]
+        _, unit_of_row = np.unique(units, return_inverse=True)
+        n_units = int(unit_of_row.max()) + 1
+        draws = rng.integers(0, n_units, size=(cfg.bootstrap, n_units))
+        counts = np.zeros((cfg.bootstrap, n_units))
+        np.add.at(counts, (np.arange(cfg.bootstrap)[:, None], draws), 1.0)
+        weights = counts[:, unit_of_row]
+        start = np.tile(best, (cfg.bootstrap, 1))
+        sol = minimise(
+            start, data, objective, weights, free=free, lower=lower, upper=upper,
+            rtol=1e-10, lam0=1e-3,
+        )
+        ok = sol.converged & np.isfinite(sol.objective)
+        return sol.theta[ok], int((~ok).sum())
+
+    def _laws(self, point, reps, level, r2, n_budgets):
+        """n_opt, d_opt, tokens_per_param (pure power laws) and loss_opt (with offset E)."""
+
+        def law(name_k, name_a, offset=None):
+            k = float(np.exp(point[name_k][0]))
+            a = float(point[name_a][0])
+            fields = dict(coefficient=k, exponent=a, r2=r2, level=level, n_points=n_budgets)
+            if offset is not None:
+                fields["offset"] = float(point[offset][0])
+            if reps is None:
+                return PowerLaw(**fields)
+            cols = [reps[name_k], reps[name_a]]
+            if offset is not None:
+                cols.insert(0, reps[offset])
+                fields["offset_interval"] = self._interval(point[offset][0], reps[offset], level)
+            cov = np.cov(np.vstack(cols)) if len(reps[name_a]) > 1 else np.zeros((len(cols),) * 2)
+            lnk_iv = self._interval(point[name_k][0], reps[name_k], level)
+            fields.update(
+                coefficient_interval=(math.exp(lnk_iv[0]), math.exp(lnk_iv[1])),
+                exponent_interval=self._interval(a, reps[name_a], level),
+                covariance=tuple(tuple(float(x) for x in row) for row in np.atleast_2d(cov)),
+                t_value=NormalDist().inv_cdf(0.5 + level / 2.0),
+            )
+            return PowerLaw(**fields)
+
+        return {
+            "n_opt": law("ln_kn", "a"),
+            "d_opt": law("ln_kd", "b"),
+            "loss_opt": law("ln_kl", "gamma", offset="E"),
+            "tokens_per_param": law("ln_kr", "b_minus_a"),
+        }
+
+    def _interval(self, estimate, replicates, level):
+        """A `level` interval for one quantity from its bootstrap replicates."""
+        tail = (1.0 - level) / 2.0
+        lo, hi = np.quantile(replicates, [tail, 1.0 - tail])
+        method = self.config.interval
+        if method == "basic":
+            lo, hi = 2 * estimate - hi, 2 * estimate - lo
+        elif method == "normal":
+            half = NormalDist().inv_cdf(1.0 - tail) * float(np.std(replicates, ddof=1))
+            lo, hi = estimate - half, estimate + half
+        return (float(lo), float(hi))
+
+    def _parametric(self, best, replicates, covariance, level):
+        """E, A, B, alpha, beta with bootstrap stderr and interval (covariance if no bootstrap)."""
+        natural = np.concatenate([np.exp(best[:3]), best[3:]])
+        out = {}
+        z = NormalDist().inv_cdf(0.5 + level / 2.0)
+        for j, name in enumerate(PARAMS):
+            value = float(natural[j])
+            if replicates is not None and len(replicates) > 1:
+                reps = np.exp(replicates[:, j]) if j < 3 else replicates[:, j]
+                out[name] = Estimate(
+                    value=value,
+                    stderr=float(np.std(reps, ddof=1)),
+                    interval=self._interval(value, reps, level),
+                )
+            else:
+                se = math.sqrt(max(covariance[j, j], 0.0))
+                se = se * value if j < 3 else se  # delta method from ln E etc.
+                out[name] = Estimate(value=value, stderr=se, interval=(value - z * se, value + z * se))
+        return out
+
+    def _optima(self, observations, groups, budgets, point, reps, level, k_flops, used):
+        """Each budget's optimum on the fitted surface, flagged when it lies outside its grid."""
+        optima = []
+        for budget, rows in groups:
+            values = _at_budget(point, budget, k_flops)
+            rep_values = None if reps is None else _at_budget(reps, budget, k_flops)
+
+            def estimate(key):
+                v = float(values[key][0])
+                if rep_values is None:
+                    return Estimate(value=v)
+                r = rep_values[key]
+                return Estimate(
+                    value=v, stderr=float(np.std(r, ddof=1)), interval=self._interval(v, r, level)
+                )
+
+            flags = []
+            sizes = observations.params[rows]
+            if not sizes.min() <= values["n"][0] <= sizes.max():
+                flags.append(OUTSIDE_FLAG)
+            if rows.size < MIN_RUNS_PER_BUDGET:
+                flags.append("few runs")
+            if not used[rows].all():
+                flags.append("excluded: non-monotonic")
+            optima.append(
+                Optimum(
+                    budget=float(budget),
+                    params=estimate("n"),
+                    tokens=estimate("d"),
+                    loss=estimate("l"),
+                    n_runs=int(rows.size),
+                    flags=flags,
+                )
+            )
+        return optima
+
+    def _search_warnings(self, search, best, lower, upper, free):
+        out = []
+        if search["bound_hits"]:
+            out.append(
+                f"the optimum sits on a bound for {', '.join(search['bound_hits'])}: the data do "
+                f"not pin these down (a coefficient at 0 means that term is not supported)"
+            )
+        if search["share_at_best"] < 0.05:
+            out.append(
+                f"only {search['share_at_best']:.1%} of the starts reach the best objective: the "
+                f"surface has competing optima; check the fit against `quadratic`"
+            )
+        if not search["polish_converged"]:
+            out.append("the best start had not converged when the polish stopped")
+        return out
+
+    def _leave_one_out(
+        self, observations, groups, used, data, objective, best, free, lower, upper, k_flops
+    ):
+        """Refit without each budget (one batched solve) and predict that budget's optimum.
+
+        The held-out optimum is read from the held-out runs alone: the vertex of a parabola of
+        ln L in ln N when it is convex and interior, else the best run. The loss error is the
+        RMS error of ln L on the held-out runs, a true out-of-sample check of the surface.
+        """
+        row_index = np.flatnonzero(used)
+        weights = np.ones((len(groups), row_index.size))
+        position = {r: i for i, r in enumerate(row_index)}
+        for g, (_, rows) in enumerate(groups):
+            for r in rows:
+                if r in position:
+                    weights[g, position[r]] = 0.0
+        sol = minimise(
+            np.tile(best, (len(groups), 1)), data, objective, weights,
+            free=free, lower=lower, upper=upper, rtol=1e-12,
+        )
+        errors, loss_rmse = [], []
+        for g, (budget, rows) in enumerate(groups):
+            theta = sol.theta[g]
+            pred_n = _at_budget(_derived(theta[None, :], k_flops), budget, k_flops)["n"][0]
+            held = _held_out_optimum(observations.params[rows], observations.loss[rows])
+            errors.append(float(math.log(pred_n / held)))
+            fitted = _surface(theta, np.log(observations.params[rows]), np.log(observations.tokens[rows]))
+            resid = np.log(fitted) - np.log(observations.loss[rows])
+            loss_rmse.append(float(np.sqrt(np.mean(resid**2))))
+        return {
+            "budgets": [float(b) for b, _ in groups],
+            "n_opt_log_error": errors,
+            "max_abs_n_opt_log_error": float(np.max(np.abs(errors))),
+            "loss_log_rmse": loss_rmse,
+        }
+
+
+# ---------------------------------------------------------------------- helpers
+def _surface(theta, ln_n, ln_d):
+    return np.exp(theta[0]) + np.exp(theta[1] - theta[3] * ln_n) + np.exp(theta[2] - theta[4] * ln_d)
+
+
+def _derived(theta: np.ndarray, k_flops: float) -> dict[str, np.ndarray]:
+    """Exponents and law coefficients (in logs) for each row of theta."""
+    ln_e, ln_a, ln_b, alpha, beta = theta.T
+    total = alpha + beta
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = beta / total
+        b = alpha / total
+        ln_g = (np.log(alpha) + ln_a - np.log(beta) - ln_b) / total
+        ln_c = np.log(k_flops)
+        ln_kn = ln_g - a * ln_c
+        ln_kd = -ln_g - b * ln_c
+        # L*(C) - E = A N*^-alpha + B D*^-beta = K C^gamma with gamma = -alpha beta / (alpha+beta)
+        gamma = -alpha * beta / total
+        ln_kl = np.logaddexp(ln_a - alpha * ln_kn, ln_b - beta * ln_kd)
+    return {
+        "a": a,
+        "b": b,
+        "b_minus_a": b - a,
+        "gamma": gamma,
+        "ln_kn": ln_kn,
+        "ln_kd": ln_kd,
+        "ln_kr": ln_kd - ln_kn,
+        "ln_kl": ln_kl,
+        "E": np.exp(ln_e),
+    }
+
+
+def _at_budget(derived: dict[str, np.ndarray], budget: float, k_flops: float):
+    x = math.log(budget)
+    return {
+        "n": np.exp(derived["ln_kn"] + derived["a"] * x),
+        "d": np.exp(derived["ln_kd"] + derived["b"] * x),
+        "l": derived["E"] + np.exp(derived["ln_kl"] + derived["gamma"] * x),
+    }
+
+
+def _r_squared(theta, data: Data) -> float:
+    """R² of ln L on the fitted surface: how much of the runs' log-loss variance it explains."""
+    resid = np.log(_surface(theta, data.ln_n, data.ln_d)) - data.ln_loss
+    spread = data.ln_loss - data.ln_loss.mean()
+    sst = float(spread @ spread)
+    return float(min(max(1.0 - float(resid @ resid) / sst, 0.0), 1.0)) if sst > 0 else 1.0
+
+
+def _sandwich(theta, data: Data, objective: Objective, free, level):
+    """Covariance of theta from the M-estimator sandwich H^-1 (sum psi² q q') H^-1, and intervals."""
+    _, _, hess = evaluate(theta[None, :], data, objective)
+    per_point = point_gradients(theta, data, objective)
+    meat = per_point.T @ per_point
+    h = hess[0]
+    idx = np.flatnonzero(free)
+    cov = np.zeros((5, 5))
+    try:
+        h_inv = np.linalg.inv(h[np.ix_(idx, idx)])
+        cov[np.ix_(idx, idx)] = h_inv @ meat[np.ix_(idx, idx)] @ h_inv
+    except np.linalg.LinAlgError:
+        cov[np.ix_(idx, idx)] = np.nan
+    z = NormalDist().inv_cdf(0.5 + level / 2.0)
+    natural = np.concatenate([np.exp(theta[:3]), theta[3:]])
+    intervals = {}
+    for j, name in enumerate(PARAMS):
+        se = math.sqrt(cov[j, j]) if cov[j, j] >= 0 else float("nan")
+        if j < 3:  # symmetric in ln E, so a ratio interval for E
+            intervals[name] = [float(math.exp(theta[j] - z * se)), float(math.exp(theta[j] + z * se))]
+        else:
+            intervals[name] = [float(natural[j] - z * se), float(natural[j] + z * se)]
+    return cov, intervals
+
+
+def _resample_units(observations: Observations, resample: str) -> np.ndarray:
+    """The unit each run is resampled with: itself, its model size, or its budget."""
+    if resample == "point":
+        return np.arange(len(observations), dtype=float)
+    if resample == "size":
+        return observations.params
+    return observations.budget
+
+
+def _held_out_optimum(params: np.ndarray, loss: np.ndarray) -> float:
+    """A budget's optimum from its own runs: a convex interior parabola's vertex, else the best run."""
+    x = np.log(params)
+    if np.unique(x).size >= 3:
+        c2, c1, _ = np.polyfit(x, np.log(loss), 2)
+        if c2 > 0:
+            vertex = -c1 / (2 * c2)
+            if x.min() <= vertex <= x.max():
+                return float(math.exp(vertex))
+    return float(params[np.argmin(loss)])
+
+
+def _optimum_warnings(optima: list[Optimum]) -> list[str]:
+    outside = [o.budget for o in optima if OUTSIDE_FLAG in o.flags]
+    if not outside:
+        return []
+    named = ", ".join(format_budget(b) for b in outside)
+    return [
+        f"at budget(s) {named} the fitted optimum lies outside the sampled model sizes: the "
+        f"law there is an extrapolation of the surface; centre those grids on it"
+    ]
