@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import math
 from pathlib import Path
 
 import numpy as np
@@ -68,8 +67,10 @@ def test_noiseless_truth_is_recovered_exactly_under_every_loss():
 def test_synthetic_recovery_over_20_seeds():
     """5 budgets x 7 sizes over 1/8x-8x, 1% noise: median |a_hat - a| <= 0.02."""
     errors = [
-        abs(fit(isoflop_observations(BUDGETS, 7, 8.0, 0.01, seed)).laws["n_opt"].exponent
-            - CHINCHILLA.a)
+        abs(
+            fit(isoflop_observations(BUDGETS, 7, 8.0, 0.01, seed)).laws["n_opt"].exponent
+            - CHINCHILLA.a
+        )
         for seed in range(20)
     ]
     print(f"robust: median |a_hat - a| over 20 seeds = {np.median(errors):.4f}")
@@ -119,12 +120,20 @@ def test_intervals_and_laws_are_consistent():
 
 def test_fit_json_has_every_documented_key():
     data = fit(isoflop_observations(BUDGETS, 7, 8.0, 0.01, 5)).model_dump(mode="json")
-    assert {"fitter", "settings", "parametric", "laws", "optima", "diagnostics", "warnings"} <= set(data)
+    assert {"fitter", "settings", "parametric", "laws", "optima", "diagnostics", "warnings"} <= set(
+        data
+    )
     for name in ("E", "A", "B", "alpha", "beta"):
         assert set(data["parametric"][name]) == {"value", "stderr", "interval"}
     for name in ("n_opt", "d_opt", "loss_opt"):
         law = data["laws"][name]
-        assert {"coefficient", "exponent", "coefficient_interval", "exponent_interval", "r2"} <= set(law)
+        assert {
+            "coefficient",
+            "exponent",
+            "coefficient_interval",
+            "exponent_interval",
+            "r2",
+        } <= set(law)
     conv = data["diagnostics"]["convergence"]
     assert conv["starts"] >= 4500 and 0 < conv["share_at_best"] <= 1
     assert data["diagnostics"]["objective"] > 0
@@ -186,7 +195,7 @@ def test_gradient_and_hessian_match_finite_differences(kind):
     data = _data()
     objective = Objective(kind, delta=1e-3 if kind == "huber" else 0.05, asymmetry=0.3)
     theta = np.array([[0.5, 6.0, 6.0, 0.34, 0.28], [0.6, 5.5, 6.5, 0.3, 0.3]])
-    f, g, h = evaluate(theta, data, objective)
+    _, g, h = evaluate(theta, data, objective)
     eps = 1e-6
     for j in range(5):
         up, down = theta.copy(), theta.copy()
@@ -212,7 +221,9 @@ def test_projection_is_the_exact_nonnegative_least_squares_solution():
         w = np.sqrt(1 / data.loss**2 if objective.log_space else np.ones_like(data.loss))
         for i, a in enumerate(alphas):
             for j, b in enumerate(betas):
-                x = np.stack([np.ones(len(data)), np.exp(-a * data.ln_n), np.exp(-b * data.ln_d)], 1)
+                x = np.stack(
+                    [np.ones(len(data)), np.exp(-a * data.ln_n), np.exp(-b * data.ln_d)], 1
+                )
                 ref, _ = nnls(x * w[:, None], data.loss * w)
                 ours = np.sum(((x @ coef[i, j]) - data.loss) ** 2 * w**2)
                 best = np.sum(((x @ ref) - data.loss) ** 2 * w**2)

@@ -217,9 +217,13 @@ class RobustFitter(Fitter):
                 "bootstrap_resamples": cfg.bootstrap,
                 "bootstrap_failed": failed,
             },
-            "theta": dict(zip(("ln_E", "ln_A", "ln_B", "alpha", "beta"), map(float, best))),
+            "theta": dict(
+                zip(("ln_E", "ln_A", "ln_B", "alpha", "beta"), map(float, best), strict=True)
+            ),
             "covariance_intervals": search["covariance_intervals"],
-            "best_runs": [observations.ids[rows[np.argmin(observations.loss[rows])]] for _, rows in groups],
+            "best_runs": [
+                observations.ids[rows[np.argmin(observations.loss[rows])]] for _, rows in groups
+            ],
         }
         if cfg.leave_one_out:
             diagnostics["leave_one_out"] = self._leave_one_out(
@@ -228,7 +232,9 @@ class RobustFitter(Fitter):
         if cfg.profile:
             from .profile import profile_intervals
 
-            diagnostics["profile"] = profile_intervals(data, objective, best, free, lower, upper, level)
+            diagnostics["profile"] = profile_intervals(
+                data, objective, best, free, lower, upper, level
+            )
         return FitResult(
             fitter=self.name,
             settings=cfg.model_dump(mode="json"),
@@ -361,8 +367,15 @@ class RobustFitter(Fitter):
         weights = counts[:, unit_of_row]
         start = np.tile(best, (cfg.bootstrap, 1))
         sol = minimise(
-            start, data, objective, weights, free=free, lower=lower, upper=upper,
-            rtol=1e-10, lam0=1e-3,
+            start,
+            data,
+            objective,
+            weights,
+            free=free,
+            lower=lower,
+            upper=upper,
+            rtol=1e-10,
+            lam0=1e-3,
         )
         ok = sol.converged & np.isfinite(sol.objective)
         return sol.theta[ok], int((~ok).sum())
@@ -428,7 +441,9 @@ class RobustFitter(Fitter):
             else:
                 se = math.sqrt(max(covariance[j, j], 0.0))
                 se = se * value if j < 3 else se  # delta method from ln E etc.
-                out[name] = Estimate(value=value, stderr=se, interval=(value - z * se, value + z * se))
+                out[name] = Estimate(
+                    value=value, stderr=se, interval=(value - z * se, value + z * se)
+                )
         return out
 
     def _optima(self, observations, groups, budgets, point, reps, level, k_flops, used):
@@ -436,16 +451,11 @@ class RobustFitter(Fitter):
         optima = []
         for budget, rows in groups:
             values = _at_budget(point, budget, k_flops)
-            rep_values = None if reps is None else _at_budget(reps, budget, k_flops)
-
-            def estimate(key):
-                v = float(values[key][0])
-                if rep_values is None:
-                    return Estimate(value=v)
-                r = rep_values[key]
-                return Estimate(
-                    value=v, stderr=float(np.std(r, ddof=1)), interval=self._interval(v, r, level)
-                )
+            spread = {} if reps is None else _at_budget(reps, budget, k_flops)
+            estimate = {
+                key: self._estimate(float(values[key][0]), spread.get(key), level)
+                for key in ("n", "d", "l")
+            }
 
             flags = []
             sizes = observations.params[rows]
@@ -458,14 +468,24 @@ class RobustFitter(Fitter):
             optima.append(
                 Optimum(
                     budget=float(budget),
-                    params=estimate("n"),
-                    tokens=estimate("d"),
-                    loss=estimate("l"),
+                    params=estimate["n"],
+                    tokens=estimate["d"],
+                    loss=estimate["l"],
                     n_runs=int(rows.size),
                     flags=flags,
                 )
             )
         return optima
+
+    def _estimate(self, value, replicates, level) -> Estimate:
+        """A value with the bootstrap's standard error and interval (none without replicates)."""
+        if replicates is None or len(replicates) < 2:
+            return Estimate(value=value)
+        return Estimate(
+            value=value,
+            stderr=float(np.std(replicates, ddof=1)),
+            interval=self._interval(value, replicates, level),
+        )
 
     def _search_warnings(self, search, best, lower, upper, free):
         out = []
@@ -500,8 +520,14 @@ class RobustFitter(Fitter):
                 if r in position:
                     weights[g, position[r]] = 0.0
         sol = minimise(
-            np.tile(best, (len(groups), 1)), data, objective, weights,
-            free=free, lower=lower, upper=upper, rtol=1e-12,
+            np.tile(best, (len(groups), 1)),
+            data,
+            objective,
+            weights,
+            free=free,
+            lower=lower,
+            upper=upper,
+            rtol=1e-12,
         )
         errors, loss_rmse = [], []
         for g, (budget, rows) in enumerate(groups):
@@ -509,7 +535,9 @@ class RobustFitter(Fitter):
             pred_n = _at_budget(_derived(theta[None, :], k_flops), budget, k_flops)["n"][0]
             held = _held_out_optimum(observations.params[rows], observations.loss[rows])
             errors.append(float(math.log(pred_n / held)))
-            fitted = _surface(theta, np.log(observations.params[rows]), np.log(observations.tokens[rows]))
+            fitted = _surface(
+                theta, np.log(observations.params[rows]), np.log(observations.tokens[rows])
+            )
             resid = np.log(fitted) - np.log(observations.loss[rows])
             loss_rmse.append(float(np.sqrt(np.mean(resid**2))))
         return {
@@ -522,7 +550,9 @@ class RobustFitter(Fitter):
 
 # ---------------------------------------------------------------------- helpers
 def _surface(theta, ln_n, ln_d):
-    return np.exp(theta[0]) + np.exp(theta[1] - theta[3] * ln_n) + np.exp(theta[2] - theta[4] * ln_d)
+    return (
+        np.exp(theta[0]) + np.exp(theta[1] - theta[3] * ln_n) + np.exp(theta[2] - theta[4] * ln_d)
+    )
 
 
 def _derived(theta: np.ndarray, k_flops: float) -> dict[str, np.ndarray]:
@@ -570,7 +600,7 @@ def _r_squared(theta, data: Data) -> float:
 
 
 def _sandwich(theta, data: Data, objective: Objective, free, level):
-    """Covariance of theta from the M-estimator sandwich H^-1 (sum psi² q q') H^-1, and intervals."""
+    """Covariance of theta by the M-estimator sandwich H^-1 (sum psi² q q') H^-1; intervals."""
     _, _, hess = evaluate(theta[None, :], data, objective)
     per_point = point_gradients(theta, data, objective)
     meat = per_point.T @ per_point
@@ -588,7 +618,10 @@ def _sandwich(theta, data: Data, objective: Objective, free, level):
     for j, name in enumerate(PARAMS):
         se = math.sqrt(cov[j, j]) if cov[j, j] >= 0 else float("nan")
         if j < 3:  # symmetric in ln E, so a ratio interval for E
-            intervals[name] = [float(math.exp(theta[j] - z * se)), float(math.exp(theta[j] + z * se))]
+            intervals[name] = [
+                float(math.exp(theta[j] - z * se)),
+                float(math.exp(theta[j] + z * se)),
+            ]
         else:
             intervals[name] = [float(natural[j] - z * se), float(natural[j] + z * se)]
     return cov, intervals
@@ -604,7 +637,7 @@ def _resample_units(observations: Observations, resample: str) -> np.ndarray:
 
 
 def _held_out_optimum(params: np.ndarray, loss: np.ndarray) -> float:
-    """A budget's optimum from its own runs: a convex interior parabola's vertex, else the best run."""
+    """A budget's optimum from its own runs: a convex interior parabola's vertex, else its best."""
     x = np.log(params)
     if np.unique(x).size >= 3:
         c2, c1, _ = np.polyfit(x, np.log(loss), 2)

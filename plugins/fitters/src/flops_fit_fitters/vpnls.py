@@ -130,7 +130,9 @@ def evaluate(
     weights: np.ndarray | None = None,
     derivatives: bool = True,
 ):
-    """Objective per row of theta (K, 5); with `derivatives`, also gradient (K, 5), Hessian (K, 5, 5).
+    """Objective per row of theta (K, 5); with `derivatives`, also gradient and Hessian.
+
+    Shapes: (K,), (K, 5) and (K, 5, 5).
 
     With s = ln L-hat, the residual is r = s - ln L (log losses) or e^s - L (raw losses), and
     grad s = q = (p0, p1, p2, -p1 ln N, -p2 ln D) with p the log-sum-exp shares of the three
@@ -323,7 +325,9 @@ def minimise(
         try:
             step = -np.linalg.solve(system, ga[:, :, None])[:, :, 0]
         except np.linalg.LinAlgError:
-            step = -np.stack([np.linalg.lstsq(m, v, rcond=None)[0] for m, v in zip(system, ga)])
+            step = -np.stack(
+                [np.linalg.lstsq(m, v, rcond=None)[0] for m, v in zip(system, ga, strict=True)]
+            )
         trial = np.clip(theta[active] + step, lower, upper)
         w = None if weights is None else weights[active]
         ft, gt, htr = evaluate(trial, data, objective, w)
@@ -451,7 +455,7 @@ def project(
 
 
 def screen(grid: Grid, data: Data, objective: Objective, fixed: dict[int, float] | None = None):
-    """Project every grid start and score it: theta (n_alpha, n_beta, 5) and objective (n_alpha, n_beta).
+    """Project every grid start and score it: theta (n_alpha, n_beta, 5), objective (n_alpha, n_beta).
 
     `fixed` maps a parameter index (0-4) to a value in natural units (E, A, B, alpha, beta).
     """

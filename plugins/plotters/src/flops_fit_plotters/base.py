@@ -11,14 +11,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.figure import Figure
 from pydantic import field_validator
 
 from flops_fit_core import FitResult, InputError, Observations, Optimum, Plotter, PlotterConfig
 
 from .style import SUPPORTED_FORMATS, save_figure
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn: it costs ~1 s at start-up
+    from matplotlib.figure import Figure
 
 __all__ = ["FigureConfig", "FigurePlotter", "interval_errors", "match_optima", "usable_optima"]
 

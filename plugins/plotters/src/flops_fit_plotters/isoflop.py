@@ -7,8 +7,7 @@ from the lowest runs, shows at a glance that the sweep or the fit needs another 
 
 from __future__ import annotations
 
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
+from typing import TYPE_CHECKING
 
 from flops_fit_core import FitResult, InputError, Observations
 
@@ -22,6 +21,10 @@ from .style import (
     style_axes,
 )
 
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn: it costs ~1 s at start-up
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
 __all__ = ["IsoFlopPlotter"]
 
 _STAR = {"marker": "*", "markersize": 15, "markeredgecolor": "black", "markeredgewidth": 0.9}
@@ -34,6 +37,8 @@ class IsoFlopPlotter(FigurePlotter):
 
     def figure(self, observations: Observations, fit: FitResult) -> Figure:
         """Draw the IsoFLOP profiles; artists carry gids (`series-i`, `optimum-i`, ...)."""
+        from matplotlib.lines import Line2D
+
         groups = observations.groups()
         if not groups:
             raise InputError(

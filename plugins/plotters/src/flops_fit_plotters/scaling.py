@@ -8,11 +8,9 @@ optima follow a power law and how fast the uncertainty grows where predictions w
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 
 from flops_fit_core import FitResult, Observations, Optimum, PowerLaw
 
@@ -25,6 +23,10 @@ from .style import (
     new_figure,
     style_axes,
 )
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn: it costs ~1 s at start-up
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = ["ScalingPlotter", "law_label"]
 
@@ -87,6 +89,8 @@ class ScalingPlotter(FigurePlotter):
         symbol: str,
         colour: str,
     ) -> None:
+        from matplotlib.lines import Line2D
+
         budgets = np.array([opt.budget for opt in optima])
         estimates = [getattr(opt, field) for opt in optima]
         values = np.array([est.value for est in estimates])

@@ -16,11 +16,13 @@ import re
 from collections.abc import Iterable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn: it costs ~1 s at start-up
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = [
     "FONT_SIZES",
@@ -98,6 +100,8 @@ def new_figure(width: float, height: float) -> Figure:
     Constrained layout keeps labels, titles and legends placed outside the axes from being
     clipped or overlapping without per-figure hand tuning.
     """
+    from matplotlib.figure import Figure
+
     return Figure(figsize=(width, height), layout="constrained", facecolor="white")
 
 
@@ -144,6 +148,8 @@ def _software() -> str:
         ours = version("flops-fit-plotters")
     except PackageNotFoundError:  # pragma: no cover - running from a source tree
         ours = "unknown"
+    import matplotlib
+
     return f"flops-fit-plotters {ours} (matplotlib {matplotlib.__version__})"
 
 
