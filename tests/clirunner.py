@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from flops_fit_core.cli import main
 
@@ -23,3 +24,19 @@ def flops_fit(capsys, *args: str) -> Outcome:
     code = main([str(a) for a in args])
     captured = capsys.readouterr()
     return Outcome(code, captured.out, captured.err)
+
+
+def assert_one_line_error(outcome: Outcome, *needles: str, code: int = 2) -> None:
+    """A user's mistake: exactly one `Error:` line on stderr holding `needles`, no traceback."""
+    assert outcome.code == code, (outcome.code, outcome.err)
+    lines = [ln for ln in outcome.err.splitlines() if ln.strip()]
+    assert len(lines) == 1, outcome.err
+    assert lines[0].startswith("Error: ")
+    assert "Traceback" not in outcome.err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+def snapshot(directory: Path) -> dict[Path, bytes]:
+    """Every file under `directory` with its bytes: compare two to prove nothing changed."""
+    return {p: p.read_bytes() for p in Path(directory).rglob("*") if p.is_file()}

@@ -4,17 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.clirunner import flops_fit
-
-
-def assert_one_line_error(outcome, *needles, code=2):
-    assert outcome.code == code, (outcome.code, outcome.err)
-    lines = [ln for ln in outcome.err.splitlines() if ln.strip()]
-    assert len(lines) == 1, outcome.err
-    assert lines[0].startswith("Error: ")
-    assert "Traceback" not in outcome.err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
+from tests.clirunner import assert_one_line_error, flops_fit
 
 
 @pytest.fixture(scope="module")

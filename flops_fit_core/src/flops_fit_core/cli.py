@@ -17,9 +17,9 @@ from typing import Any
 import click
 import tomli_w
 
-from . import __version__, pipeline
+from . import __version__, pipeline, tables
 from .config import DEFAULT_PRESET, StudyConfig, load_study_config
-from .errors import FlopsFitError, RunFailed
+from .errors import ConfigError, FlopsFitError, RunFailed
 from .plugins import get_host
 from .progress import ConsoleReporter
 
@@ -268,27 +268,53 @@ def train(
         )
 
 
+def _column_map(ctx, param, value):
+    """`--map FIELD=COLUMN ...` as {field: column}; a bad item is a one-line usage error."""
+    try:
+        return tables.parse_mapping(value)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc), ctx) from None
+
+
 @cli.command()
-@click.argument("results_path", metavar="RESULTS", type=click.Path(path_type=Path))
+@click.argument("results_path", metavar="FILE", type=click.Path(path_type=Path))
 @config_options
 @click.option("--fitter", default=None, metavar="NAME", help="Shortcut for --set fitter.name=NAME.")
+@click.option(
+    "--map",
+    "mapping",
+    multiple=True,
+    metavar="FIELD=COLUMN",
+    callback=_column_map,
+    help="For a table: read FIELD (params, tokens, compute, loss, budget) from COLUMN "
+    "(repeatable).",
+)
 @click.option(
     "-o",
     "--output",
     type=click.Path(path_type=Path),
     default=None,
-    help="Where to write fit.json (default: beside RESULTS).",
+    help="Where to write fit.json (default: beside FILE).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print fit.json on stdout.")
 @click.pass_obj
-def fit(state: State, results_path, config_path, preset, overrides, fitter, output, as_json):
-    """Fit scaling laws to a results file."""
+def fit(
+    state: State, results_path, config_path, preset, overrides, fitter, mapping, output, as_json
+):
+    """Fit scaling laws to a results file or to your own table of runs.
+
+    FILE is a flops-fit results.jsonl, or a table (.csv, .jsonl, .json, .parquet) with one row
+    per run: the loss and two of N (params), D (tokens) and C (compute), plus optionally the
+    budget each run belongs to.
+    """
     study_config = _study_config(
         config_path, preset, overrides, beside=results_path.parent, fitter=fitter
     )
     options = dict(study_config.fitter)
     the_fitter = get_host().create("fitter", options.pop("name"), options)
-    observations = pipeline.load_observations(results_path)
+    observations = pipeline.read_observations(
+        results_path, mapping=mapping, **pipeline.requested_conventions(the_fitter)
+    )
     result = pipeline.fit_observations(observations, the_fitter)
     output = output or results_path.parent / pipeline.FIT_FILE
     pipeline.write_atomic(output, result.model_dump_json(indent=2))
@@ -346,7 +372,10 @@ def plot(state: State, results_path, fit_path, config_path, preset, overrides, p
     host = get_host()
     instances = [host.create("plotter", name, options) for name in names]
     the_fit = pipeline.read_fit(fit_path)
-    observations = pipeline.load_observations(results_path)
+    conventions = the_fit.conventions
+    observations = pipeline.read_observations(
+        results_path, params=conventions.params, flops=conventions.flops
+    )
     files = pipeline.plot_fit(
         observations, the_fit, instances, output or results_path.parent / pipeline.FIGURES_DIR
     )

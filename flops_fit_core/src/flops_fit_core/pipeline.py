@@ -8,22 +8,26 @@ and an edited plan trains only what is new.
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, get_args
 
 import tomli_w
 from pydantic import BaseModel, ValidationError
 
+from . import tables
 from .bases import Executor, Fitter, Planner, Plotter, Trainer
 from .config import SECTIONS, StudyConfig
-from .errors import InputError
+from .errors import InputError, UsageError
+from .flops import FlopsConvention, ParamConvention
 from .plugins import PluginHost, get_host
-from .schemas import ExperimentSpec, FitResult, Observations, RunResult, SweepPlan
+from .schemas import Conventions, ExperimentSpec, FitResult, Observations, RunResult, SweepPlan
 from .store import LoadedResults, ResultsStore
 
 __all__ = [
@@ -32,11 +36,14 @@ __all__ = [
     "Study",
     "TrainSummary",
     "fit_observations",
+    "is_results_file",
     "load_observations",
     "pending_specs",
     "plot_fit",
     "read_fit",
+    "read_observations",
     "read_plan",
+    "requested_conventions",
     "resolve_study",
     "run_study",
     "train_plan",
@@ -230,14 +237,94 @@ def train_plan(
     return summary
 
 
-def load_observations(results_path: Path, only_ids: set[str] | None = None) -> Observations:
-    """The `ok` results of a results file (optionally only those of a plan) as observations."""
+def requested_conventions(fitter: Any) -> dict[str, str | None]:
+    """The conventions a fitter asks its data to be counted under: `{"params", "flops"}`.
+
+    Read from the fitter's config by name (`FitterConfig.params`, `.flops`), not by type: a
+    third-party fitter's config need not subclass `FitterConfig`. A value that is not a known
+    convention belongs to some other meaning of that option and is ignored; `None` means "as
+    the data records it".
+    """
+    config = getattr(fitter, "config", None)
+    wanted = {"params": get_args(ParamConvention), "flops": get_args(FlopsConvention)}
+    return {
+        key: value if (value := getattr(config, key, None)) in choices else None
+        for key, choices in wanted.items()
+    }
+
+
+def load_observations(
+    results_path: Path,
+    only_ids: set[str] | None = None,
+    *,
+    params: ParamConvention | None = None,
+    flops: FlopsConvention | None = None,
+) -> Observations:
+    """The `ok` results of a results file (optionally only those of a plan) as observations.
+
+    `params` and `flops` recount N and C under another convention than the results were
+    planned in (`Observations.from_results`); `None` keeps the recorded one.
+    """
     if not Path(results_path).exists():
         raise InputError(f"results file not found: {results_path}")
     ok = ResultsStore(results_path).load().ok(only_ids)
     if not ok:
         raise InputError(f"{results_path}: no successful results to fit")
-    return Observations.from_results(ok, source=str(results_path))
+    conventions = None
+    if params is not None or flops is not None:
+        recorded = ok[0].spec.conventions
+        conventions = Conventions(params=params or recorded.params, flops=flops or recorded.flops)
+    return Observations.from_results(ok, source=str(results_path), conventions=conventions)
+
+
+def is_results_file(path: Path) -> bool:
+    """Whether `path` is a flops-fit results file: its first record has `experiment_id` and
+    `spec`. Anything else (a CSV, a user's JSON lines) is a table for `tables.read_table`.
+
+    Lines that are not JSON are passed over: a crash during the very first append leaves a
+    torn first record, and the results store, not this guess, should report it.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in (".jsonl", ".json"):
+        return False
+    try:
+        with path.open("rb") as fh:
+            for line in itertools.islice(fh, 100):
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                return isinstance(record, dict) and {"experiment_id", "spec"} <= set(record)
+    except OSError:
+        return False
+    return False
+
+
+def read_observations(
+    path: Path,
+    *,
+    mapping: Mapping[str, str] | None = None,
+    params: ParamConvention | None = None,
+    flops: FlopsConvention | None = None,
+) -> Observations:
+    """Observations from our own `results.jsonl` or from a user's table (`tables`).
+
+    A table is counted under `params`/`flops`, defaulting to `tables.DEFAULT_CONVENTIONS`
+    (total parameters, C = 6ND); `mapping` names its columns. A mapping given for a results
+    file is a `UsageError`: its fields are not columns.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"results file not found: {path}")
+    if is_results_file(path):
+        if mapping:
+            raise UsageError(
+                f"--map is for tables; {path} is a flops-fit results file, whose fields are fixed"
+            )
+        return load_observations(path, params=params, flops=flops)
+    default = tables.DEFAULT_CONVENTIONS
+    conventions = Conventions(params=params or default.params, flops=flops or default.flops)
+    return tables.read_table(path, mapping, conventions)
 
 
 def fit_observations(observations: Observations, fitter: Fitter) -> FitResult:
@@ -310,7 +397,11 @@ def run_study(
         cancel=cancel,
     )
     stage(f"fitting with {study.fitter.name!r}")
-    observations = load_observations(run_dir / RESULTS_FILE, {s.id for s in plan.experiments})
+    observations = load_observations(
+        run_dir / RESULTS_FILE,
+        {s.id for s in plan.experiments},
+        **requested_conventions(study.fitter),
+    )
     fit = fit_observations(observations, study.fitter)
     write_atomic(run_dir / FIT_FILE, fit.model_dump_json(indent=2))
     stage("plotting")

@@ -19,7 +19,9 @@ from flops_fit_core import (
     Observations,
 )
 from flops_fit_core import hookspecs as core_hookspecs
-from flops_fit_fitters import EmpiricalFitter, flops_fit_register_fitters
+from flops_fit_fitters import EmpiricalFitter, QuadraticFitter, flops_fit_register_fitters
+from flops_fit_fitters.diagnostics import leave_one_out
+from flops_fit_fitters.settings import CommonConfig
 from flops_fit_fitters.checks import EXCLUDED_FLAG, format_budget
 from flops_fit_fitters.empirical import EDGE_FLAG, FEW_RUNS_FLAG
 from flops_fit_fitters.powerlaw import fit_power_law
@@ -243,6 +245,10 @@ def test_diagnostics_describe_the_fit():
         "strict": False,
         "enforce_monotonic": True,
         "min_budgets": 3,
+        "leave_one_out": True,
+        "exponent_tolerance": 0.05,
+        "params": None,
+        "flops": None,
     }
     assert "empirical" in result.report()
 
@@ -417,12 +423,93 @@ def test_config_is_frozen_and_named():
 
 
 def test_registered_through_the_hook_and_entry_point():
-    assert flops_fit_register_fitters() == [EmpiricalFitter]
+    assert EmpiricalFitter in flops_fit_register_fitters()
+    assert QuadraticFitter in flops_fit_register_fitters()
     pm = pluggy.PluginManager("flops_fit")
     pm.add_hookspecs(core_hookspecs)
     import flops_fit_fitters
 
     pm.register(flops_fit_fitters)
-    assert pm.hook.flops_fit_register_fitters() == [[EmpiricalFitter]]
+    assert pm.hook.flops_fit_register_fitters() == [flops_fit_register_fitters()]
     eps = {ep.name: ep.value for ep in entry_points(group="flops_fit")}
     assert eps.get("fitters") == "flops_fit_fitters"
+
+
+def test_config_is_the_common_config():
+    """Every option of `empirical` is one every fitter shares, declared once."""
+    assert issubclass(EmpiricalFitter.Config, CommonConfig)
+    assert set(EmpiricalFitter.Config.model_fields) == set(CommonConfig.model_fields)
+
+
+def test_reports_leave_one_out_and_exponent_sum():
+    obs = chinchilla_observations(BUDGETS, noise=1e-3)
+    result = EmpiricalFitter().fit(obs)
+    n_star = [o.params.value for o in result.optima]
+    d_star = [o.tokens.value for o in result.optima]
+    assert result.diagnostics["leave_one_out"] == leave_one_out(BUDGETS, n_star, d_star)
+    # the optima are runs with C = 6ND, so N*·D* = C/6 and the exponents add up to 1
+    assert result.diagnostics["exponent_sum"] == pytest.approx(1.0, abs=1e-9)
+    assert "leave_one_out" not in EmpiricalFitter({"leave_one_out": False}).fit(obs).diagnostics
+
+
+def test_leave_one_out_is_over_the_budgets_used():
+    obs = chinchilla_observations(BUDGETS)
+    broken = Observations(
+        budget=obs.budget,
+        params=obs.params,
+        tokens=obs.tokens,
+        compute=obs.compute,
+        loss=np.where(obs.budget == BUDGETS[3], obs.loss + 0.5, obs.loss),
+        ids=obs.ids,
+    )
+    loo = EmpiricalFitter().fit(broken).diagnostics["leave_one_out"]
+    assert loo["budgets"] == [c for c in BUDGETS if c != BUDGETS[3]]
+    assert len(loo["n_opt"]["errors"]) == 5
+
+
+def test_warns_when_the_exponents_do_not_add_up_to_one():
+    """Tokens recorded as 1.5x at 1e20 growing like C^0.1 (as a wrong tokens column would):
+    N*·D* is no longer proportional to C, and the fit says so."""
+    obs = chinchilla_observations(BUDGETS)
+    skewed = Observations(
+        budget=obs.budget,
+        params=obs.params,
+        tokens=obs.tokens * 1.5 * (obs.budget / 1e20) ** 0.1,
+        compute=obs.compute,
+        loss=obs.loss,
+        ids=obs.ids,
+    )
+    result = EmpiricalFitter().fit(skewed)
+    assert result.diagnostics["exponent_sum"] == pytest.approx(1.1, abs=1e-9)
+    assert any("add up to 1.1000" in w for w in result.warnings)
+    assert not any(
+        "add up to" in w for w in EmpiricalFitter({"exponent_tolerance": 0.2}).fit(skewed).warnings
+    )
+
+
+def test_warns_when_the_exponent_is_barely_identified():
+    # Three budgets a decade apart whose best sizes zigzag: a wide N* interval.
+    budgets = np.array([1e18, 1e19, 1e20])
+    shift = {1e19: 2.5}
+
+    def centre(c):
+        return true_n_opt(c) * shift.get(c, 1.0)
+
+    result = EmpiricalFitter().fit(chinchilla_observations(budgets, COARSE, centre=centre))
+    lo, hi = result.laws["n_opt"].exponent_interval
+    assert (hi - lo) / 2 > 0.1
+    assert any(w.startswith("n_opt exponent") and "barely" in w for w in result.warnings)
+
+
+def test_observation_warnings_are_copied_first():
+    obs = chinchilla_observations(BUDGETS)
+    noted = Observations(
+        budget=obs.budget,
+        params=obs.params,
+        tokens=obs.tokens,
+        compute=obs.compute,
+        loss=obs.loss,
+        ids=obs.ids,
+        warnings=("column N derived as C / (6 D)",),
+    )
+    assert EmpiricalFitter().fit(noted).warnings[0] == "column N derived as C / (6 D)"

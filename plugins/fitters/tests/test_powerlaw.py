@@ -127,13 +127,18 @@ def test_rejects_a_level_outside_zero_one():
         fit_power_law(COMPUTE, noisy_line(seed=7), level=95)
 
 
-def _porian():
-    pairs: dict[str, list[tuple[float, float]]] = defaultdict(list)
+def _porian(with_std: bool = False):
+    """Per configuration the (flops, n_star[, n_star_std]) rows without NaN, and the published
+    fits. `n_star_std` is Porian et al.'s bootstrap spread of ln n_star (in their code the
+    weights of the `weighted` fits are 1 / std²)."""
+    pairs: dict[str, list[tuple[float, ...]]] = defaultdict(list)
     with open(DATA / "porian_optimal_pairs.csv", newline="") as f:
         for row in csv.DictReader(f):
-            flops, n_star = float(row["flops"]), float(row["n_star"] or "nan")
-            if math.isfinite(flops) and math.isfinite(n_star):
-                pairs[row["config_id"]].append((flops, n_star))
+            values = [float(row[k] or "nan") for k in ("flops", "n_star", "n_star_std")]
+            if not with_std:
+                values = values[:2]
+            if all(math.isfinite(v) for v in values):
+                pairs[row["config_id"]].append(tuple(values))
     with open(DATA / "porian_fit_results.csv", newline="") as f:
         published = {row["config_id"]: row for row in csv.DictReader(f)}
     return pairs, published
@@ -209,3 +214,111 @@ def test_the_ramp_is_the_worst_bounded_error_for_the_slope():
 def test_rejects_bad_resolution(bound):
     with pytest.raises(ValueError, match="resolution"):
         fit_power_law(COMPUTE, noisy_line(seed=11), resolution=bound)
+
+
+def test_reproduces_porian_weighted_exponents():
+    """Porian et al.'s `weighted` fits are least squares of ln n* on ln C weighted by
+    1 / std(ln n*)²: the same fit, to 1e-6 on every configuration (in fact to ~1e-15)."""
+    pairs, published = _porian(with_std=True)
+    assert len(published) == 15 and set(pairs) == set(published)
+    worst = 0.0
+    for config_id, points in pairs.items():
+        flops, n_star, std = np.array(points).T
+        law = fit_power_law(flops, n_star, weights=1.0 / std**2)
+        row = published[config_id]
+        target = float(row["weighted_n_exponent"])
+        assert law.exponent == pytest.approx(target, abs=1e-6), config_id
+        assert law.coefficient == pytest.approx(float(row["weighted_n_coef"]), rel=1e-5), config_id
+        worst = max(worst, abs(law.exponent - target))
+        # The weights matter: the unweighted fit differs from the weighted one by up to 0.007.
+        assert abs(law.exponent - fit_power_law(flops, n_star).exponent) < 0.01
+    print(f"Porian weighted exponents: worst |difference| {worst:.1e} over 15 configurations")
+    owt2_tuned = np.array(pairs["summary_df_owt2#4"]).T
+    law = fit_power_law(owt2_tuned[0], owt2_tuned[1], weights=owt2_tuned[2] ** -2.0)
+    assert law.exponent == pytest.approx(0.5184542, abs=1e-6)
+
+
+def _wls_reference(x, y, w):
+    """Textbook weighted least squares on uncentred ln x: beta = (XᵀWX)⁻¹XᵀWy and the
+    covariance s²(XᵀWX)⁻¹, s² = sum w r² / (n - 2) (relative weights)."""
+    design = np.column_stack([np.ones(len(x)), np.log(x)])
+    gram = design.T @ (w[:, None] * design)
+    beta = np.linalg.solve(gram, design.T @ (w * np.log(y)))
+    resid = np.log(y) - design @ beta
+    s2 = float(w @ resid**2) / (len(x) - 2)
+    return beta, s2 * np.linalg.inv(gram)
+
+
+def test_weighted_fit_is_textbook_weighted_least_squares():
+    y = noisy_line(seed=12)
+    w = np.random.default_rng(12).uniform(0.2, 5.0, COMPUTE.size)
+    law = fit_power_law(COMPUTE, y, level=0.9, weights=w)
+    (intercept, slope), cov = _wls_reference(COMPUTE, y, w)
+    assert law.exponent == pytest.approx(slope, abs=1e-10)
+    assert math.log(law.coefficient) == pytest.approx(intercept, abs=1e-8)
+    np.testing.assert_allclose(np.array(law.covariance), cov, rtol=1e-7)
+    # numpy's own weighted polyfit (weights on unsquared residuals: sqrt(w)), scaled covariance
+    p, p_cov = np.polyfit(np.log(COMPUTE), np.log(y), 1, w=np.sqrt(w), cov=True)
+    assert law.exponent == pytest.approx(p[0], abs=1e-10)
+    assert law.covariance[1][1] == pytest.approx(p_cov[0, 0], rel=1e-7)
+    t = stats.t.ppf(0.95, COMPUTE.size - 2)
+    lo, hi = law.exponent_interval
+    assert (hi - lo) / 2 == pytest.approx(t * math.sqrt(cov[1, 1]), rel=1e-7)
+    ly = np.log(y)
+    y_bar = float(w @ ly) / w.sum()
+    resid = ly - (intercept + slope * np.log(COMPUTE))
+    assert law.r2 == pytest.approx(1 - (w @ resid**2) / (w @ (ly - y_bar) ** 2), rel=1e-9)
+
+
+def test_weights_are_relative_and_unit_weights_are_ols():
+    y = noisy_line(seed=13)
+    w = np.random.default_rng(13).uniform(0.2, 5.0, COMPUTE.size)
+    law = fit_power_law(COMPUTE, y, weights=w)
+    scaled = fit_power_law(COMPUTE, y, weights=1e6 * w)
+    assert scaled.exponent == pytest.approx(law.exponent, abs=1e-12)
+    assert scaled.exponent_interval == pytest.approx(law.exponent_interval, abs=1e-10)
+    plain = fit_power_law(COMPUTE, y)
+    ones = fit_power_law(COMPUTE, y, weights=np.ones(COMPUTE.size))
+    assert ones.exponent == pytest.approx(plain.exponent, abs=1e-12)
+    assert ones.exponent_interval == pytest.approx(plain.exponent_interval, abs=1e-12)
+    assert ones.r2 == pytest.approx(plain.r2, abs=1e-12)
+
+
+def test_a_heavy_weight_pulls_the_line_through_its_point():
+    x = np.array([1e18, 1e19, 1e20, 1e21, 1e22])
+    y = TRUE_K * x**TRUE_A * np.array([1.0, 1.0, 1.0, 1.0, 2.0])
+    plain = fit_power_law(x, y)
+    heavy = fit_power_law(x, y, weights=[1.0, 1.0, 1.0, 1.0, 1e6])
+    light = fit_power_law(x, y, weights=[1.0, 1.0, 1.0, 1.0, 1e-6])
+    assert heavy.predict(1e22) == pytest.approx(y[-1], rel=1e-4)
+    assert light.exponent == pytest.approx(TRUE_A, abs=1e-4)
+    assert light.exponent < plain.exponent < heavy.exponent
+
+
+def test_weighted_resolution_shifts_are_the_worst_case_of_the_weighted_estimate():
+    rng = np.random.default_rng(14)
+    x = np.exp(np.sort(rng.uniform(40, 52, 7)))
+    w = rng.uniform(0.2, 5.0, x.size)
+    bound = rng.uniform(0.05, 0.3, x.size)
+    lx = np.log(x)
+    design = np.column_stack([np.ones(x.size), lx])
+    solve = np.linalg.solve(design.T @ (w[:, None] * design), (design * w[:, None]).T)
+    worst = resolution_shifts(x, bound, weights=w)
+    for _ in range(2000):
+        errors = bound * rng.uniform(-1.0, 1.0, x.size)
+        assert abs((solve @ errors)[1]) <= abs(worst[1, 1]) + 1e-15
+    np.testing.assert_allclose(solve @ bound, worst[0], rtol=1e-9, atol=1e-12)
+    # and fit_power_law adds them to the weighted covariance as it does to OLS's
+    y = TRUE_K * x**TRUE_A * np.exp(rng.normal(0.0, 0.05, x.size))
+    law = fit_power_law(x, y, weights=w, resolution=bound)
+    base = fit_power_law(x, y, weights=w)
+    expected = np.array(base.covariance) + worst.T @ worst / law.t_value**2
+    np.testing.assert_allclose(np.array(law.covariance), expected, rtol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "weights", [[1.0, 1.0], [1.0, 0.0, 1.0, 1.0, 1.0, 1.0], [1.0, math.nan, 1, 1, 1, 1]]
+)
+def test_rejects_bad_weights(weights):
+    with pytest.raises(ValueError, match="weights"):
+        fit_power_law(COMPUTE, noisy_line(seed=15), weights=weights)

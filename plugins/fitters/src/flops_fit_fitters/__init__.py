@@ -2,8 +2,9 @@
 
 This module is the plugin object the `flops_fit` entry point names: the core's plugin host
 calls `flops_fit_register_fitters()` here exactly as it would on a third party's plugin. The
-shared building blocks (`powerlaw`, `checks`) are importable so that every fitter in this
-package, and any third-party one, states uncertainty and flags problems the same way.
+shared building blocks (`powerlaw`, `checks`, `diagnostics`) are importable so that every
+fitter in this package, and any third-party one, states uncertainty and flags problems the
+same way.
 """
 
 from __future__ import annotations
@@ -12,10 +13,16 @@ from flops_fit_core import hookimpl
 
 from .empirical import EmpiricalConfig, EmpiricalFitter
 from .powerlaw import fit_power_law
+from .quadratic import QuadraticConfig, QuadraticFitter
+from .robust import RobustConfig, RobustFitter
 
 __all__ = [
     "EmpiricalConfig",
     "EmpiricalFitter",
+    "QuadraticConfig",
+    "QuadraticFitter",
+    "RobustConfig",
+    "RobustFitter",
     "fit_power_law",
     "flops_fit_register_fitters",
 ]
@@ -24,4 +31,4 @@ __all__ = [
 @hookimpl
 def flops_fit_register_fitters():
     """The fitters this distribution provides."""
-    return [EmpiricalFitter]
+    return [EmpiricalFitter, QuadraticFitter, RobustFitter]

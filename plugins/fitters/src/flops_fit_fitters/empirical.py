@@ -16,6 +16,10 @@ the `quadratic` fitter) narrows them.
 The laws are fitted against each run's *planned* budget, grouped exactly as planned
 (`Observations.groups()`): measured compute drifts a little from plan (shape rounding, the
 convention), and rounding it to regroup runs can merge or split budgets silently.
+
+Its laws get the checks every fitter of this package reports (`diagnostics.law_diagnostics`):
+R², the sum of the N* and D* exponents, how well identified the N* exponent is, and the
+leave-one-out error of each budget's optimum.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-from pydantic import Field
 
 from flops_fit_core import (
     Estimate,
@@ -40,11 +43,12 @@ from .checks import (
     MIN_RUNS_PER_BUDGET,
     check_monotonic,
     check_n_budgets,
-    check_r_squared,
     format_budget,
     format_budgets,
 )
-from .powerlaw import MIN_POINTS, fit_power_law, log_residuals, resolution_shifts
+from .diagnostics import law_diagnostics
+from .powerlaw import fit_power_law, log_residuals, resolution_shifts
+from .settings import CommonConfig
 
 __all__ = ["EDGE_FLAG", "FEW_RUNS_FLAG", "EmpiricalConfig", "EmpiricalFitter"]
 
@@ -54,26 +58,12 @@ EDGE_FLAG = "edge"
 FEW_RUNS_FLAG = "few runs"
 
 
-class EmpiricalConfig(PluginConfig):
-    """Options of the `empirical` fitter (the `[fitter]` section with `name = "empirical"`)."""
+class EmpiricalConfig(CommonConfig):
+    """Options of the `empirical` fitter (the `[fitter]` section with `name = "empirical"`).
 
-    confidence: float = Field(
-        0.95, gt=0.0, lt=1.0, description="level of the intervals on the laws"
-    )
-    min_r_squared: float = Field(
-        0.9, ge=0.0, le=1.0, description="R² below which a law (n_opt, d_opt, loss_opt) is poor"
-    )
-    strict: bool = Field(
-        False, description="raise FitError instead of warning when min_r_squared is not met"
-    )
-    enforce_monotonic: bool = Field(
-        True, description="exclude budgets whose best loss is not below every smaller budget's"
-    )
-    min_budgets: int = Field(
-        3,
-        ge=MIN_POINTS,
-        description="fewest budgets to fit laws to; 3 is the least that leaves an interval",
-    )
+    Exactly the options every fitter of this package shares (`CommonConfig`): the empirical
+    fitter has no knob of its own.
+    """
 
 
 class EmpiricalFitter(Fitter):
@@ -86,6 +76,7 @@ class EmpiricalFitter(Fitter):
     def fit(self, observations: Observations) -> FitResult:
         """Find each budget's best run, check the optima, and fit N*, D*, L*, D*/N* over C.
 
+        Warnings the observations carry (from reading the data) come first in the result's.
         Raises `InputError` when there are fewer than `min_budgets` budgets, and `FitError`
         when too few survive the monotonicity rule or, with `strict`, when a law's R² is below
         `min_r_squared`.
@@ -94,7 +85,7 @@ class EmpiricalFitter(Fitter):
         groups = observations.groups()
         check_n_budgets(len(groups), cfg.min_budgets, self.name, observations.source)
 
-        warnings: list[str] = []
+        warnings: list[str] = list(observations.warnings)
         budgets = np.array([b for b, _ in groups], dtype=float)
         best = np.empty(len(groups), dtype=int)
         flags: list[list[str]] = []
@@ -152,7 +143,8 @@ class EmpiricalFitter(Fitter):
                 resolution=half_steps["tokens_per_param"],
             ),
         }
-        warnings.extend(check_r_squared(laws, cfg.min_r_squared, strict=cfg.strict))
+        law_diag, law_warnings = law_diagnostics(laws, c_used, n_star[keep], d_star[keep], cfg)
+        warnings.extend(law_warnings)
 
         residuals = log_residuals(laws["n_opt"], c_used, n_star[keep])
         optima = [
@@ -173,7 +165,7 @@ class EmpiricalFitter(Fitter):
             "budgets_used": [float(c) for c in c_used],
             "excluded": list(mono.excluded),
             "edge_budgets": [float(budgets[i]) for i, f in enumerate(flags) if EDGE_FLAG in f],
-            "r2": {name: law.r2 for name, law in laws.items()},
+            **law_diag,
             "grid_half_step": [float(h) for h in half_steps["n_opt"]],
             "exponent_resolution": {
                 name: float(np.hypot(*resolution_shifts(c_used, h)[:, 1]))

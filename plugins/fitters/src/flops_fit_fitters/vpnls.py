@@ -164,11 +164,7 @@ def _evaluate_block(theta, data, objective, weights, derivatives):
     u = np.exp(a - alpha * ln_n)
     v = np.exp(b - beta * ln_d)
     fitted = np.exp(e) + u + v
-    s = np.log(fitted)
-    if objective.log_space:
-        r = s - data.ln_loss
-    else:
-        r = fitted - data.loss
+    r = np.log(fitted) - data.ln_loss if objective.log_space else fitted - data.loss
     value, d1, d2 = objective.rho(r)
     if weights is not None:
         value, d1, d2 = value * weights, d1 * weights, d2 * weights
@@ -455,7 +451,9 @@ def project(
 
 
 def screen(grid: Grid, data: Data, objective: Objective, fixed: dict[int, float] | None = None):
-    """Project every grid start and score it: theta (n_alpha, n_beta, 5), objective (n_alpha, n_beta).
+    """Project every grid start and score it.
+
+    Returns theta (n_alpha, n_beta, 5) and the objective at each start (n_alpha, n_beta).
 
     `fixed` maps a parameter index (0-4) to a value in natural units (E, A, B, alpha, beta).
     """
