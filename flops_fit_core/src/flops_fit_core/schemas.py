@@ -522,6 +522,13 @@ class FitResult(StrictModel):
             )
             r2 = f"R² = {law.r2:.4f}" if law.r2 is not None else ""
             lines.append(f"    {name:<16} {a_txt:<34} {k_txt:<36} {r2}")
+            if law.offset is not None:
+                o_iv = law.offset_interval
+                lines.append(
+                    f"    {'':<16} + offset {law.offset:.4g}"
+                    + (f" [{o_iv[0]:.4g}, {o_iv[1]:.4g}]" if o_iv else "")
+                    + "  (irreducible term: X*(C) = offset + k * C^a)"
+                )
         if self.parametric:
             lines.append("[[Parametric]]  L = E + A/N^alpha + B/D^beta")
             for key, est in self.parametric.items():
@@ -533,7 +540,17 @@ class FitResult(StrictModel):
                 f"    {opt.budget:>10.3g} {opt.params.value:>22.4g} {opt.tokens.value:>22.4g} "
                 f"{opt.loss.value:>10.4f}  {opt.n_runs:>4}  {', '.join(opt.flags)}"
             )
-        shown = {k: v for k, v in self.diagnostics.items() if isinstance(v, int | float | str)}
+        scalar = int | float | str
+        shown = {k: v for k, v in self.diagnostics.items() if isinstance(v, scalar)}
+        for key, value in self.diagnostics.items():  # one line per table of scalars
+            if isinstance(value, dict):
+                items = [
+                    f"{k}={_short(v)}"
+                    for k, v in value.items()
+                    if isinstance(v, scalar) or (isinstance(v, list) and len(v) <= 12)
+                ]
+                if items:
+                    shown[key] = ", ".join(items)
         if shown:
             lines.append("[[Diagnostics]]")
             lines.extend(
@@ -546,12 +563,22 @@ class FitResult(StrictModel):
         return "\n".join(lines)
 
 
+def _short(value: Any) -> str:
+    """A diagnostic as the report prints it: floats to 4 significant digits, lists inline."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_short(v) for v in value) + "]"
+    return str(value)
+
+
 @dataclass(frozen=True)
 class Observations:
     """What fitters and plotters read: one row per finished run, as numpy arrays.
 
-    Built from `RunResult`s (`from_results`) or from a user's own table. Rows are grouped by
-    `budget`, the planned compute a run belongs to — never by rounding its measured compute.
+    Built from `RunResult`s (`from_results`) or from a user's own table (`tables.read_table`).
+    Rows are grouped by `budget`, the planned compute a run belongs to — never by rounding its
+    measured compute.
     """
 
     budget: np.ndarray
