@@ -81,7 +81,10 @@ def reference(obs):
     for _ in range(RESAMPLES):
         idx = rng.integers(0, n, n)
         minimize(
-            huber_objective, best.x, args=(ln_n[idx], ln_d[idx], ln_loss[idx]), jac=True,
+            huber_objective,
+            best.x,
+            args=(ln_n[idx], ln_d[idx], ln_loss[idx]),
+            jac=True,
             method="BFGS",
         )
     return time.perf_counter() - t0, float(best.fun)
@@ -98,7 +101,16 @@ def write_csv(obs, path: Path) -> Path:
 
 def time_command(table: Path, *settings: str) -> float:
     exe = Path(sys.executable).with_name("flops-fit")
-    args = [str(exe), "-q", "fit", str(table), "--fitter", "robust", "-o", str(table.with_suffix(".fit.json"))]
+    args = [
+        str(exe),
+        "-q",
+        "fit",
+        str(table),
+        "--fitter",
+        "robust",
+        "-o",
+        str(table.with_suffix(".fit.json")),
+    ]
     for item in settings:
         args += ["--set", item]
     t0 = time.perf_counter()

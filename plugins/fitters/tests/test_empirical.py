@@ -20,11 +20,11 @@ from flops_fit_core import (
 )
 from flops_fit_core import hookspecs as core_hookspecs
 from flops_fit_fitters import EmpiricalFitter, QuadraticFitter, flops_fit_register_fitters
-from flops_fit_fitters.diagnostics import leave_one_out
-from flops_fit_fitters.settings import CommonConfig
 from flops_fit_fitters.checks import EXCLUDED_FLAG, format_budget
+from flops_fit_fitters.diagnostics import leave_one_out
 from flops_fit_fitters.empirical import EDGE_FLAG, FEW_RUNS_FLAG
 from flops_fit_fitters.powerlaw import fit_power_law
+from flops_fit_fitters.settings import CommonConfig
 
 # Chinchilla's Approach 3 law (Hoffmann et al. 2022), rounded as published.
 E, A, B, ALPHA, BETA = 1.69, 406.4, 410.7, 0.34, 0.28
