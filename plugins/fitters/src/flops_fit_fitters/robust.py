@@ -38,6 +38,7 @@ from flops_fit_core import (
 )
 
 from .checks import MIN_RUNS_PER_BUDGET, check_n_budgets, check_r_squared, format_budget
+from .diagnostics import check_exponent_identified, check_exponent_sum, exponent_sum
 from .settings import CommonConfig
 from .vpnls import (
     PARAMS,
@@ -189,13 +190,12 @@ class RobustFitter(Fitter):
                     f"{failed} of {cfg.bootstrap} bootstrap resamples did not converge "
                     f"({share:.1%}); their exponents are left out of the intervals"
                 )
-        a_iv = laws["n_opt"].exponent_interval
-        if a_iv is not None and a_iv[1] - a_iv[0] > 0.2:
-            warnings.append(
-                f"the N* exponent a = {point['a'][0]:.3f} is barely identified: its "
-                f"{level:.0%} interval [{a_iv[0]:.3f}, {a_iv[1]:.3f}] is wider than 0.2; "
-                f"sample more sizes per budget or a wider span"
-            )
+        for warning in (
+            check_exponent_sum(point["a"][0], point["b"][0], cfg.exponent_tolerance),
+            check_exponent_identified(laws["n_opt"], "n_opt"),
+        ):
+            if warning is not None:
+                warnings.append(warning)
 
         diagnostics = {
             "n_points": len(observations),
@@ -206,7 +206,7 @@ class RobustFitter(Fitter):
             "loss": cfg.loss,
             "r2": r2,
             "flops_per_param_token": k_flops,
-            "exponent_sum": 1.0,
+            "exponent_sum": exponent_sum(laws),
             "convergence": {
                 "starts": search["starts"],
                 "local_minima": search["local_minima"],
@@ -508,9 +508,10 @@ class RobustFitter(Fitter):
     ):
         """Refit without each budget (one batched solve) and predict that budget's optimum.
 
+        Same shape as `diagnostics.leave_one_out`: per law the errors ln(predicted/observed).
         The held-out optimum is read from the held-out runs alone: the vertex of a parabola of
-        ln L in ln N when it is convex and interior, else the best run. The loss error is the
-        RMS error of ln L on the held-out runs, a true out-of-sample check of the surface.
+        ln L in ln N (ln D) when it is convex and interior, else the best run. `loss_log_rmse`
+        is the RMS error of ln L on the held-out runs, an out-of-sample check of the surface.
         """
         row_index = np.flatnonzero(used)
         weights = np.ones((len(groups), row_index.size))
@@ -529,23 +530,34 @@ class RobustFitter(Fitter):
             upper=upper,
             rtol=1e-12,
         )
-        errors, loss_rmse = [], []
+        errors: dict[str, list[float]] = {"n_opt": [], "d_opt": []}
+        loss_rmse = []
         for g, (budget, rows) in enumerate(groups):
             theta = sol.theta[g]
-            pred_n = _at_budget(_derived(theta[None, :], k_flops), budget, k_flops)["n"][0]
-            held = _held_out_optimum(observations.params[rows], observations.loss[rows])
-            errors.append(float(math.log(pred_n / held)))
-            fitted = _surface(
-                theta, np.log(observations.params[rows]), np.log(observations.tokens[rows])
-            )
-            resid = np.log(fitted) - np.log(observations.loss[rows])
+            predicted = _at_budget(_derived(theta[None, :], k_flops), budget, k_flops)
+            loss = observations.loss[rows]
+            for name, key, sizes in (
+                ("n_opt", "n", observations.params[rows]),
+                ("d_opt", "d", observations.tokens[rows]),
+            ):
+                held = _held_out_optimum(sizes, loss)
+                errors[name].append(float(math.log(predicted[key][0] / held)))
+            ln_n, ln_d = np.log(observations.params[rows]), np.log(observations.tokens[rows])
+            resid = np.log(_surface(theta, ln_n, ln_d)) - np.log(loss)
             loss_rmse.append(float(np.sqrt(np.mean(resid**2))))
-        return {
-            "budgets": [float(b) for b, _ in groups],
-            "n_opt_log_error": errors,
-            "max_abs_n_opt_log_error": float(np.max(np.abs(errors))),
-            "loss_log_rmse": loss_rmse,
-        }
+        out: dict = {"budgets": [float(b) for b, _ in groups]}
+        worst = 0.0
+        for name, errs in errors.items():
+            j = int(np.argmax(np.abs(errs)))
+            out[name] = {
+                "errors": errs,
+                "max_abs_error": abs(errs[j]),
+                "worst_budget": out["budgets"][j],
+            }
+            worst = max(worst, abs(errs[j]))
+        out["max_abs_error"] = worst
+        out["loss_log_rmse"] = loss_rmse
+        return out
 
 
 # ---------------------------------------------------------------------- helpers
