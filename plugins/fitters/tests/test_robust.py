@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flops_fit_core import Conventions, FitResult, InputError, Observations
+from flops_fit_core import Conventions, FitError, FitResult, InputError, Observations
 from flops_fit_core.testing.synthetic import CHINCHILLA, Law, isoflop_observations
 from flops_fit_fitters.robust import RobustConfig, RobustFitter
 from flops_fit_fitters.vpnls import Data, Grid, Objective, evaluate, minimise, project, screen
@@ -261,3 +261,14 @@ def test_a_batch_gives_the_same_answers_as_one_row_at_a_time():
     for i in range(6):
         single = minimise(start[i : i + 1], data, objective, weights[i : i + 1])
         np.testing.assert_allclose(batch.theta[i], single.theta[0], rtol=1e-8)
+
+
+def test_exact_data_and_a_poor_surface_are_reported():
+    exact = fit(isoflop_observations(BUDGETS, 7, 8.0, 0.0, 0), bootstrap=20)
+    assert any("exactly on the fitted surface" in w for w in exact.warnings)
+    noisy = isoflop_observations(BUDGETS, 7, 8.0, 0.2, 0)  # 20% noise: the surface explains little
+    poor = fit(noisy, bootstrap=20)
+    assert poor.diagnostics["r2"] < 0.9
+    assert sum("explains R²" in w for w in poor.warnings) == 1
+    with pytest.raises(FitError, match="strict"):
+        fit(noisy, bootstrap=20, strict=True)

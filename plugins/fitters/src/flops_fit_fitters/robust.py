@@ -37,7 +37,7 @@ from flops_fit_core import (
     PowerLaw,
 )
 
-from .checks import MIN_RUNS_PER_BUDGET, check_n_budgets, check_r_squared, format_budget
+from .checks import MIN_RUNS_PER_BUDGET, check_n_budgets, format_budget
 from .diagnostics import check_exponent_identified, check_exponent_sum, exponent_sum
 from .settings import CommonConfig
 from .vpnls import (
@@ -177,7 +177,7 @@ class RobustFitter(Fitter):
 
         r2 = _r_squared(best, data)
         laws = self._laws(point, reps, level, r2, len(groups))
-        warnings.extend(check_r_squared(laws, cfg.min_r_squared, strict=cfg.strict))
+        warnings.extend(self._surface_warnings(r2, search["objective"], len(data)))
         parametric = self._parametric(best, replicates, search["covariance"], level)
         budgets = np.array([b for b, _ in groups])
         optima = self._optima(observations, groups, budgets, point, reps, level, k_flops, used)
@@ -486,6 +486,26 @@ class RobustFitter(Fitter):
             stderr=float(np.std(replicates, ddof=1)),
             interval=self._interval(value, replicates, level),
         )
+
+    def _surface_warnings(self, r2: float, objective: float, n_points: int) -> list[str]:
+        """How well the surface fits the runs: a poor R² (or `FitError` with `strict`), or a
+        perfect one, which means the runs carry no noise to estimate uncertainty from."""
+        cfg = self.config
+        if r2 < cfg.min_r_squared:
+            message = (
+                f"the fitted surface explains R² = {r2:.4f} of the variance of ln L, below "
+                f"min_r_squared = {cfg.min_r_squared:g}: L = E + A/N^alpha + B/D^beta does not "
+                f"describe these runs well; check for bad runs, or compare with `quadratic`"
+            )
+            if cfg.strict:
+                raise FitError(message + " (strict is on)")
+            return [message]
+        if objective <= 1e-20 * n_points:
+            return [
+                "the runs lie exactly on the fitted surface (objective ~0): they carry no noise, "
+                "so every interval has zero width; real runs never do this, synthetic ones do"
+            ]
+        return []
 
     def _search_warnings(self, search, best, lower, upper, free):
         out = []
