@@ -145,15 +145,15 @@ def test_fit_json_has_every_documented_key():
 
 def test_seeded_bootstrap_is_deterministic_and_the_seed_matters():
     obs = isoflop_observations(BUDGETS, 7, 8.0, 0.01, 6)
-    first, again = fit(obs, bootstrap=200, seed=1), fit(obs, bootstrap=200, seed=1)
-    other = fit(obs, bootstrap=200, seed=2)
+    first, again = fit(obs, bootstrap=400, seed=1), fit(obs, bootstrap=400, seed=1)
+    other = fit(obs, bootstrap=400, seed=2)
     assert first.laws == again.laws
     assert first.laws["n_opt"].exponent_interval != other.laws["n_opt"].exponent_interval
 
 
 @pytest.mark.parametrize("unit", ["size", "budget"])
 def test_resampling_whole_sizes_or_budgets(unit):
-    result = fit(isoflop_observations(BUDGETS, 7, 8.0, 0.01, 7), bootstrap=200, resample=unit)
+    result = fit(isoflop_observations(BUDGETS, 7, 8.0, 0.01, 7), bootstrap=400, resample=unit)
     lo, hi = result.laws["n_opt"].exponent_interval
     assert lo < result.laws["n_opt"].exponent < hi
 
@@ -264,11 +264,106 @@ def test_a_batch_gives_the_same_answers_as_one_row_at_a_time():
 
 
 def test_exact_data_and_a_poor_surface_are_reported():
-    exact = fit(isoflop_observations(BUDGETS, 7, 8.0, 0.0, 0), bootstrap=20)
+    exact = fit(isoflop_observations(BUDGETS, 7, 8.0, 0.0, 0), bootstrap=40)
     assert any("exactly on the fitted surface" in w for w in exact.warnings)
     noisy = isoflop_observations(BUDGETS, 7, 8.0, 0.2, 0)  # 20% noise: the surface explains little
-    poor = fit(noisy, bootstrap=20)
+    poor = fit(noisy, bootstrap=40)
     assert poor.diagnostics["r2"] < 0.9
     assert sum("explains R²" in w for w in poor.warnings) == 1
     with pytest.raises(FitError, match="strict"):
-        fit(noisy, bootstrap=20, strict=True)
+        fit(noisy, bootstrap=40, strict=True)
+
+
+def test_projection_with_fixed_coefficients_is_exact():
+    from scipy.optimize import nnls
+
+    data = _data(1)
+    alphas, betas = np.array([0.1, 0.34, 1.0]), np.array([0.2, 0.28])
+    for fixed in ({0: 1.7}, {1: 400.0}, {0: 1.7, 2: 410.0}):
+        coef = project(alphas, betas, data, Objective("mse"), fixed)
+        for i, a in enumerate(alphas):
+            for j, b in enumerate(betas):
+                x = np.stack(
+                    [
+                        np.ones(len(data)),
+                        np.exp(-a * data.ln_n),
+                        np.exp(-b * data.ln_d),
+                    ],
+                    1,
+                )
+                free = [k for k in range(3) if k not in fixed]
+                target = data.loss - sum(x[:, k] * v for k, v in fixed.items())
+                ref = np.array([fixed.get(k, 0.0) for k in range(3)])
+                ref[free] = nnls(x[:, free], target)[0]
+                assert np.allclose(coef[i, j, list(fixed)], list(fixed.values()))
+                sse = np.sum((x @ coef[i, j] - data.loss) ** 2)
+                assert sse <= np.sum((x @ ref - data.loss) ** 2) * (1 + 1e-9)
+
+
+def test_a_bound_that_binds_gives_the_same_optimum_as_fixing_it_there():
+    obs = isoflop_observations(BUDGETS, 7, 8.0, 0.01, 0)
+    bounded = fit(obs, bounds={"E": (2.0, 3.0)}, bootstrap=40)
+    fixed = fit(obs, fixed={"E": 2.0}, bootstrap=40)
+    assert bounded.diagnostics["objective"] == pytest.approx(
+        fixed.diagnostics["objective"], rel=1e-9
+    )
+    assert bounded.parametric["alpha"].value == pytest.approx(
+        fixed.parametric["alpha"].value, rel=1e-6
+    )
+    assert bounded.diagnostics["convergence"]["bootstrap_failed"] == 0
+
+
+def test_data_without_one_term_is_reported_not_crashed():
+    """Loss that does not depend on N: the A term is unsupported and A goes to 0."""
+    obs = isoflop_observations(BUDGETS, 7, 8.0, 0.005, 0)
+    loss = 1.69 + 410.7 / obs.tokens**0.28 * np.exp(
+        0.005 * np.random.default_rng(0).standard_normal(len(obs))
+    )
+    flat = Observations(
+        budget=obs.budget,
+        params=obs.params,
+        tokens=obs.tokens,
+        compute=obs.compute,
+        loss=loss,
+        ids=obs.ids,
+        conventions=obs.conventions,
+    )
+    try:
+        result = fit(flat, bootstrap=40)
+    except FitError as exc:  # an honest refusal is acceptable, a traceback is not
+        assert "bootstrap" in str(exc) or "finite" in str(exc)
+        return
+    FitResult.model_validate_json(result.model_dump_json())  # fit.json stays readable
+    assert "A" in result.diagnostics["convergence"]["bound_hits"]
+    assert any("not supported" in w for w in result.warnings)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"bootstrap": 10}, "at least 40"),
+        ({"grid": (1, 1)}, "at least 2 points"),
+        ({"fixed": {"alpha": 0.34}, "bounds": {"alpha": (0.5, 1.0)}}, "outside its bounds"),
+        ({"fixed": {"alpha": -1.0}}, "positive"),
+    ],
+)
+def test_bad_settings_are_refused(settings, message):
+    with pytest.raises(ValueError, match=message):
+        RobustConfig(**settings)
+
+
+def test_budgets_excluded_as_non_monotonic_count_against_min_budgets():
+    obs = isoflop_observations(BUDGETS, 7, 8.0, 0.01, 0)
+    loss = obs.loss.copy()
+    loss[obs.budget >= 1e20] += 5.0  # the three largest budgets are broken
+    broken = Observations(
+        budget=obs.budget,
+        params=obs.params,
+        tokens=obs.tokens,
+        compute=obs.compute,
+        loss=loss,
+        ids=obs.ids,
+        conventions=obs.conventions,
+    )
+    with pytest.raises(FitError, match="min_budgets"):
+        fit(broken, bootstrap=40)

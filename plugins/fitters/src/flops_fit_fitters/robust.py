@@ -24,7 +24,7 @@ from statistics import NormalDist
 from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from flops_fit_core import (
     Estimate,
@@ -111,9 +111,27 @@ class RobustConfig(CommonConfig):
     @field_validator("grid")
     @classmethod
     def _grid_positive(cls, value):
-        if min(value) < 1:
-            raise ValueError("grid needs at least one point in alpha and in beta")
+        if min(value) < 2:
+            raise ValueError("grid needs at least 2 points in alpha and in beta")
         return value
+
+    @field_validator("bootstrap")
+    @classmethod
+    def _enough_resamples(cls, value):
+        if 0 < value < 40:
+            raise ValueError(
+                "bootstrap needs at least 40 resamples to place a 95% interval (or 0 for none)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _fixed_within_bounds(self) -> RobustConfig:
+        for name, value in self.fixed.items():
+            if name in self.bounds:
+                lo, hi = self.bounds[name]
+                if not lo <= value <= hi:
+                    raise ValueError(f"fixed {name} = {value} lies outside its bounds [{lo}, {hi}]")
+        return self
 
     @field_validator("alpha_range", "beta_range")
     @classmethod
@@ -158,6 +176,13 @@ class RobustFitter(Fitter):
         check_n_budgets(len(groups), cfg.min_budgets, self.name, observations.source)
         warnings = list(observations.warnings)
         used, excluded = self._monotonic_rows(observations, groups, warnings)
+        n_kept = len(groups) - len(excluded)
+        if n_kept < cfg.min_budgets:
+            raise FitError(
+                f"only {n_kept} of {len(groups)} budgets remain after excluding non-monotonic "
+                f"ones, fewer than min_budgets = {cfg.min_budgets}; inspect those runs, or set "
+                f"enforce_monotonic = false"
+            )
         data = Data.from_arrays(
             observations.params[used], observations.tokens[used], observations.loss[used]
         )
@@ -173,11 +198,29 @@ class RobustFitter(Fitter):
         )
         level = cfg.confidence
         point = _derived(best[None, :], k_flops)
-        reps = None if replicates is None else _derived(replicates, k_flops)
+        reps = None
+        if replicates is not None:
+            reps = _derived(replicates, k_flops)
+            finite = np.all([np.isfinite(v) for v in reps.values()], axis=0)
+            if not finite.all():  # e.g. a resample with no N effect: alpha -> 0, N* -> inf
+                failed += int((~finite).sum())
+                replicates = replicates[finite]
+                reps = {k: v[finite] for k, v in reps.items()}
+            if len(replicates) < 2:
+                raise FitError(
+                    f"only {len(replicates)} of {cfg.bootstrap} bootstrap resamples gave a finite "
+                    f"fit: no interval can be stated; check the fit's warnings and the data"
+                )
 
-        r2 = _r_squared(best, data)
+        r2, rms = _r_squared(best, data)
         laws = self._laws(point, reps, level, r2, len(groups))
-        warnings.extend(self._surface_warnings(r2, search["objective"], len(data)))
+        warnings.extend(self._surface_warnings(r2, rms))
+        if reps is None:
+            warnings.append(
+                "bootstrap = 0: the laws and predictions carry no intervals, and the parametric "
+                "ones come from the sandwich covariance, which under-covers with the Huber loss "
+                "(about 70-75% for a nominal 95% in our tests)"
+            )
         parametric = self._parametric(best, replicates, search["covariance"], level)
         budgets = np.array([b for b, _ in groups])
         optima = self._optima(observations, groups, budgets, point, reps, level, k_flops, used)
@@ -190,6 +233,18 @@ class RobustFitter(Fitter):
                     f"{failed} of {cfg.bootstrap} bootstrap resamples did not converge "
                     f"({share:.1%}); their exponents are left out of the intervals"
                 )
+        unstable = [
+            name
+            for name, law in laws.items()
+            if law.exponent_interval is not None
+            and not law.exponent_interval[0] <= law.exponent <= law.exponent_interval[1]
+        ]
+        if unstable:
+            warnings.append(
+                f"the bootstrap intervals of {', '.join(unstable)} do not contain the estimate: "
+                f"resamples land on a different optimum than the data, so the fit is unstable; "
+                f"do not trust these intervals"
+            )
         for warning in (
             check_exponent_sum(point["a"][0], point["b"][0], cfg.exponent_tolerance),
             check_exponent_identified(laws["n_opt"], "n_opt"),
@@ -312,6 +367,11 @@ class RobustFitter(Fitter):
             b_lo, b_hi = max(b_lo, cfg.bounds["beta"][0]), min(b_hi, cfg.bounds["beta"][1])
         grid = Grid((a_lo, a_hi), (b_lo, b_hi), *cfg.grid)
         theta, values = screen(grid, data, objective, fixed)
+        if np.isfinite(lower[:3]).any() or np.isfinite(upper[:3]).any():
+            # Bounds on E, A, B: rank the starts where they may actually begin.
+            flat = np.clip(theta.reshape(-1, 5), lower, upper)
+            theta = flat.reshape(theta.shape)
+            values = evaluate(flat, data, objective, derivatives=False).reshape(values.shape)
         values = np.where(np.isfinite(values), values, np.inf)
         minima, basin = grid_basins(values)
         order = np.argsort(values.ravel()[minima])
@@ -330,6 +390,16 @@ class RobustFitter(Fitter):
         at_best[chosen] = sol.objective <= f_best + SAME_OPTIMUM * abs(f_best)
         share = float(at_best[basin].mean())
         covariance, cov_intervals = _sandwich(best, data, objective, free, cfg.confidence)
+        # A term whose share of the fitted loss is below 1e-4 everywhere is a coefficient at
+        # its natural bound, 0, however its logarithm happened to stop.
+        terms = np.stack(
+            [
+                np.full_like(data.ln_n, math.exp(best[0])),
+                np.exp(best[1] - best[3] * data.ln_n),
+                np.exp(best[2] - best[4] * data.ln_d),
+            ]
+        )
+        term_share = (terms / terms.sum(axis=0)).max(axis=1)
         bound_hits = [
             PARAMS[j]
             for j in range(5)
@@ -337,7 +407,7 @@ class RobustFitter(Fitter):
             and (
                 (np.isfinite(lower[j]) and best[j] - lower[j] <= 1e-6 * max(1.0, abs(lower[j])))
                 or (np.isfinite(upper[j]) and upper[j] - best[j] <= 1e-6 * max(1.0, abs(upper[j])))
-                or (j < 3 and best[j] <= -50.0)
+                or (j < 3 and term_share[j] < 1e-4)
             )
         ]
         return best, {
@@ -432,18 +502,28 @@ class RobustFitter(Fitter):
         for j, name in enumerate(PARAMS):
             value = float(natural[j])
             if replicates is not None and len(replicates) > 1:
-                reps = np.exp(replicates[:, j]) if j < 3 else replicates[:, j]
+                reps = replicates[:, j]
+                # E, A and B are positive and skewed: their intervals are made in ln units.
+                lo, hi = self._interval(float(best[j]), reps, level)
+                if j < 3:
+                    reps, (lo, hi) = np.exp(reps), (math.exp(lo), math.exp(hi))
                 out[name] = Estimate(
-                    value=value,
-                    stderr=float(np.std(reps, ddof=1)),
-                    interval=self._interval(value, reps, level),
+                    value=value, stderr=float(np.std(reps, ddof=1)), interval=(lo, hi)
                 )
+                continue
+            se = math.sqrt(covariance[j, j]) if covariance[j, j] >= 0 else math.nan
+            if j < 3:  # delta method from ln E, and a ratio interval
+                with np.errstate(over="ignore"):
+                    ends = np.exp([best[j] - z * se, best[j] + z * se])
+                se = se * value
             else:
-                se = math.sqrt(max(covariance[j, j], 0.0))
-                se = se * value if j < 3 else se  # delta method from ln E etc.
-                out[name] = Estimate(
-                    value=value, stderr=se, interval=(value - z * se, value + z * se)
-                )
+                ends = np.array([value - z * se, value + z * se])
+            finite = bool(np.isfinite(ends).all() and math.isfinite(se))
+            out[name] = Estimate(
+                value=value,
+                stderr=se if finite else None,
+                interval=(float(ends[0]), float(ends[1])) if finite else None,
+            )
         return out
 
     def _optima(self, observations, groups, budgets, point, reps, level, k_flops, used):
@@ -487,7 +567,7 @@ class RobustFitter(Fitter):
             interval=self._interval(value, replicates, level),
         )
 
-    def _surface_warnings(self, r2: float, objective: float, n_points: int) -> list[str]:
+    def _surface_warnings(self, r2: float, rms: float) -> list[str]:
         """How well the surface fits the runs: a poor R² (or `FitError` with `strict`), or a
         perfect one, which means the runs carry no noise to estimate uncertainty from."""
         cfg = self.config
@@ -500,10 +580,11 @@ class RobustFitter(Fitter):
             if cfg.strict:
                 raise FitError(message + " (strict is on)")
             return [message]
-        if objective <= 1e-20 * n_points:
+        if rms <= 1e-7:
             return [
-                "the runs lie exactly on the fitted surface (objective ~0): they carry no noise, "
-                "so every interval has zero width; real runs never do this, synthetic ones do"
+                f"the runs lie exactly on the fitted surface (RMS error of ln L {rms:.1e}): they "
+                f"carry no noise, so every interval has zero width; real runs never do this, "
+                f"synthetic ones do"
             ]
         return []
 
@@ -534,14 +615,14 @@ class RobustFitter(Fitter):
         is the RMS error of ln L on the held-out runs, an out-of-sample check of the surface.
         """
         row_index = np.flatnonzero(used)
-        weights = np.ones((len(groups), row_index.size))
         position = {r: i for i, r in enumerate(row_index)}
-        for g, (_, rows) in enumerate(groups):
-            for r in rows:
-                if r in position:
-                    weights[g, position[r]] = 0.0
+        # Budgets excluded from the fit are not held out: no refit could leave them out.
+        held_groups = [(b, rows) for b, rows in groups if used[rows].all()]
+        weights = np.ones((len(held_groups), row_index.size))
+        for g, (_, rows) in enumerate(held_groups):
+            weights[g, [position[r] for r in rows]] = 0.0
         sol = minimise(
-            np.tile(best, (len(groups), 1)),
+            np.tile(best, (len(held_groups), 1)),
             data,
             objective,
             weights,
@@ -550,31 +631,35 @@ class RobustFitter(Fitter):
             upper=upper,
             rtol=1e-12,
         )
-        errors: dict[str, list[float]] = {"n_opt": [], "d_opt": []}
-        loss_rmse = []
-        for g, (budget, rows) in enumerate(groups):
+        errors: dict[str, list[float | None]] = {"n_opt": [], "d_opt": []}
+        loss_rmse: list[float | None] = []
+        for g, (budget, rows) in enumerate(held_groups):
             theta = sol.theta[g]
-            predicted = _at_budget(_derived(theta[None, :], k_flops), budget, k_flops)
-            loss = observations.loss[rows]
-            for name, key, sizes in (
-                ("n_opt", "n", observations.params[rows]),
-                ("d_opt", "d", observations.tokens[rows]),
-            ):
-                held = _held_out_optimum(sizes, loss)
-                errors[name].append(float(math.log(predicted[key][0] / held)))
-            ln_n, ln_d = np.log(observations.params[rows]), np.log(observations.tokens[rows])
-            resid = np.log(_surface(theta, ln_n, ln_d)) - np.log(loss)
-            loss_rmse.append(float(np.sqrt(np.mean(resid**2))))
-        out: dict = {"budgets": [float(b) for b, _ in groups]}
-        worst = 0.0
+            with np.errstate(all="ignore"):
+                predicted = _at_budget(_derived(theta[None, :], k_flops), budget, k_flops)
+                loss = observations.loss[rows]
+                for name, key, sizes in (
+                    ("n_opt", "n", observations.params[rows]),
+                    ("d_opt", "d", observations.tokens[rows]),
+                ):
+                    error = np.log(predicted[key][0] / _held_out_optimum(sizes, loss))
+                    # A refit that cannot place the optimum (e.g. alpha -> 0) has no error.
+                    ok = sol.converged[g] and np.isfinite(error)
+                    errors[name].append(float(error) if ok else None)
+                ln_n, ln_d = np.log(observations.params[rows]), np.log(observations.tokens[rows])
+                resid = np.log(_surface(theta, ln_n, ln_d)) - np.log(loss)
+                rmse = float(np.sqrt(np.mean(resid**2)))
+            loss_rmse.append(rmse if sol.converged[g] and math.isfinite(rmse) else None)
+        out: dict = {"budgets": [float(b) for b, _ in held_groups]}
+        worst = None
         for name, errs in errors.items():
-            j = int(np.argmax(np.abs(errs)))
-            out[name] = {
-                "errors": errs,
-                "max_abs_error": abs(errs[j]),
-                "worst_budget": out["budgets"][j],
-            }
-            worst = max(worst, abs(errs[j]))
+            known = [
+                (abs(e), b) for e, b in zip(errs, out["budgets"], strict=True) if e is not None
+            ]
+            top = max(known) if known else (None, None)
+            out[name] = {"errors": errs, "max_abs_error": top[0], "worst_budget": top[1]}
+            if top[0] is not None:
+                worst = top[0] if worst is None else max(worst, top[0])
         out["max_abs_error"] = worst
         out["loss_log_rmse"] = loss_rmse
         return out
@@ -623,12 +708,15 @@ def _at_budget(derived: dict[str, np.ndarray], budget: float, k_flops: float):
     }
 
 
-def _r_squared(theta, data: Data) -> float:
-    """R² of ln L on the fitted surface: how much of the runs' log-loss variance it explains."""
+def _r_squared(theta, data: Data) -> tuple[float, float]:
+    """R² of ln L on the fitted surface (the share of the runs' log-loss variance it explains)
+    and the RMS error of ln L."""
     resid = np.log(_surface(theta, data.ln_n, data.ln_d)) - data.ln_loss
     spread = data.ln_loss - data.ln_loss.mean()
     sst = float(spread @ spread)
-    return float(min(max(1.0 - float(resid @ resid) / sst, 0.0), 1.0)) if sst > 0 else 1.0
+    ssr = float(resid @ resid)
+    r2 = float(min(max(1.0 - ssr / sst, 0.0), 1.0)) if sst > 0 else 1.0
+    return r2, float(np.sqrt(ssr / resid.size))
 
 
 def _sandwich(theta, data: Data, objective: Objective, free, level):
@@ -650,12 +738,12 @@ def _sandwich(theta, data: Data, objective: Objective, free, level):
     for j, name in enumerate(PARAMS):
         se = math.sqrt(cov[j, j]) if cov[j, j] >= 0 else float("nan")
         if j < 3:  # symmetric in ln E, so a ratio interval for E
-            intervals[name] = [
-                float(math.exp(theta[j] - z * se)),
-                float(math.exp(theta[j] + z * se)),
-            ]
+            with np.errstate(over="ignore"):
+                ends = np.exp([theta[j] - z * se, theta[j] + z * se])
         else:
-            intervals[name] = [float(natural[j] - z * se), float(natural[j] + z * se)]
+            ends = np.array([natural[j] - z * se, natural[j] + z * se])
+        # An unsupported term (a coefficient at 0) has no finite interval: None says so.
+        intervals[name] = [float(e) for e in ends] if np.isfinite(ends).all() else None
     return cov, intervals
 
 

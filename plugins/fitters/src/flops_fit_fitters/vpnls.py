@@ -287,7 +287,8 @@ def minimise(
 
     Levenberg-Marquardt: a step solves (H + lambda diag(|H|)) s = -g; it is kept when the
     objective falls, and lambda shrinks 3x, else lambda grows 10x. Fixed parameters (`free`
-    false) never move; bounds are enforced by projecting each step. A row stops when a kept
+    false) never move; a parameter on a bound that its gradient pushes against is held for
+    that step, and every step is projected onto the bounds. A row stops when a kept
     step lowers its objective by less than `rtol` relative, or when no step can lower it any
     more (lambda beyond 1e12: the optimum to machine precision); `converged` is false for rows
     still moving after `max_iter` steps.
@@ -309,15 +310,21 @@ def minimise(
     for _ in range(max_iter):
         if active.size == 0:
             break
-        ga, ha = g[active].copy(), h[active].copy()
-        ga[:, fixed] = 0.0
-        ha[:, fixed, :] = 0.0
-        ha[:, :, fixed] = 0.0
+        ga, ha = g[active], h[active]
+        # Held this step: fixed parameters, and any on a bound that the gradient pushes
+        # against (the active set of a projected Newton method). Their rows and columns
+        # leave the system, so the others' step does not count on them moving.
+        ta = theta[active]
+        held = fixed | ((ta <= lower) & (ga > 0)) | ((ta >= upper) & (ga < 0)) | ~np.isfinite(ga)
+        keep = ~held
+        ga = np.where(keep, ga, 0.0)
+        ha = np.where(keep[:, :, None] & keep[:, None, :], ha, 0.0)
+        ha = np.where(np.isfinite(ha), ha, 0.0)
         diag = np.abs(np.diagonal(ha, axis1=1, axis2=2))
         scale = diag.max(axis=1, keepdims=True)
         damp = np.maximum(diag, 1e-12 * scale + 1e-300)
         system = ha + (lam[active, None] * damp)[:, :, None] * eye
-        system[:, fixed, fixed] = 1.0
+        system = system + held[:, :, None] * eye
         try:
             step = -np.linalg.solve(system, ga[:, :, None])[:, :, 0]
         except np.linalg.LinAlgError:
@@ -390,13 +397,6 @@ def project(
     scales[:, :, 0] = one_scale
     scales[:, :, 1] = u_scale[:, None]
     scales[:, :, 2] = v_scale[None, :]
-    target = np.broadcast_to(data.loss, (na, nb, n))
-    if fixed_linear:
-        shift = np.zeros((na, nb, n))
-        for j, value in fixed_linear.items():
-            col = {0: one[None, None, :], 1: u[:, None, :], 2: v[None, :, :]}[j]
-            shift = shift + value * scales[:, :, j : j + 1] * col
-        target = target - shift
     uw, vw = u * w, v * w
     normal = np.empty((na, nb, 3, 3))
     entries = {
@@ -410,19 +410,20 @@ def project(
     for (i, j), value in entries.items():
         normal[:, :, i, j] = value
         normal[:, :, j, i] = value
+    lw = data.loss * w
+    rhs = np.empty((na, nb, 3))
+    rhs[:, :, 0] = lw @ one
+    rhs[:, :, 1] = (u @ lw)[:, None]
+    rhs[:, :, 2] = (v @ lw)[None, :]
+    tt = np.full((na, nb), (data.loss * lw).sum())
     if fixed_linear:
-        tw = target * w
-        rhs = np.stack(
-            (tw @ one, np.einsum("abn,an->ab", tw, u), np.einsum("abn,bn->ab", tw, v)), axis=2
-        )
-        tt = (target * tw).sum(2)
-    else:
-        lw = data.loss * w
-        rhs = np.empty((na, nb, 3))
-        rhs[:, :, 0] = lw @ one
-        rhs[:, :, 1] = (u @ lw)[:, None]
-        rhs[:, :, 2] = (v @ lw)[None, :]
-        tt = np.full((na, nb), (data.loss * lw).sum())
+        # A fixed coefficient c_j moves c_j * column_j to the target; every sum the solve needs
+        # follows from the products above, so no (n_alpha, n_beta, n) array is formed.
+        c = np.zeros((na, nb, 3))
+        for j, value in fixed_linear.items():
+            c[:, :, j] = value * scales[:, :, j]
+        tt = tt - 2 * (c * rhs).sum(2) + np.einsum("abi,abij,abj->ab", c, normal, c)
+        rhs = rhs - np.einsum("abij,abj->abi", normal, c)
     free = [j for j in range(3) if j not in fixed_linear]
     coef = np.zeros((na, nb, 3))
     best_sse = np.full((na, nb), np.inf)
