@@ -542,13 +542,15 @@ class FitResult(StrictModel):
             )
         scalar = int | float | str
         shown = {k: v for k, v in self.diagnostics.items() if isinstance(v, scalar)}
+        blocks = {}  # multi-line texts (e.g. lmfit's report), printed as sections of their own
         for key, value in self.diagnostics.items():  # one line per table of scalars
             if isinstance(value, dict):
-                items = [
-                    f"{k}={_short(v)}"
-                    for k, v in value.items()
-                    if isinstance(v, scalar) or (isinstance(v, list) and len(v) <= 12)
-                ]
+                items = []
+                for k, v in value.items():
+                    if isinstance(v, str) and "\n" in v:
+                        blocks[f"{key}.{k}"] = v
+                    elif isinstance(v, scalar) or (isinstance(v, list) and len(v) <= 12):
+                        items.append(f"{k}={_short(v)}")
                 if items:
                     shown[key] = ", ".join(items)
         if shown:
@@ -557,6 +559,9 @@ class FitResult(StrictModel):
                 f"    {k}: {v:.6g}" if isinstance(v, float) else f"    {k}: {v}"
                 for k, v in shown.items()
             )
+        for key, text in blocks.items():
+            lines.append(f"[[{key}]]")
+            lines.extend(f"    {line}" for line in text.splitlines())
         if self.warnings:
             lines.append("[[Warnings]]")
             lines.extend(f"    - {w}" for w in self.warnings)
