@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -319,15 +320,7 @@ def test_data_without_one_term_is_reported_not_crashed():
     loss = 1.69 + 410.7 / obs.tokens**0.28 * np.exp(
         0.005 * np.random.default_rng(0).standard_normal(len(obs))
     )
-    flat = Observations(
-        budget=obs.budget,
-        params=obs.params,
-        tokens=obs.tokens,
-        compute=obs.compute,
-        loss=loss,
-        ids=obs.ids,
-        conventions=obs.conventions,
-    )
+    flat = dataclasses.replace(obs, loss=loss)
     try:
         result = fit(flat, bootstrap=40)
     except FitError as exc:  # an honest refusal is acceptable, a traceback is not
@@ -356,14 +349,6 @@ def test_budgets_excluded_as_non_monotonic_count_against_min_budgets():
     obs = isoflop_observations(BUDGETS, 7, 8.0, 0.01, 0)
     loss = obs.loss.copy()
     loss[obs.budget >= 1e20] += 5.0  # the three largest budgets are broken
-    broken = Observations(
-        budget=obs.budget,
-        params=obs.params,
-        tokens=obs.tokens,
-        compute=obs.compute,
-        loss=loss,
-        ids=obs.ids,
-        conventions=obs.conventions,
-    )
+    broken = dataclasses.replace(obs, loss=loss)
     with pytest.raises(FitError, match="min_budgets"):
         fit(broken, bootstrap=40)

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from .vpnls import PARAMS, Data, Objective
+from .vpnls import PARAMS, Data, Objective, fitted_loss
 
 __all__ = ["profile_intervals"]
 
@@ -39,7 +39,7 @@ def profile_intervals(data: Data, objective: Objective, theta, free, lower, uppe
 
     def residual(p):
         t = np.array([p[name].value for name in _NAMES])
-        fitted = math.exp(t[0]) + np.exp(t[1] - t[3] * data.ln_n) + np.exp(t[2] - t[4] * data.ln_d)
+        fitted = fitted_loss(t, data.ln_n, data.ln_d)
         r = np.log(fitted) - data.ln_loss if objective.log_space else fitted - data.loss
         rho = objective.rho(r)[0]
         return np.sign(r) * np.sqrt(2.0 * rho)

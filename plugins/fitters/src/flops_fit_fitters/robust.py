@@ -37,8 +37,9 @@ from flops_fit_core import (
     PowerLaw,
 )
 
-from .checks import MIN_RUNS_PER_BUDGET, check_n_budgets, format_budget
+from .checks import MIN_RUNS_PER_BUDGET, check_n_budgets, format_budget, not_decreasing
 from .diagnostics import check_exponent_identified, check_exponent_sum, exponent_sum
+from .quadratic import fit_parabola
 from .settings import CommonConfig
 from .vpnls import (
     PARAMS,
@@ -47,6 +48,7 @@ from .vpnls import (
     Grid,
     Objective,
     evaluate,
+    fitted_loss,
     grid_basins,
     minimise,
     point_gradients,
@@ -221,11 +223,10 @@ class RobustFitter(Fitter):
                 "ones come from the sandwich covariance, which under-covers with the Huber loss "
                 "(about 70-75% for a nominal 95% in our tests)"
             )
-        parametric = self._parametric(best, replicates, search["covariance"], level)
-        budgets = np.array([b for b, _ in groups])
-        optima = self._optima(observations, groups, budgets, point, reps, level, k_flops, used)
+        parametric = self._parametric(best, replicates, search, level)
+        optima = self._optima(observations, groups, point, reps, level, k_flops, used)
         warnings.extend(_optimum_warnings(optima))
-        warnings.extend(self._search_warnings(search, best, lower, upper, free))
+        warnings.extend(self._search_warnings(search))
         if failed:
             share = failed / cfg.bootstrap
             if share > 0.01:
@@ -306,9 +307,7 @@ class RobustFitter(Fitter):
         """Rows to fit: all, less budgets whose best loss is not below every smaller one's."""
         used = np.ones(len(observations), bool)
         best = np.array([observations.loss[rows].min() for _, rows in groups])
-        running = np.minimum.accumulate(best)
-        bad = np.zeros(len(groups), bool)
-        bad[1:] = best[1:] >= running[:-1]
+        bad = not_decreasing(best)
         excluded = [float(groups[i][0]) for i in np.flatnonzero(bad)]
         if bad.any():
             named = ", ".join(format_budget(b) for b in excluded)
@@ -494,11 +493,10 @@ class RobustFitter(Fitter):
             lo, hi = estimate - half, estimate + half
         return (float(lo), float(hi))
 
-    def _parametric(self, best, replicates, covariance, level):
+    def _parametric(self, best, replicates, search, level):
         """E, A, B, alpha, beta with bootstrap stderr and interval (covariance if no bootstrap)."""
         natural = np.concatenate([np.exp(best[:3]), best[3:]])
         out = {}
-        z = NormalDist().inv_cdf(0.5 + level / 2.0)
         for j, name in enumerate(PARAMS):
             value = float(natural[j])
             if replicates is not None and len(replicates) > 1:
@@ -511,22 +509,16 @@ class RobustFitter(Fitter):
                     value=value, stderr=float(np.std(reps, ddof=1)), interval=(lo, hi)
                 )
                 continue
-            se = math.sqrt(covariance[j, j]) if covariance[j, j] >= 0 else math.nan
-            if j < 3:  # delta method from ln E, and a ratio interval
-                with np.errstate(over="ignore"):
-                    ends = np.exp([best[j] - z * se, best[j] + z * se])
-                se = se * value
-            else:
-                ends = np.array([value - z * se, value + z * se])
-            finite = bool(np.isfinite(ends).all() and math.isfinite(se))
-            out[name] = Estimate(
-                value=value,
-                stderr=se if finite else None,
-                interval=(float(ends[0]), float(ends[1])) if finite else None,
-            )
+            # no bootstrap: the sandwich's interval, and its stderr (delta method for E, A, B)
+            interval = search["covariance_intervals"][name]
+            if interval is None:  # an unsupported term: no finite interval
+                out[name] = Estimate(value=value)
+                continue
+            se = math.sqrt(search["covariance"][j, j]) * (value if j < 3 else 1.0)
+            out[name] = Estimate(value=value, stderr=se, interval=tuple(interval))
         return out
 
-    def _optima(self, observations, groups, budgets, point, reps, level, k_flops, used):
+    def _optima(self, observations, groups, point, reps, level, k_flops, used):
         """Each budget's optimum on the fitted surface, flagged when it lies outside its grid."""
         optima = []
         for budget, rows in groups:
@@ -588,7 +580,7 @@ class RobustFitter(Fitter):
             ]
         return []
 
-    def _search_warnings(self, search, best, lower, upper, free):
+    def _search_warnings(self, search):
         out = []
         if search["bound_hits"]:
             out.append(
@@ -647,7 +639,7 @@ class RobustFitter(Fitter):
                     ok = sol.converged[g] and np.isfinite(error)
                     errors[name].append(float(error) if ok else None)
                 ln_n, ln_d = np.log(observations.params[rows]), np.log(observations.tokens[rows])
-                resid = np.log(_surface(theta, ln_n, ln_d)) - np.log(loss)
+                resid = np.log(fitted_loss(theta, ln_n, ln_d)) - np.log(loss)
                 rmse = float(np.sqrt(np.mean(resid**2)))
             loss_rmse.append(rmse if sol.converged[g] and math.isfinite(rmse) else None)
         out: dict = {"budgets": [float(b) for b, _ in held_groups]}
@@ -666,12 +658,6 @@ class RobustFitter(Fitter):
 
 
 # ---------------------------------------------------------------------- helpers
-def _surface(theta, ln_n, ln_d):
-    return (
-        np.exp(theta[0]) + np.exp(theta[1] - theta[3] * ln_n) + np.exp(theta[2] - theta[4] * ln_d)
-    )
-
-
 def _derived(theta: np.ndarray, k_flops: float) -> dict[str, np.ndarray]:
     """Exponents and law coefficients (in logs) for each row of theta."""
     ln_e, ln_a, ln_b, alpha, beta = theta.T
@@ -711,7 +697,7 @@ def _at_budget(derived: dict[str, np.ndarray], budget: float, k_flops: float):
 def _r_squared(theta, data: Data) -> tuple[float, float]:
     """R² of ln L on the fitted surface (the share of the runs' log-loss variance it explains)
     and the RMS error of ln L."""
-    resid = np.log(_surface(theta, data.ln_n, data.ln_d)) - data.ln_loss
+    resid = np.log(fitted_loss(theta, data.ln_n, data.ln_d)) - data.ln_loss
     spread = data.ln_loss - data.ln_loss.mean()
     sst = float(spread @ spread)
     ssr = float(resid @ resid)
@@ -760,11 +746,9 @@ def _held_out_optimum(params: np.ndarray, loss: np.ndarray) -> float:
     """A budget's optimum from its own runs: a convex interior parabola's vertex, else its best."""
     x = np.log(params)
     if np.unique(x).size >= 3:
-        c2, c1, _ = np.polyfit(x, np.log(loss), 2)
-        if c2 > 0:
-            vertex = -c1 / (2 * c2)
-            if x.min() <= vertex <= x.max():
-                return float(math.exp(vertex))
+        parabola = fit_parabola(x, np.log(loss))
+        if parabola.curvature > 0 and parabola.x_min <= parabola.vertex <= parabola.x_max:
+            return float(math.exp(parabola.vertex))
     return float(params[np.argmin(loss)])
 
 

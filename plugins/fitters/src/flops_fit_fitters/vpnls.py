@@ -40,6 +40,7 @@ __all__ = [
     "Objective",
     "Solution",
     "evaluate",
+    "fitted_loss",
     "grid_basins",
     "minimise",
     "point_gradients",
@@ -227,6 +228,12 @@ def _evaluate_block(theta, data, objective, weights, derivatives):
     hess[:, 4, 2] -= c2p2[:, 1]
     hess[:, 4, 4] += c2p2[:, 2]
     return f, grad, hess
+
+
+def fitted_loss(theta: np.ndarray, ln_n: np.ndarray, ln_d: np.ndarray) -> np.ndarray:
+    """E + A N^-alpha + B D^-beta at one theta (5,) in (ln E, ln A, ln B, alpha, beta)."""
+    e, a, b, alpha, beta = theta
+    return math.exp(e) + np.exp(a - alpha * ln_n) + np.exp(b - beta * ln_d)
 
 
 def point_gradients(theta: np.ndarray, data: Data, objective: Objective) -> np.ndarray:
