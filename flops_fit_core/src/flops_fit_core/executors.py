@@ -63,6 +63,15 @@ class SerialExecutor(Executor):
             on_result(result)
 
 
+#: Tells a worker how many trainer processes share the machine, so a trainer that sizes its
+#: thread pool to the free cores (the torch trainer does) takes its share, not all of them.
+WORKERS_ENV = "FLOPS_FIT_WORKERS"
+
+
+def _set_workers(workers: int) -> None:
+    os.environ[WORKERS_ENV] = str(workers)
+
+
 def _train_in_worker(trainer: Trainer, spec: ExperimentSpec, run_dir: Path) -> RunResult:
     context = Executor.context_for(spec, run_dir, threading.Event())
     return run_one(trainer, spec, context)
@@ -97,7 +106,9 @@ class ProcessExecutor(Executor):
         cancel = cancel if cancel is not None else threading.Event()
         workers = min(self.config.workers or os.cpu_count() or 1, len(specs))
         context = multiprocessing.get_context(self.config.start_method)
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=_set_workers, initargs=(workers,)
+        )
         pending: dict[Future, ExperimentSpec] = {}
         queue = iter(specs)
         try:

@@ -71,12 +71,15 @@ class ConsoleReporter:
             )
         else:
             text = f"[{self._done}/{self._total}] {result.experiment_id} FAILED: {result.error}"
+        notes = [f"  warning: {w}" for w in result.warnings]
+        loud = result.status != "ok" or bool(notes)
         if self._progress is not None and self._task is not None:
             self._progress.advance(self._task)
-            if self.verbose or result.status != "ok":
-                self._progress.console.print(text, markup=False, highlight=False)
-        elif not self.quiet or result.status != "ok":
-            print(text, file=sys.stderr, flush=True)
+            if self.verbose or loud:
+                for line in (text, *notes):
+                    self._progress.console.print(line, markup=False, highlight=False)
+        elif not self.quiet or loud:
+            print("\n".join((text, *notes)), file=sys.stderr, flush=True)
 
     def training_finished(self) -> None:
         if self._progress is not None:

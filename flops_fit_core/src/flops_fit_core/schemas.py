@@ -295,6 +295,10 @@ class RunResult(StrictModel):
     trainer: TrainerInfo
     curve: list[tuple[float, float]] | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
+    #: What the trainer resolved for this run (precision, threads, steps, data, tokenizer, ...).
+    details: dict[str, Any] = Field(default_factory=dict)
+    #: Things that did not go as planned but did not fail the run (data repeated, say).
+    warnings: list[str] = Field(default_factory=list)
     error: str | None = None
     started_at: datetime = Field(default_factory=_now)
     finished_at: datetime = Field(default_factory=_now)
