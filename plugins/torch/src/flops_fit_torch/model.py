@@ -4,8 +4,10 @@ Its parameters are exactly those `flops_fit_core.flops` counts (untied embedding
 Q/K/V/output, a two-matrix GELU MLP, two RMSNorm weights per layer and a final one), so the N a
 result records is the N that trained.
 
-u-muP (Blake et al. 2024, "u-μP: The Unit-Scaled Maximal Update Parametrization") makes every
-tensor start at unit scale and lets one learning rate transfer across width and depth:
+u-muP (Blake et al. 2024, "u-μP: The Unit-Scaled Maximal Update Parametrization") starts every
+op at unit scale on unit-scale inputs and lets one learning rate transfer across width and depth
+(deeper in, the residual stream drifts up to about 1.6 at init, because attention averages
+position-correlated values less than the op's model assumes; tests/test_model.py measures it):
 
 * every weight is initialised N(0, 1) and every norm weight 1;
 * each op carries a fixed multiplier: a hidden linear 1/sqrt(fan_in), the readout 1/fan_in,
@@ -62,7 +64,10 @@ def _log_interpolate(alpha: float, lower: float, upper: float) -> float:
 
 
 def gelu_output_scale(mult: float = 1.0) -> float:
-    """The multiplier that gives GELU(N(0,1)) unit std (unit_scaling's empirical model)."""
+    """The multiplier that gives GELU(N(0,1)) unit std (unit_scaling's empirical model).
+
+    Its mean is not zero, so the RMS the next projection sees is 1.15, not 1.
+    """
     return _log_interpolate(1 / (1 + 0.25 / mult**2), 2.0, (2 / (1 - 1 / math.pi)) ** 0.5)
 
 
@@ -81,8 +86,9 @@ def residual_taus(n_layers: int, residual_mult: float = 1.0, attn_ratio: float =
     """tau of each of the 2 n_layers branches (attention, MLP, attention, ...).
 
     unit_scaling's `transformer_residual_scaling_rule`: every attention branch contributes the
-    same share of the stream's variance, every MLP branch the same, and all of them together
-    `residual_mult` times the embedding's.
+    same share of the stream's variance, every MLP branch the same; the attention branches
+    together hold `residual_mult`^2 times the embedding's share (times `attn_ratio`^2 relative
+    to the MLP branches), and so do the MLP branches.
     """
     layers = 2 * n_layers
     alpha_mlp = residual_mult * (2 / (1 + attn_ratio**2)) ** 0.5

@@ -62,9 +62,11 @@ class Schedule:
                 1 + math.cos(math.pi * progress)
             )
         # wsd: stable, then linear decay over the last `decay` share, ending at `last`
+        if step >= last:
+            return self.final_ratio
         decay_steps = max(1, round(self.decay * self.steps))
         start = max(warm, last - decay_steps)
         if step <= start:
             return 1.0
-        progress = min(1.0, (step - start) / (last - start))
-        return 1.0 - (1 - self.final_ratio) * progress
+        progress = (step - start) / (last - start)
+        return self.final_ratio + (1 - self.final_ratio) * (1 - progress)
