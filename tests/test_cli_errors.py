@@ -20,14 +20,14 @@ def study(tmp_path_factory):
 @pytest.mark.parametrize(
     ("args", "needles"),
     [
-        (["--set", "trainer.name=nope"], ["Unknown trainer 'nope'. Available: mock"]),
+        (["--set", "trainer.name=nope"], ["Unknown trainer 'nope'. Available: local, mock"]),
         (["--set", "fitter.name=nope"], ["Unknown fitter 'nope'. Available: empirical"]),
         (["--set", "executor.name=ray"], ["Unknown executor 'ray'. Available: process, serial"]),
         (["--set", "trainer.bogus=1"], ["trainer 'mock'", "unknown key 'bogus'"]),
         (["--set", "planner.n_budgets=zero"], ["planner 'isoflop'", "n_budgets"]),
         (["--set", "bogus.key=1"], ["unknown key 'bogus'"]),
         (["--set", "novalue"], ["key=value"]),
-        (["--preset", "nope"], ["Unknown preset 'nope'. Available: mock"]),
+        (["--preset", "nope"], ["Unknown preset 'nope'. Available: cpu-tiny, mock"]),
         (["-c", "missing.toml"], ["config file not found: missing.toml"]),
         (["--target", "-5"], ["--target", "positive"]),
         (["--no-such-option"], ["No such option"]),

@@ -15,10 +15,11 @@ from flops_fit_core.config import (
 from flops_fit_core.pipeline import resolve_study
 
 
-def test_default_preset_is_the_mock_study_until_the_local_trainer_lands():
-    assert DEFAULT_PRESET in available_presets()
+def test_default_preset_is_the_real_cpu_study():
+    assert DEFAULT_PRESET == "cpu-tiny" and DEFAULT_PRESET in available_presets()
     study = load_study_config()
-    assert study.trainer["name"] == "mock"
+    assert study.trainer["name"] == "local"
+    assert study.planner["n_budgets"] >= 4 and study.planner["sizes_per_budget"] >= 5
 
 
 def test_overrides_are_typed_as_toml_values():
@@ -88,7 +89,7 @@ def test_resolved_config_holds_every_option_and_reloads(tmp_path):
 
     study = resolve_study(load_study_config())
     resolved = study.resolved()
-    assert "noise" in resolved["trainer"] and "min_r_squared" in resolved["fitter"]
+    assert "precision" in resolved["trainer"] and "min_r_squared" in resolved["fitter"]
     path = tmp_path / "config.toml"
     path.write_text(tomli_w.dumps(resolved))
     again = resolve_study(load_study_config(path))

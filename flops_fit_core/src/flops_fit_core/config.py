@@ -41,8 +41,8 @@ __all__ = [
     "read_preset",
 ]
 
-#: The preset `flops-fit run` uses with no config (the mock study until the local trainer lands).
-DEFAULT_PRESET = "mock"
+#: The preset `flops-fit run` uses with no config: a real CPU study of the `local` trainer.
+DEFAULT_PRESET = "cpu-tiny"
 #: section -> kind of plugin it names
 SECTIONS = {
     "planner": "planner",

@@ -251,3 +251,43 @@ def test_registering_the_plugin_does_not_import_torch():
     code = "import sys, flops_fit_torch; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_ctrl_c_checkpoints_at_a_step_boundary_and_the_resume_is_exact(
+    local_config, make_spec, tmp_path
+):
+    import torch
+
+    from flops_fit_core import TrainerContext
+
+    spec = make_spec(steps=12)
+    clean = train(local_config, spec, TrainerContext(tmp_path / "clean", tmp_path / "clean" / "c"))
+    run_dir = tmp_path / "interrupted"
+    script = textwrap.dedent(
+        f"""
+        import json, os, signal
+        from flops_fit_core import ExperimentSpec, TrainerContext
+        from flops_fit_torch import LocalTrainer
+
+        class CtrlCAtStep(TrainerContext):
+            calls = 0
+            def cancelled(self):
+                CtrlCAtStep.calls += 1
+                if CtrlCAtStep.calls == 6:
+                    os.kill(os.getpid(), signal.SIGINT)
+                return False
+
+        spec = ExperimentSpec.model_validate_json({spec.model_dump_json()!r})
+        ctx = CtrlCAtStep(run_dir={str(run_dir)!r}, checkpoint_dir={str(run_dir / "ck")!r})
+        try:
+            LocalTrainer(json.loads({json.dumps(local_config)!r})).train(spec, ctx)
+        except KeyboardInterrupt:
+            raise SystemExit(130)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    saved = torch.load(run_dir / "ck" / CHECKPOINT_FILE, weights_only=False)
+    assert saved["step"] == 6  # the step in flight when Ctrl-C came was finished first
+    resumed = train(local_config, spec, TrainerContext(run_dir, run_dir / "ck"))
+    assert resumed.loss == clean.loss

@@ -10,9 +10,12 @@ token) over the study's fixed held-out set, in one deterministic pass.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -255,8 +258,11 @@ def train_spec(trainer, spec: ExperimentSpec, context: TrainerContext) -> RunRes
     timed_from = first_step + min(3, (steps - first_step) // 10)
     timer = [time.time(), first_step]
     model.train()
-    try:
+    with _ctrl_c_between_steps() as ctrl_c, log:
         while tally.step < steps:
+            if ctrl_c.pressed:
+                checkpoint()  # at a step boundary, so the resume is exact
+                raise KeyboardInterrupt
             if context.cancelled():
                 checkpoint()
                 raise TrainingCancelled(f"cancelled at step {tally.step} of {steps}")
@@ -315,8 +321,6 @@ def train_spec(trainer, spec: ExperimentSpec, context: TrainerContext) -> RunRes
         trained_s = time.time() - timer[0]
         final = evaluate(model, windows, runtime, config.eval_batch_size)
         checkpoint()
-    finally:
-        log.close()
     tokens_trained = steps * tokens_per_step
     trained_now = (steps - timer[1]) * tokens_per_step
     metrics = {
@@ -372,6 +376,34 @@ def train_spec(trainer, spec: ExperimentSpec, context: TrainerContext) -> RunRes
     )
 
 
+class _CtrlC:
+    pressed = False
+
+
+@contextlib.contextmanager
+def _ctrl_c_between_steps():
+    """Defer Ctrl-C to the next step boundary, where the run checkpoints and stops.
+
+    A KeyboardInterrupt raised inside `optimizer.step()` would leave half-updated weights, and a
+    checkpoint of those would not resume exactly. A second Ctrl-C interrupts at once.
+    """
+    state = _CtrlC()
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        state.pressed = True
+        signal.signal(signal.SIGINT, previous)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class _TrainLog:
     """`logs/<id>.jsonl`: step, tokens, learning rate, loss and pre-clip gradient norm."""
 
@@ -387,7 +419,10 @@ class _TrainLog:
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
 
-    def close(self) -> None:
+    def __enter__(self) -> _TrainLog:
+        return self
+
+    def __exit__(self, *exc) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
