@@ -23,7 +23,7 @@ def study(tmp_path_factory):
         (["--set", "trainer.name=nope"], ["Unknown trainer 'nope'. Available: local, mock"]),
         (["--set", "fitter.name=nope"], ["Unknown fitter 'nope'. Available: empirical"]),
         (["--set", "executor.name=ray"], ["Unknown executor 'ray'. Available: process, serial"]),
-        (["--set", "trainer.bogus=1"], ["trainer 'mock'", "unknown key 'bogus'"]),
+        (["--set", "trainer.bogus=1"], ["trainer 'local'", "unknown key 'bogus'"]),
         (["--set", "planner.n_budgets=zero"], ["planner 'isoflop'", "n_budgets"]),
         (["--set", "bogus.key=1"], ["unknown key 'bogus'"]),
         (["--set", "novalue"], ["key=value"]),

@@ -38,7 +38,7 @@ def mock_run(tmp_path_factory):
 
 
 def test_fit_a_csv_with_n_given(capsys, cs336):
-    outcome = flops_fit(capsys, "fit", cs336)
+    outcome = flops_fit(capsys, "fit", cs336, "--fitter", "empirical")
     assert outcome.code == 0, outcome.err
     assert "conventions: N = total parameters, C = 6n FLOPs" in outcome.out
     assert "budgets:     9" in outcome.out

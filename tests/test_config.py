@@ -61,7 +61,7 @@ def test_yaml_configs_are_read(tmp_path):
     ("overrides", "error", "match"),
     [
         (["nonsense.key=1"], ConfigError, "unknown key 'nonsense'"),
-        (["trainer.not_an_option=1"], ConfigError, "trainer 'mock': unknown key 'not_an_option'"),
+        (["trainer.not_an_option=1"], ConfigError, "trainer 'local': unknown key 'not_an_option'"),
         (["fitter.name=nope"], UnknownPluginError, "Unknown fitter 'nope'. Available: empirical"),
         (["trainer.noise=-1"], ConfigError, "noise"),
         (["plot.names=['isoflop', 'nope']"], UnknownPluginError, "Unknown plotter 'nope'"),
@@ -80,7 +80,7 @@ def test_bad_files_are_input_errors(tmp_path):
     bad.write_text("[trainer\nname=")
     with pytest.raises(InputError, match="invalid TOML"):
         load_study_config(bad)
-    with pytest.raises(ConfigError, match=r"Unknown preset 'nope'\. Available: mock"):
+    with pytest.raises(ConfigError, match=r"Unknown preset 'nope'\. Available: cpu-tiny, mock"):
         load_study_config(preset="nope")
 
 
