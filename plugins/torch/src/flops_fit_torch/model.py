@@ -178,8 +178,10 @@ class Attention(nn.Module):
     def forward(self, x: Tensor, rope: Tensor) -> Tensor:
         b, t, d = x.shape
         qkv = self.qkv(x).view(b, t, 3, self.n_heads, self.d_head)
-        qk = apply_rope(qkv[:, :, :2], rope)
-        q, k, v = qk[:, :, 0], qk[:, :, 1], qkv[:, :, 2]
+        # split/unbind, not slicing: their backward is a cat, not a zero-fill plus an add
+        qk, v = qkv.split([2, 1], dim=2)
+        q, k = apply_rope(qk, rope).unbind(2)
+        v = v.squeeze(2)
         y = F.scaled_dot_product_attention(
             q.transpose(1, 2),
             k.transpose(1, 2),

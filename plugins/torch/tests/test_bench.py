@@ -1,0 +1,133 @@
+"""`python -m flops_fit_torch.bench` and the plain reference loop, on tiny shapes (seconds).
+
+The successful CLI run goes through `bench.main` in this process (torch and its optimizer
+machinery take ~10 s to import, once); the bad-argument case also runs as a real
+`python -m` subprocess, which exits before importing torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from flops_fit_core import ModelShape
+from flops_fit_torch import bench
+from flops_fit_torch.reference import PlainGPT, plain_train
+from flops_fit_torch.runtime import cpu_has_native_bf16
+
+TINY = "--d-model 32 --layers 1 --heads 1 --seq-len 16 --batch 2 --steps 4"
+KEYS = {
+    "tokens_per_s",
+    "flops_per_token",
+    "achieved_flops_per_s",
+    "matmul_peak_flops_per_s",
+    "mfu",
+    "precision",
+    "device",
+    "threads",
+    "reference_tokens_per_s",
+    "ratio",
+}
+NUMBERS = KEYS - {"precision", "device"}
+
+
+@pytest.fixture(autouse=True)
+def _keep_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_cli_prints_one_json_object_with_every_number(capsys):
+    # One thread and a small peak matmul keep this fast, also on a loaded machine.
+    argv = [*TINY.split(), "--device", "cpu", "--threads", "1", "--peak-size", "512"]
+    threads = torch.get_num_threads()
+    assert bench.main([*argv, "--reference", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) >= KEYS
+    for key in NUMBERS:
+        assert isinstance(out[key], int | float) and math.isfinite(out[key]) and out[key] > 0, key
+    assert 0 < out["mfu"] < 1.5
+    assert (out["precision"], out["device"], out["threads"]) == ("fp32", "cpu", 1)
+    shape = ModelShape(d_model=32, n_layers=1, n_heads=1, d_ff=128, vocab_size=256, seq_len=16)
+    assert out["flops_per_token"] == shape.flops_per_token
+    assert out["achieved_flops_per_s"] == pytest.approx(out["tokens_per_s"] * shape.flops_per_token)
+    assert out["ratio"] == pytest.approx(out["tokens_per_s"] / out["reference_tokens_per_s"])
+    assert torch.get_num_threads() == threads  # restored after the run
+
+
+def test_bad_argument_exits_2_with_one_line():
+    cmd = [sys.executable, "-m", "flops_fit_torch.bench", *TINY.split()]
+    cmd[cmd.index("--heads") + 1] = "3"
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "does not divide" in lines[0], proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (("--heads", "32"), "odd"),  # head size 1
+        (("--steps", "0"), "not positive"),
+        (("--batch", "-2"), "not positive"),
+        (("--d-model", "x"), "not an integer"),
+        (("--precision", "fp16"), "invalid choice"),
+        (("--vocab", "16"), "symbols"),
+        (("--device", "tpu"), "--device"),
+        (("--lr", "nan"), "positive finite"),
+    ],
+)
+def test_bad_arguments_give_one_line_and_status_2(change, words, capsys):
+    argv = TINY.split()
+    flag, value = change
+    if flag in argv:
+        argv[argv.index(flag) + 1] = value
+    else:
+        argv += [flag, value]
+    assert bench.main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], captured.err
+
+
+@pytest.mark.skipif(cpu_has_native_bf16(), reason="this CPU computes bf16 natively")
+def test_bf16_on_a_cpu_without_native_bf16_is_refused(capsys):
+    assert bench.main([*TINY.split(), "--device", "cpu", "--precision", "bf16"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "native bf16" in lines[0]
+
+
+def test_importing_bench_has_no_side_effects():
+    code = "import sys, flops_fit_torch.bench; print('torch' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "False", proc.stderr
+
+
+@pytest.mark.parametrize(
+    "dims",
+    [(32, 1, 1, 128, 256, 16), (64, 2, 2, 96, 300, 8), (128, 4, 2, 512, 256, 256)],
+)
+def test_reference_model_has_exactly_params_total(dims):
+    d, layers, heads, d_ff, vocab, seq = dims
+    shape = ModelShape(
+        d_model=d, n_layers=layers, n_heads=heads, d_ff=d_ff, vocab_size=vocab, seq_len=seq
+    )
+    model = PlainGPT(shape)
+    assert sum(p.numel() for p in model.parameters()) == shape.params_total
+
+
+def test_reference_loop_learns():
+    shape = ModelShape(d_model=32, n_layers=1, n_heads=2, d_ff=128, vocab_size=64, seq_len=16)
+    run = plain_train(shape, 4, 10, warmup=0, threads=1, lr=1e-2, distinct_batches=1)
+    assert run.params == shape.params_total
+    assert len(run.losses) == 10 and all(math.isfinite(v) for v in run.losses)
+    assert run.losses[-1] < run.losses[0] - 0.5
+    assert run.tokens_per_s > 0 and run.threads == 1

@@ -1,0 +1,76 @@
+"""A real study through the CLI with the `local` trainer, shrunk to seconds: every stage runs on
+real training, results record what trained them, and a rerun trains nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.clirunner import flops_fit
+
+#: The default preset's shapes and trainer, at budgets small enough for the test suite, on a
+#: small synthetic corpus, fitted with `empirical` (which needs no particular curve shape).
+SMALL = [
+    "planner.min_flops=1e10",
+    "planner.max_flops=4e10",
+    "planner.n_budgets=3",
+    "planner.sizes_per_budget=3",
+    "planner.span=3.0",
+    "fitter.name='empirical'",
+    "executor.name='serial'",
+    "trainer.data.synthetic.words=512",
+    "trainer.data.synthetic.tokens=262144",
+    "trainer.data.eval_tokens=4096",
+]
+
+
+def _args(run):
+    out = ["run", "--out", str(run)]
+    for item in SMALL:
+        out += ["--set", item]
+    return out
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        folder = tmp_path_factory.mktemp("cache")
+        mp.setenv("FLOPS_FIT_CACHE", str(folder))
+        yield folder
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory, cache):
+    from flops_fit_core.cli import main
+
+    run = tmp_path_factory.mktemp("local") / "run"
+    assert main(["-q", *_args(run)]) == 0
+    return run
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_the_default_preset_study_trains_for_real(local_run, cache):
+    records = read_jsonl(local_run / "results.jsonl")
+    assert len(records) == 9 and all(r["status"] == "ok" for r in records)
+    for r in records:
+        assert r["trainer"]["name"] == "local"
+        assert r["tokens_trained"] == pytest.approx(r["spec"]["tokens"], rel=0.01)
+        assert r["flops_exact"] == pytest.approx(r["spec"]["budget"], rel=0.01)
+        assert r["loss"] > r["metrics"]["entropy_rate"] > 0
+        assert r["details"]["precision"] in ("fp32", "bf16")
+        assert (local_run / "checkpoints" / r["experiment_id"] / "checkpoint.pt").is_file()
+        assert (local_run / "logs" / f"{r['experiment_id']}.jsonl").is_file()
+    assert any(cache.iterdir())  # tokens were cached where FLOPS_FIT_CACHE says
+    fit = json.loads((local_run / "fit.json").read_text())
+    assert [o["budget"] for o in fit["optima"]] == [1e10, 2e10, 4e10]
+
+
+def test_running_again_trains_nothing(capsys, local_run, cache):
+    before = (local_run / "results.jsonl").read_bytes()
+    outcome = flops_fit(capsys, "-q", *_args(local_run))
+    assert outcome.code == 0, outcome.err
+    assert (local_run / "results.jsonl").read_bytes() == before
