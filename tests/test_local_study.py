@@ -61,7 +61,6 @@ def test_the_default_preset_study_trains_for_real(local_run, cache):
         assert r["tokens_trained"] == pytest.approx(r["spec"]["tokens"], rel=0.01)
         assert r["flops_exact"] == pytest.approx(r["spec"]["budget"], rel=0.01)
         assert r["loss"] > r["metrics"]["entropy_rate"] > 0
-        assert r["details"]["precision"] in ("fp32", "bf16")
         assert (local_run / "checkpoints" / r["experiment_id"] / "checkpoint.pt").is_file()
         assert (local_run / "logs" / f"{r['experiment_id']}.jsonl").is_file()
     assert any(cache.iterdir())  # tokens were cached where FLOPS_FIT_CACHE says

@@ -159,7 +159,7 @@ def run_one(trainer: Trainer, spec: ExperimentSpec, context: TrainerContext) -> 
         return RunResult.failure(
             spec,
             trainer.info,
-            f"{type(exc).__name__}: {exc}{where}",
+            " ".join(f"{type(exc).__name__}: {exc}{where}".split()),  # one line
             wall_time_s=time.time() - started,
         )
 

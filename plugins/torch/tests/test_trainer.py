@@ -49,7 +49,7 @@ def test_records_loss_in_nats_and_bits_per_byte_and_the_numerics(local_config, m
     # the synthetic symbols are one ASCII byte each
     assert result.metrics["bits_per_byte"] == pytest.approx(result.loss / math.log(2))
     assert 0 < result.metrics["entropy_rate"] < result.loss
-    assert result.details["precision"] == "fp32"  # this CPU has no native bf16 (or it was checked)
+    assert result.details["precision"] == "fp32"
     assert result.details["device"] == "cpu"
     assert result.details["threads"] == 2
     assert result.details["parametrization"] == "umup"
@@ -105,7 +105,7 @@ def test_a_resumed_run_ends_bitwise_like_an_uninterrupted_one(local_config, make
     from flops_fit_core import TrainerContext
 
     spec = make_spec(steps=12)
-    config = {**local_config, "checkpoint_every_steps": 5}
+    config = {**local_config, "checkpoint_every_steps": 5, "curve_points": 6, "log_every_steps": 1}
     clean = train(config, spec, TrainerContext(tmp_path / "clean", tmp_path / "clean" / "ck"))
 
     run_dir = tmp_path / "killed"
@@ -136,11 +136,24 @@ def test_a_resumed_run_ends_bitwise_like_an_uninterrupted_one(local_config, make
     assert resumed.details["sessions"] == 2
     assert resumed.loss == clean.loss  # bitwise, on a CPU in fp32
     assert resumed.train_loss == clean.train_loss
-    assert resumed.metrics["grad_norm_max"] == clean.metrics["grad_norm_max"]
+    assert resumed.curve == clean.curve
+    timing = {"tokens_per_s", "flops_per_s"}
+    assert {k: v for k, v in resumed.metrics.items() if k not in timing} == {
+        k: v for k, v in clean.metrics.items() if k not in timing
+    }
+    # the killed session's steps past its checkpoint were dropped from the log, not repeated
+    assert (run_dir / "logs" / f"{spec.id}.jsonl").read_text() == (
+        tmp_path / "clean" / "logs" / f"{spec.id}.jsonl"
+    ).read_text()
 
 
-def test_cancelling_saves_a_checkpoint_that_the_next_run_resumes(local_config, make_spec, context):
+def test_cancelling_saves_a_checkpoint_that_the_next_run_resumes(
+    local_config, make_spec, context, monkeypatch
+):
+    import flops_fit_torch.loop as loop
     from flops_fit_core import TrainingCancelled
+
+    monkeypatch.setattr(loop, "PROGRESS_INTERVAL_S", 0.0)  # report after every step
 
     spec = make_spec(steps=10)
 
@@ -208,6 +221,9 @@ def test_threads_default_to_this_process_share_of_the_cores(
     monkeypatch.setenv("FLOPS_FIT_WORKERS", "2")
     assert free_cores() == max(1, len(os.sched_getaffinity(0)) // 2)
     config = {k: v for k, v in local_config.items() if k != "threads"}
+    monkeypatch.setenv("FLOPS_FIT_WORKERS", str(len(os.sched_getaffinity(0))))
+    assert train(config, make_spec(steps=4), context).details["threads"] == 1
+    monkeypatch.setenv("FLOPS_FIT_WORKERS", "2")
     assert train(config, make_spec(steps=4), context).details["threads"] == free_cores()
 
 
@@ -216,15 +232,22 @@ def test_auto_precision_on_a_cpu_with_native_bf16_keeps_bf16_only_if_it_agrees(
 ):
     import flops_fit_torch.loop as loop
 
+    auto = {**local_config, "precision": "auto"}
     monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: True)
     monkeypatch.setattr(loop, "BF16_CHECK_STEPS", 4)
+    monkeypatch.setattr(loop, "BF16_CHECK_TOLERANCE", 10.0)  # anything agrees
     monkeypatch.setattr(loop, "_bf16_verdicts", {})
-    result = train(local_config, make_spec(steps=4), context)
-    assert result.details["precision"] in ("fp32", "bf16")
-    assert len(loop._bf16_verdicts) == 1  # the check ran once and its verdict is reused
+    assert train(auto, make_spec(steps=4), context).details["precision"] == "bf16"
+    # one verdict for the whole study: another size reuses it, never mixing precisions
+    other = make_spec(
+        steps=4,
+        shape=ModelShape(d_model=64, n_layers=1, n_heads=2, d_ff=256, vocab_size=64, seq_len=32),
+    )
+    assert train(auto, other, context).details["precision"] == "bf16"
+    assert len(loop._bf16_verdicts) == 1
     monkeypatch.setattr(loop, "BF16_CHECK_TOLERANCE", -1.0)  # nothing can agree
     monkeypatch.setattr(loop, "_bf16_verdicts", {})
-    assert train(local_config, make_spec(steps=4, seed=1), context).details["precision"] == "fp32"
+    assert train(auto, make_spec(steps=4, seed=1), context).details["precision"] == "fp32"
 
 
 def test_standard_parametrization_trains_too(local_config, make_spec, context):
@@ -291,3 +314,10 @@ def test_ctrl_c_checkpoints_at_a_step_boundary_and_the_resume_is_exact(
     assert saved["step"] == 6  # the step in flight when Ctrl-C came was finished first
     resumed = train(local_config, spec, TrainerContext(run_dir, run_dir / "ck"))
     assert resumed.loss == clean.loss
+
+
+def test_no_clipping_still_logs_the_gradient_norm(local_config, make_spec, context):
+    spec = make_spec(steps=4)
+    result = train({**local_config, "optimizer": {"grad_clip": 0.0}}, spec, context)
+    assert result.metrics["clipped_fraction"] == 0.0
+    assert result.metrics["grad_norm_max"] > 0

@@ -11,9 +11,11 @@ token) over the study's fixed held-out set, in one deterministic pass.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
 import math
+import os
 import signal
 import threading
 import time
@@ -28,6 +30,7 @@ import torch.nn.functional as F
 from flops_fit_core import (
     ExperimentSpec,
     InputError,
+    ModelShape,
     RunResult,
     TrainerContext,
     TrainingCancelled,
@@ -99,9 +102,10 @@ def resolve_runtime(config: LocalConfig, spec: ExperimentSpec, data: TokenData) 
     precision = config.precision
     if precision == "auto":
         if device.type == "cuda":
-            precision = "bf16"
+            native = torch.cuda.is_bf16_supported(including_emulation=False)
+            precision = "bf16" if native else "fp32"
         elif device.type == "cpu" and cpu_has_native_bf16():
-            precision = "bf16" if _bf16_agrees(spec, config, data, threads) else "fp32"
+            precision = "bf16" if _bf16_agrees(config, data, threads) else "fp32"
         else:
             precision = "fp32"
     elif precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
@@ -110,27 +114,52 @@ def resolve_runtime(config: LocalConfig, spec: ExperimentSpec, data: TokenData) 
     return Runtime(device=device, precision=precision, threads=threads, compiled=compiled)
 
 
-def _bf16_agrees(spec: ExperimentSpec, config: LocalConfig, data: TokenData, threads) -> bool:
-    """Train the run's model briefly in fp32 and in bf16; bf16 if the losses agree in 0.01."""
-    key = (spec.shape, spec.learning_rate, spec.batch_size, config.training_fields()["model"])
-    key = json.dumps([str(k) for k in key])
+def _bf16_agrees(config: LocalConfig, data: TokenData, threads: int) -> bool:
+    """Train one fixed small model briefly in fp32 and in bf16: bf16 if they agree in 0.01 nats.
+
+    The check uses a reference shape, not each run's, so every run of a study on this machine
+    and data gets the same verdict: a sweep never mixes precisions. It trains the way runs do
+    (warmup and cosine, clipping), on the study's own data, and is made once per process.
+    """
+    key = json.dumps([data.fingerprint, config.training_fields()["model"]], sort_keys=True)
     if key in _bf16_verdicts:
         return _bf16_verdicts[key]
+    shape = ModelShape(
+        d_model=64,
+        n_layers=2,
+        n_heads=4,
+        d_ff=256,
+        vocab_size=max(64, data.vocab_size),
+        seq_len=64,
+    )
+    umup = config.model.parametrization == "umup"
+    reference = ExperimentSpec(
+        budget=1.0,
+        params=shape.params_total,
+        tokens=BF16_CHECK_STEPS * 16 * shape.seq_len,
+        shape=shape,
+        learning_rate=0.5 if umup else 3e-3,
+        batch_size=16,
+    )
     torch.set_num_threads(threads)
     cpu = torch.device("cpu")
+    schedule = Schedule("cosine", BF16_CHECK_STEPS, config.schedule.warmup)
     losses = {}
     for precision in ("fp32", "bf16"):
-        model = build_model(spec, config)
-        optimizer = make_optimizer(model, spec, config, cpu)
+        model = build_model(reference, config)
+        optimizer = make_optimizer(model, reference, config, cpu)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         runtime = Runtime(cpu, precision, threads, False)
-        batches = Batches(data.train, spec.shape.seq_len, spec.batch_size, spec.seed)
+        batches = Batches(data.train, shape.seq_len, reference.batch_size, 0)
         recent = []
         for step in range(BF16_CHECK_STEPS):
             x, y = (torch.from_numpy(a) for a in batches.batch(step))
             with autocast(runtime):
                 loss = model(x, y)
             loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
+            scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             recent.append(float(loss.detach()))
         losses[precision] = sum(recent[-5:]) / 5
@@ -195,7 +224,24 @@ def config_hash(spec: ExperimentSpec, config: LocalConfig, data: TokenData, runt
 
 
 def train_spec(trainer, spec: ExperimentSpec, context: TrainerContext) -> RunResult:
-    """Train `spec` to its planned tokens (resuming a checkpoint if one fits) and evaluate it."""
+    """Train `spec` to its planned tokens (resuming a checkpoint if one fits) and evaluate it.
+
+    Leaves the process as it found it: torch's thread count restored, compiled graphs and
+    cached GPU memory released (also after a failure such as running out of memory), so the
+    next run in the same process starts clean.
+    """
+    threads_before = torch.get_num_threads()
+    try:
+        return _train_spec(trainer, spec, context)
+    finally:
+        torch.set_num_threads(threads_before)
+        torch._dynamo.reset()
+        gc.collect()
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.empty_cache()
+
+
+def _train_spec(trainer, spec: ExperimentSpec, context: TrainerContext) -> RunResult:
     config: LocalConfig = trainer.config
     started = time.time()
     context.check_cancelled()
@@ -230,7 +276,7 @@ def train_spec(trainer, spec: ExperimentSpec, context: TrainerContext) -> RunRes
     tally.sessions += 1
     forward = torch.compile(model) if runtime.compiled else model
     windows = eval_windows(data.eval, shape.seq_len)
-    log = _TrainLog(Path(context.run_dir) / "logs" / f"{spec.id}.jsonl")
+    log = _TrainLog(Path(context.run_dir) / "logs" / f"{spec.id}.jsonl", tally.step)
     marks = set(curve_steps(steps, config.curve_points))
     clip = config.optimizer.grad_clip
 
@@ -280,9 +326,8 @@ def train_spec(trainer, spec: ExperimentSpec, context: TrainerContext) -> RunRes
             if clip > 0:
                 norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
             else:
-                norm = torch.nn.utils.get_total_norm(
-                    [p.grad for p in model.parameters() if p.grad is not None]
-                )
+                # an infinite max norm clips nothing and still returns the norm
+                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), math.inf)
             lr = optimizer.param_groups[0]["lr"] / optimizer.param_groups[0]["lr_multiplier"]
             optimizer.step()
             scheduler.step()
@@ -321,6 +366,8 @@ def train_spec(trainer, spec: ExperimentSpec, context: TrainerContext) -> RunRes
         trained_s = time.time() - timer[0]
         final = evaluate(model, windows, runtime, config.eval_batch_size)
         checkpoint()
+    if ctrl_c.pressed:  # pressed during the last step, the evaluation or the checkpoint
+        raise KeyboardInterrupt
     tokens_trained = steps * tokens_per_step
     trained_now = (steps - timer[1]) * tokens_per_step
     metrics = {
@@ -376,6 +423,13 @@ def train_spec(trainer, spec: ExperimentSpec, context: TrainerContext) -> RunRes
     )
 
 
+def _log_step(line: str) -> int:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return 1 << 62  # a torn last line: drop it
+
+
 class _CtrlC:
     pressed = False
 
@@ -405,11 +459,27 @@ def _ctrl_c_between_steps():
 
 
 class _TrainLog:
-    """`logs/<id>.jsonl`: step, tokens, learning rate, loss and pre-clip gradient norm."""
+    """`logs/<id>.jsonl`: step, tokens, learning rate, loss and pre-clip gradient norm.
 
-    def __init__(self, path: Path):
+    It always matches the run it describes: a fresh start truncates it, and a resume from a
+    checkpoint at step k drops the lines past k (written after that checkpoint by the session
+    that was killed), so no step appears twice.
+    """
+
+    def __init__(self, path: Path, start_step: int):
         self.path = path
         self._file = None
+        if start_step == 0:
+            path.unlink(missing_ok=True)
+        elif path.is_file():
+            kept = [
+                line
+                for line in path.read_text().splitlines()
+                if line.strip() and _log_step(line) <= start_step
+            ]
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text("".join(f"{line}\n" for line in kept))
+            os.replace(tmp, path)
 
     def write(self, step: int, tokens: int, lr: float, loss: float, grad_norm: float) -> None:
         if self._file is None:
