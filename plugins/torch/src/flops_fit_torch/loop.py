@@ -280,7 +280,32 @@ def _train_spec(trainer, spec: ExperimentSpec, context: TrainerContext) -> RunRe
     marks = set(curve_steps(steps, config.curve_points))
     clip = config.optimizer.grad_clip
 
+    # Each step's loss and gradient norm stay on the device until they are needed (a log line,
+    # a progress report, a checkpoint, the end): reading them back every step would make a GPU
+    # wait for the host twice a step. `settle` reads all pending ones in one transfer.
+    pending: list[tuple[int, float, torch.Tensor]] = []
+
+    def settle() -> None:
+        if not pending:
+            return
+        values = torch.stack([pair for _, _, pair in pending]).tolist()
+        for (done, lr, _), (loss_value, norm_value) in zip(pending, values, strict=True):
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(
+                    f"training loss is {loss_value} at step {done} of {steps} "
+                    f"(learning rate {spec.learning_rate:g}); lower it"
+                )
+            tally.recent_losses = [*tally.recent_losses, loss_value][-TRAIN_LOSS_WINDOW:]
+            tally.grad_norm_sum += norm_value
+            tally.grad_norm_max = max(tally.grad_norm_max, norm_value)
+            tally.grad_norm_last = norm_value
+            tally.clipped_steps += int(clip > 0 and norm_value > clip)
+            if done % config.log_every_steps == 0 or done == steps:
+                log.write(done, done * tokens_per_step, lr, loss_value, norm_value)
+        pending.clear()
+
     def checkpoint() -> None:
+        settle()
         tally.wall_time_s += time.time() - session_start[0]
         session_start[0] = time.time()
         save_checkpoint(
@@ -334,27 +359,21 @@ def _train_spec(trainer, spec: ExperimentSpec, context: TrainerContext) -> RunRe
             optimizer.zero_grad(set_to_none=True)
             tally.step = step + 1
             if tally.step == timed_from:
+                if runtime.device.type == "cuda":
+                    torch.cuda.synchronize()  # time the steps, not the queue
                 timer[:] = [time.time(), tally.step]
-            loss_value, norm_value = float(loss_sum), float(norm)
-            if not math.isfinite(loss_value):
-                raise FloatingPointError(
-                    f"training loss is {loss_value} at step {step + 1} of {steps} "
-                    f"(learning rate {spec.learning_rate:g}); lower it"
-                )
-            tally.recent_losses = [*tally.recent_losses, loss_value][-TRAIN_LOSS_WINDOW:]
-            tally.grad_norm_sum += norm_value
-            tally.grad_norm_max = max(tally.grad_norm_max, norm_value)
-            tally.grad_norm_last = norm_value
-            tally.clipped_steps += int(clip > 0 and norm_value > clip)
+            pending.append((tally.step, lr, torch.stack((loss_sum, norm.to(loss_sum.dtype)))))
             if step in marks:
                 value = evaluate(model, windows, runtime, config.eval_batch_size)
                 tally.curve.append((float(tally.step * tokens_per_step), value))
             if tally.step % config.log_every_steps == 0 or tally.step == steps:
-                log.write(tally.step, tally.step * tokens_per_step, lr, loss_value, norm_value)
+                settle()
             now = time.time()
             if now - last_progress >= PROGRESS_INTERVAL_S or tally.step == steps:
+                settle()
                 context.progress(
-                    tally.step / steps, f"step {tally.step}/{steps} loss {loss_value:.3f}"
+                    tally.step / steps,
+                    f"step {tally.step}/{steps} loss {tally.recent_losses[-1]:.3f}",
                 )
                 last_progress = now
             every = config.checkpoint_every_steps
@@ -363,6 +382,7 @@ def _train_spec(trainer, spec: ExperimentSpec, context: TrainerContext) -> RunRe
             ):
                 checkpoint()
                 last_checkpoint = time.time()
+        settle()  # waits for the device: the last step is done
         trained_s = time.time() - timer[0]
         final = evaluate(model, windows, runtime, config.eval_batch_size)
         checkpoint()
