@@ -13,6 +13,14 @@ from flops_fit_core import ExperimentSpec, ModelShape, TrainerContext
 TINY_SHAPE = ModelShape(d_model=32, n_layers=1, n_heads=2, d_ff=128, vocab_size=64, seq_len=32)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """No test writes to the user's token cache: the default cache is a per-session folder."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FLOPS_FIT_CACHE", str(tmp_path_factory.mktemp("default-cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def data_config(tmp_path_factory) -> dict:
     """The `data` options of a small, fast synthetic corpus in a per-session cache."""
