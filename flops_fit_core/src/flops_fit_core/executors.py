@@ -22,7 +22,7 @@ from .errors import TrainingCancelled
 from .hookspecs import hookimpl
 from .schemas import ExperimentSpec, PluginConfig, RunResult
 
-__all__ = ["ProcessExecutor", "SerialExecutor"]
+__all__ = ["WORKERS_ENV", "ProcessExecutor", "SerialExecutor"]
 
 ProgressFn = Callable[[str, float, str | None], None]
 

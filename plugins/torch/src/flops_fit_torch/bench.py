@@ -63,8 +63,11 @@ class BenchError(Exception):
 
 
 def local_warmup_steps(steps: int) -> int:
-    """Steps `local` trains before it starts its clock (mirrors `loop.train_spec`)."""
-    return min(3, steps // 10)
+    """Steps `local` trains before it starts its clock (`loop.untimed_steps`; imported here, not
+    at the top, so that importing this module does not import torch)."""
+    from .loop import untimed_steps
+
+    return untimed_steps(steps)
 
 
 def build_spec(

@@ -185,6 +185,11 @@ def evaluate(model, windows: np.ndarray, runtime: Runtime, batch_size: int) -> f
     return total / count
 
 
+def untimed_steps(steps: int) -> int:
+    """Warm-up steps a session trains before timing its throughput (allocations, compiling)."""
+    return min(3, steps // 10)
+
+
 def curve_steps(steps: int, points: int) -> list[int]:
     """The (0-based) steps after which the loss curve is evaluated: log-spaced, last included."""
     if points <= 0:
@@ -326,7 +331,7 @@ def _train_spec(trainer, spec: ExperimentSpec, context: TrainerContext) -> RunRe
     last_checkpoint = last_progress = time.time()
     # Throughput is timed after a few warm-up steps (allocations, torch.compile's first call).
     first_step = tally.step
-    timed_from = first_step + min(3, (steps - first_step) // 10)
+    timed_from = first_step + untimed_steps(steps - first_step)
     timer = [time.time(), first_step]
     model.train()
     with _ctrl_c_between_steps() as ctrl_c, log:
@@ -363,7 +368,7 @@ def _train_spec(trainer, spec: ExperimentSpec, context: TrainerContext) -> RunRe
                     torch.cuda.synchronize()  # time the steps, not the queue
                 timer[:] = [time.time(), tally.step]
             pending.append((tally.step, lr, torch.stack((loss_sum, norm.to(loss_sum.dtype)))))
-            if step in marks:
+            if step in marks and tally.step < steps:  # the last point is the final loss
                 value = evaluate(model, windows, runtime, config.eval_batch_size)
                 tally.curve.append((float(tally.step * tokens_per_step), value))
             if tally.step % config.log_every_steps == 0 or tally.step == steps:
@@ -385,6 +390,8 @@ def _train_spec(trainer, spec: ExperimentSpec, context: TrainerContext) -> RunRe
         settle()  # waits for the device: the last step is done
         trained_s = time.time() - timer[0]
         final = evaluate(model, windows, runtime, config.eval_batch_size)
+        if marks and (not tally.curve or tally.curve[-1][0] != steps * tokens_per_step):
+            tally.curve.append((float(steps * tokens_per_step), final))
         checkpoint()
     if ctrl_c.pressed:  # pressed during the last step, the evaluation or the checkpoint
         raise KeyboardInterrupt

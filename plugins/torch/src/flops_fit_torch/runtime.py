@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from flops_fit_core.executors import WORKERS_ENV  # set by the process executor
+
 __all__ = [
     "Runtime",
     "autocast",
@@ -21,9 +23,6 @@ __all__ = [
     "resolve_device",
     "resolve_threads",
 ]
-
-#: Set by flops-fit's process executor: how many trainer processes share this machine.
-WORKERS_ENV = "FLOPS_FIT_WORKERS"
 
 
 def resolve_device(requested: str) -> torch.device:
