@@ -8,6 +8,7 @@ is a plain picklable object that an executor can ship to a worker process.
 from __future__ import annotations
 
 import functools
+import math
 import threading
 import time
 import traceback
@@ -22,7 +23,7 @@ from importlib.metadata import (
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .errors import TrainingCancelled
 from .flops import FlopsConvention, ParamConvention
@@ -33,6 +34,7 @@ from .schemas import (
     Observations,
     PluginConfig,
     RunResult,
+    StudyOutcome,
     SweepPlan,
     TrainerInfo,
     parse_model,
@@ -199,20 +201,46 @@ class Fitter(PluginBase):
 
 
 class PlotterConfig(PluginConfig):
-    """Options every plotter understands (the `[plot]` section)."""
+    """Options every plotter understands (the `[plot]` section, shared by all its plotters)."""
 
     formats: tuple[str, ...] = ("png", "svg")
     dpi: int = 150
+    #: Compute budgets (FLOPs) the study is meant to answer for: the scaling figures mark
+    #: the extrapolation to them and the report predicts N*, D*, L* there.
+    targets: tuple[float, ...] = ()
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _one_target(cls, value):
+        return (value,) if isinstance(value, int | float) else value
+
+    @field_validator("targets")
+    @classmethod
+    def _positive_targets(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        bad = [v for v in value if not (math.isfinite(v) and v > 0)]
+        if bad:
+            raise ValueError(f"targets must be positive compute budgets (FLOPs), got {bad[0]}")
+        return tuple(sorted(set(value)))
 
 
 class Plotter(PluginBase):
-    """Draws observations and a fit into files."""
+    """Draws observations and a fit into files.
+
+    `plot(observations, fit, out_dir)` is the one method a plotter must write. `draw(outcome,
+    out_dir)` is what the pipeline calls: it hands over the whole `StudyOutcome` (every fit of
+    the study, the plan, the config) and by default plots the study's own fit; a plotter that
+    needs more (the report, a figure that wants the fit with a parametric law) overrides it.
+    """
 
     kind = "plotter"
     Config = PlotterConfig
 
     def plot(self, observations: Observations, fit: FitResult, out_dir: Path) -> list[Path]:
         raise NotImplementedError
+
+    def draw(self, outcome: StudyOutcome, out_dir: Path) -> list[Path]:
+        """Plot a study's outcome; returns the files written."""
+        return self.plot(outcome.primary_observations, outcome.fit, out_dir)
 
 
 class Executor(PluginBase):

@@ -5,6 +5,8 @@
     │   ├── ConfigError            a config file, key, value or --set override is invalid
     │   ├── UnknownPluginError     a plugin name that nothing registered
     │   └── InputError             a missing, unreadable or malformed input file or data set
+    │       └── NothingToDraw      a plotter has nothing to show for this outcome (no curves,
+    │                              no parametric fit); `run` and the report skip it and say why
     ├── PluginError                a plugin is broken (two classes with one name, a bad class)
     ├── FitError                   the data cannot support the requested fit (exit 1)
     ├── TrainingError              a run failed; trainers raise it, executors record it (exit 1)
@@ -22,6 +24,7 @@ __all__ = [
     "FitError",
     "FlopsFitError",
     "InputError",
+    "NothingToDraw",
     "PluginError",
     "RunFailed",
     "TrainingCancelled",
@@ -58,6 +61,12 @@ class UnknownPluginError(UsageError):
 
 class InputError(UsageError):
     """A missing, unreadable or malformed input file or data set."""
+
+
+class NothingToDraw(InputError):
+    """A plotter cannot draw this outcome: it lacks what the figure shows (curves, a
+    parametric law). Asked for by name, that is a usage error; as part of a study's figures,
+    the pipeline and the report skip the figure and say why."""
 
 
 class PluginError(FlopsFitError):

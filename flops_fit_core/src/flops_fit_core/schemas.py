@@ -46,6 +46,7 @@ __all__ = [
     "Prediction",
     "RunResult",
     "StrictModel",
+    "StudyOutcome",
     "SweepPlan",
     "TrainerInfo",
     "parse_model",
@@ -700,3 +701,43 @@ def _geometric_means(groups: np.ndarray, values: np.ndarray) -> np.ndarray:
         rows = groups == key
         out[rows] = np.exp(np.mean(np.log(values[rows])))
     return out
+
+
+@dataclass(frozen=True)
+class StudyOutcome:
+    """Everything a study produced that a plotter or the report may show.
+
+    `fits` holds the study's fitter first (the one `fit.json` records and the headline quotes)
+    and then the fitters run beside it for comparison; `observations[i]` is the data `fits[i]`
+    was fitted to (fitters may count N and C under different conventions). `plan`, `config`
+    (the resolved study config) and `run_dir` are known when the outcome comes from a run
+    directory, and `None` when a user plots a fit of their own table.
+    """
+
+    fits: tuple[FitResult, ...]
+    observations: tuple[Observations, ...]
+    plan: SweepPlan | None = None
+    config: dict[str, Any] | None = None
+    run_dir: Any = None  # pathlib.Path; Any keeps this module free of filesystem types
+
+    def __post_init__(self) -> None:
+        if not self.fits:
+            raise InputError("a study outcome needs at least one fit")
+        if len(self.fits) != len(self.observations):
+            raise ValueError(
+                f"{len(self.fits)} fits but {len(self.observations)} sets of observations"
+            )
+
+    @property
+    def fit(self) -> FitResult:
+        """The study's own fit (its `[fitter]`), the one headlines quote."""
+        return self.fits[0]
+
+    @property
+    def primary_observations(self) -> Observations:
+        return self.observations[0]
+
+    @classmethod
+    def single(cls, observations: Observations, fit: FitResult) -> StudyOutcome:
+        """An outcome of one fit and its data (what `Plotter.plot` receives)."""
+        return cls(fits=(fit,), observations=(observations,))

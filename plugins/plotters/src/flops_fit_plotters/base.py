@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import field_validator
 
-from flops_fit_core import FitResult, InputError, Observations, Optimum, Plotter, PlotterConfig
+from flops_fit_core import (
+    FitResult,
+    InputError,
+    Observations,
+    Optimum,
+    Plotter,
+    PlotterConfig,
+    StudyOutcome,
+)
 
 from .style import SUPPORTED_FORMATS, save_figure
 
@@ -58,7 +66,12 @@ class FigureConfig(PlotterConfig):
 
 
 class FigurePlotter(Plotter):
-    """A plotter that draws one figure and saves it as `<out_dir>/<name>.<fmt>` per format."""
+    """A plotter that draws one figure and saves it as `<out_dir>/<name>.<fmt>` per format.
+
+    Subclasses write `figure(observations, fit)`. One that needs a particular fit of a study
+    (the parametric figure wants a fit with a parametric law, whichever fitter made it)
+    overrides `figure_for(outcome)` as well.
+    """
 
     Config = FigureConfig
 
@@ -66,10 +79,18 @@ class FigurePlotter(Plotter):
         """Draw the figure; subclasses implement this and never save or show anything."""
         raise NotImplementedError
 
-    def plot(self, observations: Observations, fit: FitResult, out_dir: Path) -> list[Path]:
+    def figure_for(self, outcome: StudyOutcome) -> Figure:
+        """The figure of a study's outcome: by default, that of the study's own fit."""
+        return self.figure(outcome.primary_observations, outcome.fit)
+
+    def draw(self, outcome: StudyOutcome, out_dir: Path) -> list[Path]:
         """Draw, then write each configured format; returns the files written."""
-        fig = self.figure(observations, fit)
+        fig = self.figure_for(outcome)
         return save_figure(fig, out_dir, self.name, self.config.formats, self.config.dpi)
+
+    def plot(self, observations: Observations, fit: FitResult, out_dir: Path) -> list[Path]:
+        """Draw one fit of one data set (what `flops-fit plot` does)."""
+        return self.draw(StudyOutcome.single(observations, fit), out_dir)
 
 
 def _positive(x: float) -> bool:
