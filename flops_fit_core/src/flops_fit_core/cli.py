@@ -17,11 +17,12 @@ from typing import Any
 import click
 import tomli_w
 
-from . import __version__, pipeline, tables
+from . import __version__, headline, pipeline, tables
 from .config import DEFAULT_PRESET, StudyConfig, load_study_config
 from .errors import ConfigError, FlopsFitError, RunFailed
 from .plugins import get_host
 from .progress import ConsoleReporter
+from .schemas import StudyOutcome
 
 __all__ = ["cli", "main"]
 
@@ -40,6 +41,46 @@ def _positive_float(ctx, param, value):
     if value is not None and not value > 0:
         raise click.BadParameter(f"must be a positive number of FLOPs, got {value}")
     return value
+
+
+def _positive_floats(ctx, param, values):
+    for value in values:
+        _positive_float(ctx, param, value)
+    return tuple(values)
+
+
+def target_option(func):
+    """--target C (repeatable): compute budgets to predict at, mark on figures and report."""
+    return click.option(
+        "--target",
+        "targets",
+        type=float,
+        multiple=True,
+        callback=_positive_floats,
+        metavar="C",
+        help="Also predict N*, D*, L* at this compute in FLOPs, e.g. 1e21 (repeatable).",
+    )(func)
+
+
+def _column_map(ctx, param, value):
+    """`--map FIELD=COLUMN ...` as {field: column}; a bad item is a one-line usage error."""
+    try:
+        return tables.parse_mapping(value)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc), ctx) from None
+
+
+def map_option(func):
+    """--map FIELD=COLUMN (repeatable): which columns of a user's table hold what."""
+    return click.option(
+        "--map",
+        "mapping",
+        multiple=True,
+        metavar="FIELD=COLUMN",
+        callback=_column_map,
+        help="For a table: read FIELD (params, tokens, compute, loss, budget) from COLUMN "
+        "(repeatable).",
+    )(func)
 
 
 def config_options(func):
@@ -116,22 +157,21 @@ def cli(ctx: click.Context, quiet: bool, verbose: bool) -> None:
     default=None,
     help="Run directory (default: runs/<preset or config name>).",
 )
-@click.option(
-    "--target",
-    type=float,
-    default=None,
-    callback=_positive_float,
-    help="Also predict N*, D*, L* at this compute (FLOPs).",
-)
+@target_option
 @click.option("--retry-failed", is_flag=True, help="Retrain experiments that failed before.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @plugin_shortcuts("planner", "trainer", "executor", "fitter")
 @click.pass_obj
 def run(
-    state: State, config_path, preset, overrides, out, target, retry_failed, as_json, **shortcuts
+    state: State, config_path, preset, overrides, out, targets, retry_failed, as_json, **shortcuts
 ):
-    """Run a whole study: plan, train what is missing, fit, plot."""
+    """Run a whole study: plan, train what is missing, fit, compare, plot, report.
+
+    Ends with the headline: N*, D*, L* and D*/N* with intervals at the largest budget and at
+    each --target, and the path of the HTML report.
+    """
     study_config = load_study_config(config_path, preset, overrides, shortcuts)
+    targets = _add_targets(study_config, targets)
     study = pipeline.resolve_study(study_config)
     run_dir = out or Path("runs") / (
         config_path.stem if config_path else (preset or DEFAULT_PRESET)
@@ -139,17 +179,35 @@ def run(
     summary = pipeline.run_study(study, run_dir, retry_failed=retry_failed, reporter=state.reporter)
     failed = summary.training.failed + summary.training.failed_before
     if as_json:
-        _echo_json(summary.as_dict(target))
+        _echo_json(summary.as_dict(targets))
     elif not state.quiet:
         click.echo(summary.fit.report())
-        for compute in [max(summary.plan.budgets), *([target] if target else [])]:
-            click.echo(_prediction_line(summary.fit.predict(compute)))
+        click.echo()
+        click.echo(
+            headline.format_headline(
+                summary.fit, summary.headline_computes(targets), summary.plan.budgets
+            )
+        )
         click.echo(f"run directory: {run_dir}")
+        click.echo(
+            f"report: {summary.report}" if summary.report else "report: none (not in [plot] names)"
+        )
     if failed:
         raise RunFailed(
             f"{_count(failed)} failed (see {run_dir / pipeline.RESULTS_FILE}); "
             "rerun with --retry-failed to train them again"
         )
+
+
+def _add_targets(study_config: StudyConfig, targets: tuple[float, ...]) -> tuple[float, ...]:
+    """Merge `--target` into the config's `[plot] targets`, which figures and the report read;
+    return all targets (validated by the plotters' config when the study is resolved)."""
+    existing = study_config.plot.get("targets", [])
+    existing = [existing] if isinstance(existing, int | float) else list(existing)
+    merged = [*existing, *targets]
+    if merged:
+        study_config.plot["targets"] = merged
+    return tuple(sorted({float(t) for t in merged if isinstance(t, int | float) and t > 0}))
 
 
 def _count(n: int) -> str:
@@ -268,27 +326,11 @@ def train(
         )
 
 
-def _column_map(ctx, param, value):
-    """`--map FIELD=COLUMN ...` as {field: column}; a bad item is a one-line usage error."""
-    try:
-        return tables.parse_mapping(value)
-    except ConfigError as exc:
-        raise click.UsageError(str(exc), ctx) from None
-
-
 @cli.command()
 @click.argument("results_path", metavar="FILE", type=click.Path(path_type=Path))
 @config_options
 @click.option("--fitter", default=None, metavar="NAME", help="Shortcut for --set fitter.name=NAME.")
-@click.option(
-    "--map",
-    "mapping",
-    multiple=True,
-    metavar="FIELD=COLUMN",
-    callback=_column_map,
-    help="For a table: read FIELD (params, tokens, compute, loss, budget) from COLUMN "
-    "(repeatable).",
-)
+@map_option
 @click.option(
     "-o",
     "--output",
@@ -355,6 +397,8 @@ def predict(fit_path, compute, as_json):
     metavar="NAME",
     help="Plotter to run (repeatable; default: the config's [plot] names).",
 )
+@map_option
+@target_option
 @click.option(
     "-o",
     "--output",
@@ -363,9 +407,25 @@ def predict(fit_path, compute, as_json):
     help="Figure directory (default: figures/ beside RESULTS).",
 )
 @click.pass_obj
-def plot(state: State, results_path, fit_path, config_path, preset, overrides, plotters, output):
-    """Draw figures from a results file and its fit."""
+def plot(
+    state: State,
+    results_path,
+    fit_path,
+    config_path,
+    preset,
+    overrides,
+    plotters,
+    mapping,
+    targets,
+    output,
+):
+    """Draw figures from a results file (or your own table) and its fit.
+
+    Figures asked for with --plotter must be drawable; of the config's list, those with
+    nothing to show (no loss curves, no parametric law) are skipped with the reason.
+    """
     study_config = _study_config(config_path, preset, overrides, beside=results_path.parent)
+    _add_targets(study_config, targets)
     options = dict(study_config.plot)
     names = list(plotters) or options.pop("names")
     options.pop("names", None)
@@ -374,11 +434,52 @@ def plot(state: State, results_path, fit_path, config_path, preset, overrides, p
     the_fit = pipeline.read_fit(fit_path)
     conventions = the_fit.conventions
     observations = pipeline.read_observations(
-        results_path, params=conventions.params, flops=conventions.flops
+        results_path, mapping=mapping, params=conventions.params, flops=conventions.flops
     )
-    files = pipeline.plot_fit(
-        observations, the_fit, instances, output or results_path.parent / pipeline.FIGURES_DIR
+    drawn = pipeline.draw_outcome(
+        StudyOutcome.single(observations, the_fit),
+        instances,
+        output or results_path.parent / pipeline.FIGURES_DIR,
+        skip_empty=not plotters,
+        reporter=state.reporter,
     )
+    if not state.quiet:
+        for path in drawn.files:
+            click.echo(str(path))
+
+
+@cli.command()
+@click.argument("run_dir", metavar="RUN_DIR", type=click.Path(path_type=Path))
+@click.option(
+    "--results",
+    "results_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The runs the fits were made from, when not RUN_DIR/results.jsonl (a table works).",
+)
+@map_option
+@target_option
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a [plot] option, e.g. --set plot.formats=svg (repeatable).",
+)
+@click.pass_obj
+def report(state: State, run_dir, results_path, mapping, targets, overrides):
+    """Write RUN_DIR/report.html: one self-contained page with the study's answer.
+
+    It shows fit.json and every fits/*.json side by side, with their figures, predictions
+    at the largest budget and each target, warnings, the config and the environment.
+    """
+    study_config = _study_config(None, None, overrides, beside=run_dir)
+    _add_targets(study_config, targets)
+    options = dict(study_config.plot)
+    options.pop("names", None)
+    the_report = get_host().create("plotter", "report", options)
+    outcome = pipeline.read_outcome(run_dir, results=results_path, mapping=mapping)
+    files = the_report.draw(outcome, run_dir)
     if not state.quiet:
         for path in files:
             click.echo(str(path))

@@ -29,6 +29,7 @@ from .errors import ConfigError, InputError
 from .schemas import SCHEMA_VERSION, StrictModel, parse_model
 
 __all__ = [
+    "DEFAULT_PLOTS",
     "DEFAULT_PRESET",
     "SECTIONS",
     "StudyConfig",
@@ -43,6 +44,8 @@ __all__ = [
 
 #: The preset `flops-fit run` uses with no config: a real CPU study of the `local` trainer.
 DEFAULT_PRESET = "cpu-tiny"
+#: The figures a study draws, and its HTML report, unless `[plot] names` says otherwise.
+DEFAULT_PLOTS = ("isoflop", "scaling", "frontier", "parametric", "residuals", "curves", "report")
 #: section -> kind of plugin it names
 SECTIONS = {
     "planner": "planner",
@@ -60,7 +63,10 @@ class StudyConfig(StrictModel):
     trainer: dict[str, Any] = Field(default_factory=lambda: {"name": "mock"})
     executor: dict[str, Any] = Field(default_factory=lambda: {"name": "serial"})
     fitter: dict[str, Any] = Field(default_factory=lambda: {"name": "empirical"})
-    plot: dict[str, Any] = Field(default_factory=lambda: {"names": ["isoflop", "scaling"]})
+    #: Fitters run beside `[fitter]` on the same results, each a table like `[fitter]`
+    #: (`[[compare]]` / `name = "robust"` / options): the report shows them side by side.
+    compare: list[dict[str, Any]] = Field(default_factory=list)
+    plot: dict[str, Any] = Field(default_factory=lambda: {"names": list(DEFAULT_PLOTS)})
 
 
 def available_presets() -> list[str]:
@@ -189,4 +195,21 @@ def load_study_config(
     names = study.plot.get("names")
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise ConfigError("config: [plot] needs `names`, a list of plotter names")
+    _check_compare(study)
     return study
+
+
+def _check_compare(study: StudyConfig) -> None:
+    """Each `[[compare]]` table names a fitter, once: each fit is written to
+    `fits/<name>.json`, so two of one name would overwrite each other. A table naming the
+    study's own fitter is dropped (`--fitter robust` on a preset that compares `robust` must
+    just work): that fit is `fit.json` already."""
+    seen: set[str] = set()
+    for i, table in enumerate(study.compare):
+        name = table.get("name")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"config: [[compare]] table {i + 1} needs a fitter `name`")
+        if name in seen:
+            raise ConfigError(f"config: [[compare]] lists {name!r} twice; list each fitter once")
+        seen.add(name)
+    study.compare = [t for t in study.compare if t["name"] != study.fitter.get("name")]

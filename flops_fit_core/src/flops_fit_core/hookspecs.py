@@ -51,7 +51,9 @@ def flops_fit_register_plotters():
     """Return plotter classes (subclasses of `flops_fit_core.Plotter`).
 
     A plotter draws `plot(observations, fit, out_dir)` into files it returns, without touching
-    global matplotlib state (other plotters run in the same process).
+    global matplotlib state (other plotters run in the same process). The pipeline calls
+    `draw(outcome, out_dir)`, which sees every fit of a study; it raises `NothingToDraw` when
+    the outcome has nothing for it to show.
     """
 
 

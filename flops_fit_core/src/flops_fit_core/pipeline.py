@@ -1,7 +1,8 @@
 """plan -> train -> fit -> plot, used by the CLI and the Python API.
 
 A run directory holds one study: `config.toml` (resolved), `plan.json`, `results.jsonl`,
-`checkpoints/`, `fit.json`, `figures/`. Every stage reruns idempotently: training skips every
+`checkpoints/`, `fit.json` (the study's `[fitter]`), `fits/<name>.json` (the `[[compare]]`
+fitters), `figures/` and `report.html`. Every stage reruns idempotently: training skips every
 experiment whose id already has an `ok` record, so a finished experiment is never trained twice
 and an edited plan trains only what is new.
 """
@@ -13,7 +14,8 @@ import json
 import os
 import tempfile
 import threading
-from collections.abc import Callable, Mapping
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, get_args
@@ -21,27 +23,41 @@ from typing import Any, Protocol, get_args
 import tomli_w
 from pydantic import BaseModel, ValidationError
 
-from . import tables
+from . import headline, tables
 from .bases import Executor, Fitter, Planner, Plotter, Trainer
 from .config import SECTIONS, StudyConfig
-from .errors import InputError, UsageError
+from .errors import FitError, InputError, NothingToDraw, UsageError
 from .flops import FlopsConvention, ParamConvention
 from .plugins import PluginHost, get_host
-from .schemas import Conventions, ExperimentSpec, FitResult, Observations, RunResult, SweepPlan
+from .schemas import (
+    Conventions,
+    ExperimentSpec,
+    FitResult,
+    Observations,
+    RunResult,
+    StudyOutcome,
+    SweepPlan,
+)
 from .store import LoadedResults, ResultsStore
 
 __all__ = [
+    "Drawn",
     "Reporter",
     "RunSummary",
     "Study",
     "TrainSummary",
+    "draw_outcome",
+    "fit_comparisons",
     "fit_observations",
+    "fit_path",
     "is_results_file",
+    "latest_runs",
     "load_observations",
     "pending_specs",
     "plot_fit",
     "read_fit",
     "read_observations",
+    "read_outcome",
     "read_plan",
     "requested_conventions",
     "resolve_study",
@@ -50,12 +66,14 @@ __all__ = [
     "write_atomic",
 ]
 
-CONFIG_FILE, PLAN_FILE, RESULTS_FILE, FIT_FILE, FIGURES_DIR = (
+CONFIG_FILE, PLAN_FILE, RESULTS_FILE, FIT_FILE, FITS_DIR, FIGURES_DIR, REPORT_FILE = (
     "config.toml",
     "plan.json",
     "results.jsonl",
     "fit.json",
+    "fits",  # the `[[compare]]` fitters' fits, `fits/<fitter>.json`
     "figures",
+    "report.html",
 )
 
 
@@ -89,6 +107,7 @@ class Study:
     executor: Executor
     fitter: Fitter
     plotters: list[Plotter]
+    comparisons: list[Fitter] = field(default_factory=list)
 
     def resolved(self) -> dict[str, Any]:
         """The full config, every option's value included (what `config.toml` records)."""
@@ -97,7 +116,7 @@ class Study:
             return {"name": plugin.name, **plugin.config.model_dump(mode="json", exclude_none=True)}
 
         plot_options = self.plotters[0].config.model_dump(mode="json") if self.plotters else {}
-        return {
+        resolved = {
             "schema_version": self.config.schema_version,
             "planner": section(self.planner),
             "trainer": section(self.trainer),
@@ -105,6 +124,9 @@ class Study:
             "fitter": section(self.fitter),
             "plot": {"names": [p.name for p in self.plotters], **plot_options},
         }
+        if self.comparisons:
+            resolved["compare"] = [section(f) for f in self.comparisons]
+        return resolved
 
 
 def resolve_study(config: StudyConfig, host: PluginHost | None = None) -> Study:
@@ -117,7 +139,11 @@ def resolve_study(config: StudyConfig, host: PluginHost | None = None) -> Study:
     plot_options = dict(config.plot)
     names = plot_options.pop("names")
     plotters = [host.create("plotter", name, plot_options) for name in names]
-    return Study(config=config, plotters=plotters, **built)
+    comparisons = []
+    for table in config.compare:
+        options = dict(table)
+        comparisons.append(host.create("fitter", options.pop("name"), options))
+    return Study(config=config, plotters=plotters, comparisons=comparisons, **built)
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -334,11 +360,76 @@ def fit_observations(observations: Observations, fitter: Fitter) -> FitResult:
 def plot_fit(
     observations: Observations, fit: FitResult, plotters: list[Plotter], out_dir: Path
 ) -> list[Path]:
+    """Draw one fit of one data set with each plotter (what `flops-fit plot` does)."""
+    return draw_outcome(StudyOutcome.single(observations, fit), plotters, out_dir).files
+
+
+@dataclass
+class Drawn:
+    """What `draw_outcome` wrote, and the figures it skipped with the reason for each."""
+
+    files: list[Path] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def draw_outcome(
+    outcome: StudyOutcome,
+    plotters: list[Plotter],
+    out_dir: Path,
+    *,
+    skip_empty: bool = False,
+    reporter: Reporter | None = None,
+) -> Drawn:
+    """Each plotter's files for a study's outcome.
+
+    A plotter with nothing to show for this outcome (`NothingToDraw`: no loss curves, no
+    parametric law) is an error when it was asked for by name; with `skip_empty` (the study's
+    own list of figures) it is skipped and the reason told to `reporter`.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    files: list[Path] = []
+    drawn = Drawn()
     for plotter in plotters:
-        files.extend(plotter.plot(observations, fit, out_dir))
-    return files
+        try:
+            drawn.files.extend(plotter.draw(outcome, out_dir))
+        except NothingToDraw as exc:
+            if not skip_empty:
+                raise
+            drawn.skipped[plotter.name] = str(exc)
+            if reporter is not None:
+                reporter.message(f"figure {plotter.name!r} skipped: {exc}")
+    return drawn
+
+
+def fit_path(run_dir: Path, fitter_name: str, primary: bool) -> Path:
+    """Where a study's fit lives: `fit.json` for its own fitter, `fits/<name>.json` else."""
+    return run_dir / FIT_FILE if primary else run_dir / FITS_DIR / f"{fitter_name}.json"
+
+
+def fit_comparisons(
+    study: Study, run_dir: Path, only_ids: set[str], reporter: Reporter
+) -> tuple[list[FitResult], list[Observations], list[str]]:
+    """Fit each `[[compare]]` fitter and write `fits/<name>.json`.
+
+    A comparison that cannot fit this data (`FitError`) does not fail the study, whose answer
+    is its own fitter's: it is reported, listed in the report, and its file from an earlier
+    run is removed so the report never shows a stale fit.
+    """
+    fits, datasets, notes = [], [], []
+    for fitter in study.comparisons:
+        path = fit_path(run_dir, fitter.name, primary=False)
+        data = load_observations(run_dir / RESULTS_FILE, only_ids, **requested_conventions(fitter))
+        try:
+            fit = fit_observations(data, fitter)
+        except FitError as exc:
+            path.unlink(missing_ok=True)
+            note = f"compared fitter {fitter.name!r} could not fit these results: {exc}"
+            reporter.message(f"warning: {note}")
+            notes.append(note)
+            continue
+        write_atomic(path, fit.model_dump_json(indent=2))
+        fits.append(fit)
+        datasets.append(data)
+    return fits, datasets, notes
 
 
 @dataclass
@@ -348,12 +439,23 @@ class RunSummary:
     training: TrainSummary
     fit: FitResult
     figures: list[Path]
+    outcome: StudyOutcome | None = None
+    skipped_figures: dict[str, str] = field(default_factory=dict)
 
-    def as_dict(self, target: float | None = None) -> dict[str, Any]:
-        largest = max(self.plan.budgets)
-        predictions = [self.fit.predict(largest).model_dump(mode="json")]
-        if target is not None:
-            predictions.append(self.fit.predict(target).model_dump(mode="json"))
+    @property
+    def report(self) -> Path | None:
+        """The HTML report, when the study's plotters wrote one."""
+        return next((p for p in self.figures if p.name == REPORT_FILE), None)
+
+    def headline_computes(self, targets: Sequence[float] = ()) -> list[float]:
+        """The budgets the headline answers for: the largest planned one, then the targets."""
+        return headline.computes(self.plan.budgets, targets)
+
+    def as_dict(self, targets: Sequence[float] = ()) -> dict[str, Any]:
+        predictions = [
+            self.fit.predict(c).model_dump(mode="json") for c in self.headline_computes(targets)
+        ]
+        compared = self.outcome.fits[1:] if self.outcome else ()
         return {
             "run_dir": str(self.run_dir),
             "experiments": len(self.plan.experiments),
@@ -361,8 +463,11 @@ class RunSummary:
             "skipped": self.training.skipped,
             "failed": self.training.failed + self.training.failed_before,
             "fit": self.fit.model_dump(mode="json"),
+            "compared": [f.model_dump(mode="json") for f in compared],
             "predictions": predictions,
             "figures": [str(p) for p in self.figures],
+            "skipped_figures": self.skipped_figures,
+            "report": str(self.report) if self.report else None,
         }
 
 
@@ -375,7 +480,7 @@ def run_study(
     cancel: threading.Event | None = None,
     on_stage: Callable[[str], None] | None = None,
 ) -> RunSummary:
-    """The whole study in `run_dir`: plan, train what is missing, fit, plot."""
+    """The whole study in `run_dir`: plan, train what is missing, fit, compare, plot, report."""
     reporter = reporter or SilentReporter()
     stage = on_stage or reporter.message
     run_dir = Path(run_dir)
@@ -384,7 +489,8 @@ def run_study(
     plan = study.planner.plan()
     for warning in plan.warnings:
         reporter.message(f"plan warning: {warning}")
-    write_atomic(run_dir / CONFIG_FILE, tomli_w.dumps(study.resolved()))
+    resolved = study.resolved()
+    write_atomic(run_dir / CONFIG_FILE, tomli_w.dumps(resolved))
     write_atomic(run_dir / PLAN_FILE, plan.model_dump_json(indent=2))
     stage(f"training {len(plan.experiments)} experiments with {study.trainer.name!r}")
     training = train_plan(
@@ -397,13 +503,89 @@ def run_study(
         cancel=cancel,
     )
     stage(f"fitting with {study.fitter.name!r}")
+    only_ids = {s.id for s in plan.experiments}
     observations = load_observations(
-        run_dir / RESULTS_FILE,
-        {s.id for s in plan.experiments},
-        **requested_conventions(study.fitter),
+        run_dir / RESULTS_FILE, only_ids, **requested_conventions(study.fitter)
     )
     fit = fit_observations(observations, study.fitter)
     write_atomic(run_dir / FIT_FILE, fit.model_dump_json(indent=2))
+    fits, datasets, notes = [fit], [observations], []
+    if study.comparisons:
+        stage("comparing with " + ", ".join(repr(f.name) for f in study.comparisons))
+        more_fits, more_data, notes = fit_comparisons(study, run_dir, only_ids, reporter)
+        fits += more_fits
+        datasets += more_data
+    outcome = StudyOutcome(
+        fits=tuple(fits),
+        observations=tuple(datasets),
+        plan=plan,
+        config=resolved,
+        run_dir=run_dir,
+        notes=tuple(notes),
+        runs=latest_runs(run_dir / RESULTS_FILE, only_ids),
+    )
     stage("plotting")
-    figures = plot_fit(observations, fit, study.plotters, run_dir / FIGURES_DIR)
-    return RunSummary(run_dir, plan, training, fit, figures)
+    drawn = draw_outcome(
+        outcome, study.plotters, run_dir / FIGURES_DIR, skip_empty=True, reporter=reporter
+    )
+    return RunSummary(run_dir, plan, training, fit, drawn.files, outcome, drawn.skipped)
+
+
+def read_outcome(
+    run_dir: Path,
+    *,
+    results: Path | None = None,
+    mapping: Mapping[str, str] | None = None,
+) -> StudyOutcome:
+    """A run directory's outcome, for `flops-fit report`.
+
+    `fit.json`, then `fits/*.json` by name, each with the results counted under that fit's
+    conventions; the plan and resolved config when present. `results` (a results file or a
+    user's table, with `mapping` naming its columns) replaces the directory's
+    `results.jsonl`, so a fit of data trained elsewhere gets a report too.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise InputError(f"run directory not found: {run_dir}")
+    primary = run_dir / FIT_FILE
+    if not primary.exists():
+        raise InputError(
+            f"{run_dir} has no {FIT_FILE}: run `flops-fit run`, or `flops-fit fit RESULTS "
+            f"-o {primary}`, first"
+        )
+    paths = [primary, *sorted((run_dir / FITS_DIR).glob("*.json"))]
+    source = Path(results) if results is not None else run_dir / RESULTS_FILE
+    plan = read_plan(run_dir / PLAN_FILE) if (run_dir / PLAN_FILE).exists() else None
+    only_ids = {s.id for s in plan.experiments} if plan is not None and results is None else None
+    fits, datasets = [], []
+    for path in paths:
+        fit = read_fit(path)
+        conv = fit.conventions
+        if results is None:
+            data = load_observations(source, only_ids, params=conv.params, flops=conv.flops)
+        else:
+            data = read_observations(source, mapping=mapping, params=conv.params, flops=conv.flops)
+        fits.append(fit)
+        datasets.append(data)
+    config = None
+    if (run_dir / CONFIG_FILE).exists():
+        try:
+            config = tomllib.loads((run_dir / CONFIG_FILE).read_text())
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise InputError(f"cannot read {run_dir / CONFIG_FILE}: {exc}") from None
+    runs = latest_runs(source, only_ids) if is_results_file(source) else ()
+    return StudyOutcome(
+        fits=tuple(fits),
+        observations=tuple(datasets),
+        plan=plan,
+        config=config,
+        run_dir=run_dir,
+        runs=runs,
+    )
+
+
+def latest_runs(results_path: Path, only_ids: set[str] | None = None) -> tuple[RunResult, ...]:
+    """Each experiment's latest record (its last `ok` one, else its last failure), in the
+    order the file first saw them; optionally only those of a plan."""
+    latest = ResultsStore(results_path).load().latest()
+    return tuple(r for k, r in latest.items() if only_ids is None or k in only_ids)

@@ -719,6 +719,11 @@ class StudyOutcome:
     plan: SweepPlan | None = None
     config: dict[str, Any] | None = None
     run_dir: Any = None  # pathlib.Path; Any keeps this module free of filesystem types
+    #: What the study noticed on the way that a reader should see (a compared fitter that
+    #: could not fit the data).
+    notes: tuple[str, ...] = ()
+    #: The latest record of each run (failed ones included), when the data is a results file.
+    runs: tuple[RunResult, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.fits:

@@ -132,7 +132,7 @@ class Synthetic:
     law = staticmethod(fit_law)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def synth() -> type[Synthetic]:
     return Synthetic
 

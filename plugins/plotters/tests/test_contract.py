@@ -1,11 +1,21 @@
-"""Both plotters pass the plotter contract every plotter must pass."""
+"""Every plotter passes the plotter contract every plotter must pass."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from flops_fit_core.testing import PlotterContract
-from flops_fit_plotters import IsoFlopPlotter, ScalingPlotter
+from flops_fit_core import Observations
+from flops_fit_core.testing import PlotterContract, isoflop_observations
+from flops_fit_plotters import (
+    CurvesPlotter,
+    FrontierPlotter,
+    IsoFlopPlotter,
+    ParametricPlotter,
+    ReportPlotter,
+    ResidualsPlotter,
+    ScalingPlotter,
+)
 
 
 class TestIsoFlopPlotterContract(PlotterContract):
@@ -22,3 +32,63 @@ class TestScalingPlotterContract(PlotterContract):
     @pytest.fixture
     def plugin_config(self):
         return {"formats": ["svg"], "dpi": 72}
+
+
+class TestFrontierPlotterContract(PlotterContract):
+    @pytest.fixture
+    def plugin(self):
+        return FrontierPlotter
+
+    @pytest.fixture
+    def plugin_config(self):
+        return {"targets": [1e24]}
+
+
+class TestParametricPlotterContract(PlotterContract):
+    @pytest.fixture
+    def plugin(self):
+        return ParametricPlotter
+
+
+class TestResidualsPlotterContract(PlotterContract):
+    @pytest.fixture
+    def plugin(self):
+        return ResidualsPlotter
+
+
+class TestCurvesPlotterContract(PlotterContract):
+    @pytest.fixture
+    def plugin(self):
+        return CurvesPlotter
+
+    @pytest.fixture
+    def observations(self) -> Observations:
+        """The contract's runs, each with a loss curve falling to its final loss."""
+        base = isoflop_observations()
+        curves = tuple(
+            [(float(d) * f, float(loss) * (1 + 0.5 * (1 - f))) for f in np.geomspace(0.05, 1, 6)]
+            for d, loss in zip(base.tokens, base.loss, strict=True)
+        )
+        return Observations(
+            budget=base.budget,
+            params=base.params,
+            tokens=base.tokens,
+            compute=base.compute,
+            loss=base.loss,
+            ids=base.ids,
+            conventions=base.conventions,
+            source=base.source,
+            curves=curves,
+        )
+
+
+class TestReportPlotterContract(PlotterContract):
+    follows_formats = False  # one HTML page, whatever the figure formats
+
+    @pytest.fixture
+    def plugin(self):
+        return ReportPlotter
+
+    @pytest.fixture
+    def plugin_config(self):
+        return {"targets": [1e24]}

@@ -14,10 +14,12 @@ from PIL import Image
 
 import flops_fit_plotters
 from flops_fit_core import ConfigError, Plotter, PlotterConfig
-from flops_fit_plotters import FigureConfig, IsoFlopPlotter, ScalingPlotter
+from flops_fit_plotters import FigureConfig, FrontierPlotter, IsoFlopPlotter, ScalingPlotter
 from flops_fit_plotters.style import format_budget, format_budgets, format_number_tex
 
-PLOTTERS = (IsoFlopPlotter, ScalingPlotter)
+#: The figures the shared fixtures (an empirical fit: no parametric law, no run model, no
+#: curves) can draw; the others are checked the same way through the plotter contract.
+PLOTTERS = (IsoFlopPlotter, ScalingPlotter, FrontierPlotter)
 MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "svg": b"<?xml", "pdf": b"%PDF"}
 SOURCE = Path(flops_fit_plotters.__file__).parent
 
@@ -48,7 +50,7 @@ def test_reruns_give_identical_files_and_leave_rcparams_alone(observations, fit,
             for path in cls({"dpi": 30}).plot(observations, fit, tmp_path / run):
                 files[path.name] = path.read_bytes()
         runs.append(files)
-    assert sorted(runs[0]) == ["isoflop.png", "isoflop.svg", "scaling.png", "scaling.svg"]
+    assert sorted(runs[0]) == sorted(f"{c.name}.{fmt}" for c in PLOTTERS for fmt in ("png", "svg"))
     for name, data in runs[0].items():
         assert runs[1][name] == data, f"{name} differs between two identical runs"
     assert matplotlib.rcParams.copy() == before
@@ -112,7 +114,15 @@ def test_registered_through_the_entry_point_and_hook():
     (entry,) = [e for e in entry_points(group="flops_fit") if e.name == "plotters"]
     assert entry.load() is flops_fit_plotters
     classes = flops_fit_plotters.flops_fit_register_plotters()
-    assert [c.name for c in classes] == ["isoflop", "scaling"]
+    assert [c.name for c in classes] == [
+        "isoflop",
+        "scaling",
+        "frontier",
+        "parametric",
+        "residuals",
+        "curves",
+        "report",
+    ]
     for cls in classes:
         assert issubclass(cls, Plotter) and issubclass(cls.Config, PlotterConfig)
         assert cls.Config.model_config["extra"] == "forbid"
@@ -128,5 +138,6 @@ def test_budget_labels_are_short_and_never_collide():
 def test_numbers_for_law_labels():
     assert format_number_tex(0.052) == "0.052"
     assert format_number_tex(123.456) == "123"
+    assert format_number_tex(1102.3) == "1102"  # not `1.1e+03`
     assert format_number_tex(2.5e-6) == r"2.5\times10^{-6}"
     assert format_number_tex(3.0e7) == r"3\times10^{7}"

@@ -22,13 +22,14 @@ from __future__ import annotations
 import pickle
 import threading
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
 
 from ..bases import Executor, Fitter, Planner, Plotter, PluginBase, Trainer, TrainerContext
 from ..errors import ConfigError, InputError, TrainingCancelled
-from ..schemas import FitResult, Observations, PluginConfig, RunResult, SweepPlan
+from ..schemas import FitResult, Observations, PluginConfig, RunResult, StudyOutcome, SweepPlan
 from .synthetic import CHINCHILLA, isoflop_observations, truth_fit
 from .trainers import EchoTrainer, tiny_specs
 
@@ -204,9 +205,15 @@ class FitterContract(_PluginContract):
 
 
 class PlotterContract(_PluginContract):
-    """Fixtures: `plugin`, `plugin_config`, optionally `observations` and `fit`."""
+    """Fixtures: `plugin`, `plugin_config`, optionally `observations` and `fit`.
+
+    Capability flag: `follows_formats` — the plotter writes one file per configured format
+    (a figure). A plotter that writes one document whatever the formats (the HTML report) sets
+    it False and is checked for writing a non-empty file instead.
+    """
 
     base = Plotter
+    follows_formats: ClassVar[bool] = True
 
     @pytest.fixture
     def observations(self) -> Observations:
@@ -221,12 +228,21 @@ class PlotterContract(_PluginContract):
         return plugin(plugin_config).plot(observations, fit, tmp_path / "figures")
 
     def test_writes_nonempty_files_in_each_format(self, files, plugin, plugin_config, tmp_path):
-        formats = set(plugin(plugin_config).config.formats)
         assert files
-        assert {p.suffix.lstrip(".") for p in files} == formats
+        if self.follows_formats:
+            formats = set(plugin(plugin_config).config.formats)
+            assert {p.suffix.lstrip(".") for p in files} == formats
         for path in files:
             assert path.is_file() and path.stat().st_size > 0
             assert path.resolve().is_relative_to((tmp_path / "figures").resolve())
+
+    def test_draws_a_study_outcome(self, plugin, plugin_config, observations, fit, tmp_path):
+        """`draw` (what the pipeline calls) takes a whole study and writes what `plot` does."""
+        outcome = StudyOutcome(fits=(fit, fit), observations=(observations, observations))
+        drawn = plugin(plugin_config).draw(outcome, tmp_path / "drawn")
+        plotted = plugin(plugin_config).plot(observations, fit, tmp_path / "plotted")
+        assert sorted(p.name for p in drawn) == sorted(p.name for p in plotted)
+        assert all(p.stat().st_size > 0 for p in drawn)
 
     def test_leaves_global_matplotlib_state_alone(
         self, plugin, plugin_config, observations, fit, tmp_path

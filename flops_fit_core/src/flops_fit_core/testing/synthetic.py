@@ -86,7 +86,8 @@ def isoflop_observations(
 
 
 def truth_fit(budgets=(1e18, 1e19, 1e20, 1e21, 1e22), law: Law = CHINCHILLA) -> FitResult:
-    """The exact answer for `law` as a FitResult (for plotter tests: no fitter involved)."""
+    """The exact answer for `law` as a FitResult, its parametric law included (for plotter
+    tests: no fitter involved)."""
 
     def exact(exponent: float, coefficient: float) -> PowerLaw:
         return PowerLaw(coefficient=coefficient, exponent=exponent, r2=1.0, n_points=len(budgets))
@@ -106,6 +107,10 @@ def truth_fit(budgets=(1e18, 1e19, 1e20, 1e21, 1e22), law: Law = CHINCHILLA) -> 
     return FitResult(
         fitter="truth",
         conventions=Conventions(params="total", flops="6n"),
+        parametric={
+            key: Estimate(value=float(getattr(law, key)))
+            for key in ("E", "A", "B", "alpha", "beta")
+        },
         laws={
             "n_opt": exact(law.a, law.G * 6**-law.a),
             "d_opt": exact(law.b, 6**-law.b / law.G),

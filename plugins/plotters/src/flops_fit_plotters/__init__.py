@@ -1,20 +1,32 @@
-"""flops-fit plotters: the figures of a scaling-law study, drawn without global matplotlib state.
+"""flops-fit plotters: the figures of a scaling-law study and its HTML report, drawn without
+global matplotlib state.
 
-Registered through the `flops_fit` entry point like any third-party plugin. Each plotter's
-`figure(observations, fit)` returns a bare `matplotlib.figure.Figure` (inspectable in tests and
-notebooks) and `plot(observations, fit, out_dir)` writes it in each configured format.
+Registered through the `flops_fit` entry point like any third-party plugin. Each figure
+plotter's `figure(observations, fit)` returns a bare `matplotlib.figure.Figure` (inspectable in
+tests and notebooks), `figure_for(outcome)` picks the fit it shows from a whole study, and
+`plot`/`draw` write it in each configured format. `report` writes one self-contained HTML page.
 """
 
 from flops_fit_core import hookimpl
 
 from .base import FigureConfig, FigurePlotter
+from .curves import CurvesPlotter
+from .frontier import FrontierPlotter
 from .isoflop import IsoFlopPlotter
+from .parametric import ParametricPlotter
+from .report import ReportPlotter
+from .residuals import ResidualsPlotter
 from .scaling import ScalingPlotter
 
 __all__ = [
+    "CurvesPlotter",
     "FigureConfig",
     "FigurePlotter",
+    "FrontierPlotter",
     "IsoFlopPlotter",
+    "ParametricPlotter",
+    "ReportPlotter",
+    "ResidualsPlotter",
     "ScalingPlotter",
     "flops_fit_register_plotters",
 ]
@@ -23,4 +35,12 @@ __all__ = [
 @hookimpl
 def flops_fit_register_plotters():
     """The plotters this distribution provides, for the plugin host to register by name."""
-    return [IsoFlopPlotter, ScalingPlotter]
+    return [
+        IsoFlopPlotter,
+        ScalingPlotter,
+        FrontierPlotter,
+        ParametricPlotter,
+        ResidualsPlotter,
+        CurvesPlotter,
+        ReportPlotter,
+    ]

@@ -1,17 +1,22 @@
 """The `isoflop` plotter: loss against model size, one curve per planned compute budget.
 
 This is the figure a reader checks first: each budget's runs should trace a valley, and the
-fitter's optimum should sit at its bottom. A minimum at the edge of a curve, or an optimum far
-from the lowest runs, shows at a glance that the sweep or the fit needs another look.
+fitter's optimum should sit at its bottom. The fit's own model of the valley is drawn through
+the runs (dashed): the parabola in ln N of a `quadratic` fit, or the iso-FLOP slice of a
+parametric L(N, D). A minimum at the edge of a curve, a flagged (off-centre) budget, or an
+optimum far from the lowest runs shows at a glance that the sweep or the fit needs another look.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from flops_fit_core import FitResult, InputError, Observations
 
 from .base import FigurePlotter, interval_errors, match_optima, usable_optima
+from .models import LossModel, loss_model
 from .style import (
     FONT_SIZES,
     NEUTRAL,
@@ -50,24 +55,30 @@ class IsoFlopPlotter(FigurePlotter):
         paired, unmatched = match_optima(budgets, optima)
         labels = format_budgets(budgets)
 
+        model = loss_model(fit)
         fig = new_figure(8.2, 5.0)
         ax = fig.add_subplot()
         handles: list[Line2D] = []
-        any_interval = any_flagged = False
-        for i, (_, rows) in enumerate(groups):
+        any_interval = any_flagged = any_model = False
+        for i, (budget, rows) in enumerate(groups):
             colour, marker = series_style(i)
+            flags = paired[i].flags if i in paired else []
+            label = f"C = {labels[i]} FLOPs" + (f" ({'; '.join(flags)})" if flags else "")
             (line,) = ax.plot(
                 observations.params[rows],
                 observations.loss[rows],
                 color=colour,
                 marker=marker,
                 markersize=5,
-                linewidth=1.5,
-                label=f"C = {labels[i]} FLOPs",
+                linewidth=0.9 if model is not None else 1.5,
+                alpha=0.85 if model is not None else 1.0,
+                label=label,
                 gid=f"series-{i}",
                 zorder=2,
             )
             handles.append(line)
+            if model is not None:
+                any_model |= self._draw_model(ax, model, observations, budget, rows, colour, i)
             if i in paired:
                 shown_interval, flagged = self._mark_optimum(ax, paired[i], colour, f"{i}")
                 any_interval |= shown_interval
@@ -89,6 +100,10 @@ class IsoFlopPlotter(FigurePlotter):
                 )
             )
 
+        if any_model:
+            handles.append(
+                Line2D([], [], color=NEUTRAL, linestyle="--", linewidth=1.6, label=model.label)
+            )
         star_label = f"fitted optimum ({fit.fitter})"
         if any_interval:
             star_label += ",\nbars: its interval"
@@ -133,6 +148,36 @@ class IsoFlopPlotter(FigurePlotter):
             title_fontsize=FONT_SIZES["legend"] + 0.5,
         )
         return fig
+
+    @staticmethod
+    def _draw_model(
+        ax, model: LossModel, observations: Observations, budget: float, rows, colour: str, i: int
+    ) -> bool:
+        """The fit's loss along this budget's iso-FLOP line, a little past its runs' sizes.
+
+        A parametric law needs D for each N: D = C / (k N), with k the budget's own FLOPs per
+        parameter-token (6 under C = 6ND, a little more when attention is counted).
+        """
+        if not model.covers(budget):
+            return False
+        n = observations.params[rows]
+        grid = np.geomspace(n.min() / 1.25, n.max() * 1.25, 120)
+        k = float(np.median(observations.compute[rows] / (n * observations.tokens[rows])))
+        tokens = budget / (k * grid)
+        curve = model.predict(budget, grid, tokens)
+        if not np.all(np.isfinite(curve)):
+            return False
+        ax.plot(
+            grid,
+            curve,
+            color=colour,
+            linestyle="--",
+            linewidth=1.6,
+            zorder=2.5,
+            label="_nolegend_",
+            gid=f"model-{i}",
+        )
+        return True
 
     @staticmethod
     def _mark_optimum(ax, opt, colour: str, tag: str) -> tuple[bool, bool]:

@@ -98,7 +98,7 @@ def loss_model(fit: FitResult) -> LossModel | None:
     if values is not None:
         return LossModel(
             kind="parametric",
-            label=f"L(N, D) = E + A/N^α + B/D^β ({fit.fitter})",
+            label=rf"$L(N, D) = E + A/N^{{\alpha}} + B/D^{{\beta}}$ ({fit.fitter})",
             fitter=fit.fitter,
             _parametric=values,
         )

@@ -1,8 +1,9 @@
 """The `scaling` plotter: the compute-optimal laws N*(C) and D*(C) against their data.
 
 The laws are what users extrapolate from, so the figure shows them past the largest budget
-(dashed, a decade further) with the law's own confidence band: a reader sees both how well the
-optima follow a power law and how fast the uncertainty grows where predictions will be used.
+(dashed, a decade further, or to the furthest `targets` budget) with the law's own confidence
+band, and marks each target with the law's prediction and its interval: a reader sees how well
+the optima follow a power law and how fast the uncertainty grows where predictions are used.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .base import FigurePlotter, interval_errors, usable_optima
 from .style import (
     FONT_SIZES,
     LEGEND_EDGE,
+    NEUTRAL,
     OKABE_ITO,
     format_number_tex,
     new_figure,
@@ -98,8 +100,11 @@ class ScalingPlotter(FigurePlotter):
         handles: list = []
 
         law = fit.laws[key]
+        targets = tuple(self.config.targets)
         if _usable_law(law):
-            handles.extend(self._draw_law(ax, law, budgets, key, symbol, colour))
+            handles.extend(self._draw_law(ax, law, budgets, key, symbol, colour, targets))
+            if targets:
+                handles.append(self._mark_targets(ax, law, targets, key, symbol, colour))
         else:
             ax.text(
                 0.03,
@@ -177,12 +182,74 @@ class ScalingPlotter(FigurePlotter):
         )
 
     @staticmethod
+    def _mark_targets(
+        ax: Axes, law: PowerLaw, targets: tuple[float, ...], key: str, symbol: str, colour: str
+    ):
+        """Each target: a dotted vertical line and the law's prediction with its interval."""
+        from matplotlib.lines import Line2D
+
+        c = np.asarray(targets, dtype=float)
+        values = np.asarray(law.predict(c), dtype=float)
+        band = law.predict_interval(c)
+        for x in c:
+            ax.axvline(
+                x, color=NEUTRAL, linestyle=":", linewidth=1.0, zorder=1, gid=f"target-{key}"
+            )
+        if band is not None:
+            lo, hi = (np.asarray(b, dtype=float) for b in band)
+            bars = ax.errorbar(
+                c,
+                values,
+                yerr=np.vstack([np.clip(values - lo, 0, None), np.clip(hi - values, 0, None)]),
+                fmt="none",
+                ecolor=colour,
+                elinewidth=1.4,
+                capsize=4,
+                zorder=4,
+                label="_nolegend_",
+            )
+            for child in bars.get_children():
+                child.set_gid(f"target-interval-{key}")
+        ax.plot(
+            c,
+            values,
+            linestyle="none",
+            marker="D",
+            markersize=7,
+            color=colour,
+            markeredgecolor="black",
+            zorder=5,
+            label="_nolegend_",
+            gid=f"target-point-{key}",
+        )
+        label = "target: predicted " + rf"${symbol}^*$" + (" and interval" if band else "")
+        return Line2D(
+            [],
+            [],
+            linestyle=":",
+            color=NEUTRAL,
+            marker="D",
+            markersize=7,
+            markerfacecolor=colour,
+            markeredgecolor="black",
+            label=label,
+        )
+
+    @staticmethod
     def _draw_law(
-        ax: Axes, law: PowerLaw, budgets: np.ndarray, key: str, symbol: str, colour: str
+        ax: Axes,
+        law: PowerLaw,
+        budgets: np.ndarray,
+        key: str,
+        symbol: str,
+        colour: str,
+        targets: tuple[float, ...] = (),
     ) -> list:
-        """The law solid over the fitted budgets, dashed beyond, and its band when known."""
+        """The law solid over the fitted budgets, dashed beyond (to the furthest target when
+        that is further than a decade), and its band when known."""
         lo_c, hi_c = float(budgets.min()), float(budgets.max())
-        far = hi_c * 10**EXTRAPOLATE_DECADES
+        far = max([hi_c * 10**EXTRAPOLATE_DECADES, *(t * 1.5 for t in targets)])
+        near = min([lo_c, *(t / 1.5 for t in targets)])
         fitted = np.geomspace(lo_c, hi_c, 100) if hi_c > lo_c else np.array([lo_c])
         beyond = np.geomspace(hi_c, far, 100)
         (line,) = ax.plot(
@@ -205,7 +272,19 @@ class ScalingPlotter(FigurePlotter):
             gid=f"law-extrapolated-{key}",
         )
         handles: list = [line, extra]
-        grid = np.geomspace(lo_c, far, 200)
+        if near < lo_c:  # a target below the budgets: the law extrapolated downwards too
+            below = np.geomspace(near, lo_c, 60)
+            ax.plot(
+                below,
+                law.predict(below),
+                color=colour,
+                linewidth=2.0,
+                linestyle="--",
+                zorder=2,
+                label="_nolegend_",
+                gid=f"law-extrapolated-below-{key}",
+            )
+        grid = np.geomspace(near, far, 200)
         band = law.predict_interval(grid)
         if band is not None:
             lower, upper = (np.asarray(b, dtype=float) for b in band)

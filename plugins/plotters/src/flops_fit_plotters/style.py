@@ -41,6 +41,7 @@ __all__ = [
     "save_figure",
     "series_style",
     "style_axes",
+    "write_atomic",
 ]
 
 #: Okabe & Ito (2008), "Color Universal Design": eight colours told apart by most readers,
@@ -136,7 +137,9 @@ def format_number_tex(value: float, digits: int = 3) -> str:
     """A number for mathtext: plain (`0.052`) in a readable range, `1.2\\times10^{-5}` beyond."""
     if value == 0 or not np.isfinite(value):
         return f"{value:g}"
-    if 1e-3 <= abs(value) < 1e4:
+    if 1e3 <= abs(value) < 1e4:  # `.3g` would write 1102 as 1.1e+03
+        return f"{value:.0f}"
+    if 1e-3 <= abs(value) < 1e3:
         return f"{value:.{digits}g}"
     mantissa, exponent = f"{value:.{digits - 1}e}".split("e")
     mantissa = mantissa.rstrip("0").rstrip(".")
@@ -198,7 +201,7 @@ def figure_bytes(fig: Figure, fmt: str, dpi: int) -> bytes:
     return data
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     """Write via a temporary file and rename, so a crash never leaves half a figure behind."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -218,6 +221,6 @@ def save_figure(
     paths = []
     for fmt in formats:
         path = out / f"{name}.{fmt}"
-        _write_atomic(path, figure_bytes(fig, fmt, dpi))
+        write_atomic(path, figure_bytes(fig, fmt, dpi))
         paths.append(path)
     return paths

@@ -1,0 +1,323 @@
+"""The `frontier` plotter: the best loss each compute budget buys, L*(C), and where it heads.
+
+L*(C) is the law a study is usually run to extrapolate ("what loss will 10x the compute give?"),
+so the figure shows the fitted law past the largest budget, its confidence band widening there,
+and the user's target budgets with the predicted loss and its interval read off the law. A fit
+with an irreducible term (L* = E + k C^a) shows E as the floor the law approaches: how much of
+the remaining loss more compute can still remove is then visible at a glance.
+
+The loss axis is linear: the optima of a study span a fraction of a nat, far less than a decade,
+and on a linear axis the floor E, the band and the distance between them read directly in
+nats/token.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from flops_fit_core import FitResult, Observations, Optimum, PowerLaw
+
+from .base import FigurePlotter, interval_errors, usable_optima
+from .style import (
+    FONT_SIZES,
+    NEUTRAL,
+    OKABE_ITO,
+    format_budgets,
+    format_number_tex,
+    new_figure,
+    style_axes,
+)
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn: it costs ~1 s at start-up
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = ["FrontierPlotter", "loss_law_label"]
+
+#: How far past the largest budget the law is drawn (in decades), as in the scaling figure.
+EXTRAPOLATE_DECADES = 1.0
+
+LAW_COLOUR = OKABE_ITO["bluish_green"]
+
+#: Target markers take these colours in turn: none is the law's, all read on white.
+TARGET_COLOURS: tuple[str, ...] = tuple(
+    OKABE_ITO[k] for k in ("vermillion", "blue", "reddish_purple", "orange", "sky_blue")
+)
+
+
+def loss_law_label(law: PowerLaw) -> str:
+    """`L* = 2.06 + 1102·C^-0.290` (mathtext), with the exponent's interval when known."""
+    power = rf"{format_number_tex(law.coefficient)}\cdot C^{{{law.exponent:.3f}}}"
+    if law.offset is not None:
+        power = rf"{format_number_tex(law.offset)} + {power}"
+    text = rf"$L^* = {power}$"
+    if law.exponent_interval is not None:
+        lo, hi = law.exponent_interval
+        text += f"\nexponent {law.level:.0%} CI [{lo:.3f}, {hi:.3f}]"
+    return text
+
+
+def _usable_law(law: PowerLaw) -> bool:
+    return (
+        math.isfinite(law.coefficient)
+        and law.coefficient > 0
+        and math.isfinite(law.exponent)
+        and (law.offset is None or math.isfinite(law.offset))
+    )
+
+
+def _interval(law: PowerLaw, compute: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The law's band at `compute`, or None when unknown or not finite everywhere."""
+    band = law.predict_interval(compute)
+    if band is None:
+        return None
+    lower, upper = (np.asarray(b, dtype=float) for b in band)
+    if not np.all(np.isfinite(lower) & np.isfinite(upper)):
+        return None
+    return lower, upper
+
+
+class FrontierPlotter(FigurePlotter):
+    """The per-budget optimal losses against compute, the fitted L*(C), its band and targets."""
+
+    name = "frontier"
+
+    def figure(self, observations: Observations, fit: FitResult) -> Figure:
+        """Draw the frontier; artists carry gids (`optima`, `law`, `law-extrapolated`, `band`,
+        `irreducible`, `target-i`, `target-point-i`, `target-interval-i`)."""
+        from matplotlib.lines import Line2D
+
+        optima = usable_optima(fit, ("loss",), self.name)
+        law = fit.laws["loss_opt"]
+        budgets = np.array([opt.budget for opt in optima])
+        targets = tuple(float(t) for t in self.config.targets)
+
+        fig = new_figure(8.6, 5.0)
+        ax = fig.add_subplot()
+        handles: list = []
+        handles.extend(self._draw_optima(ax, optima, fit.fitter))
+        if _usable_law(law):
+            handles.extend(self._draw_law(ax, law, budgets, targets))
+            if law.offset is not None:
+                handles.append(self._draw_floor(ax, law))
+            handles.extend(self._draw_targets(ax, law, targets))
+        else:
+            ax.text(
+                0.03,
+                0.03,
+                "no usable L*(C) law in this fit",
+                transform=ax.transAxes,
+                va="bottom",
+                fontsize=FONT_SIZES["legend"],
+                color=OKABE_ITO["vermillion"],
+            )
+            for i, target in enumerate(targets):  # still say where the user wanted answers
+                ax.axvline(
+                    target,
+                    color=TARGET_COLOURS[i % len(TARGET_COLOURS)],
+                    linestyle=":",
+                    linewidth=1.3,
+                    gid=f"target-{i}",
+                )
+            if targets:
+                handles.append(Line2D([], [], color=NEUTRAL, linestyle=":", label="target budget"))
+
+        ax.set_xscale("log")
+        style_axes(ax)
+        flops_kind = "6ND" if fit.conventions.flops == "6n" else "exact count"
+        ax.set_xlabel(f"Compute C (FLOPs, {flops_kind})", fontsize=FONT_SIZES["label"])
+        ax.set_ylabel("Compute-optimal loss L* (nats/token)", fontsize=FONT_SIZES["label"])
+        ax.set_title(f"Loss frontier — {fit.fitter} fit", fontsize=FONT_SIZES["title"])
+        # Outside the axes: the law falls to the right and the band fans out there, so no
+        # corner inside is reliably free, and target entries carry their numbers.
+        ax.legend(
+            handles=handles,
+            loc="upper left",
+            bbox_to_anchor=(1.02, 1.0),
+            borderaxespad=0.0,
+            frameon=False,
+            fontsize=FONT_SIZES["legend"],
+        )
+        return fig
+
+    @staticmethod
+    def _draw_optima(ax: Axes, optima: list[Optimum], fitter: str) -> list:
+        """The optima as black points, with loss interval bars; flagged ones hollow."""
+        from matplotlib.lines import Line2D
+
+        budgets = np.array([opt.budget for opt in optima])
+        values = np.array([opt.loss.value for opt in optima])
+        flagged = np.array([bool(opt.flags) for opt in optima])
+        with_iv = [i for i, opt in enumerate(optima) if opt.loss.interval is not None]
+        if with_iv:
+            bars = ax.errorbar(
+                budgets[with_iv],
+                values[with_iv],
+                yerr=interval_errors(values[with_iv], [optima[i].loss.interval for i in with_iv]),
+                fmt="none",
+                ecolor="black",
+                elinewidth=1.0,
+                capsize=3,
+                zorder=3,
+                label="_nolegend_",
+            )
+            for child in bars.get_children():
+                child.set_gid("optima-interval")
+        label = f"per-budget optima ({fitter})"
+        if with_iv:
+            label += ",\nbars: their intervals"
+        (points,) = ax.plot(
+            budgets,
+            values,
+            linestyle="none",
+            marker="o",
+            markersize=6,
+            color="black",
+            markerfacecolor="black",
+            zorder=4,
+            label=label,
+            gid="optima",
+        )
+        handles: list = [points]
+        if flagged.any():
+            hollow = {
+                "linestyle": "none",
+                "marker": "o",
+                "markersize": 6,
+                "color": "black",
+                "markerfacecolor": "white",
+            }
+            ax.plot(
+                budgets[flagged],
+                values[flagged],
+                zorder=5,
+                label="_nolegend_",
+                gid="optima-flagged",
+                **hollow,
+            )
+            handles.append(Line2D([], [], label="flagged optimum (see fit warnings)", **hollow))
+        return handles
+
+    @staticmethod
+    def _draw_law(ax: Axes, law: PowerLaw, budgets: np.ndarray, targets: tuple) -> list:
+        """The law solid over the budgets, dashed a decade beyond (or to the furthest target),
+        and its band over the whole drawn range when the fit knows its uncertainty."""
+        lo_c, hi_c = float(budgets.min()), float(budgets.max())
+        far = max(hi_c * 10**EXTRAPOLATE_DECADES, *targets) if targets else hi_c * 10
+        near = min(lo_c, *targets) if targets else lo_c
+        fitted = np.geomspace(lo_c, hi_c, 100) if hi_c > lo_c else np.array([lo_c])
+        beyond = np.geomspace(hi_c, far, 100)
+        (line,) = ax.plot(
+            fitted,
+            law.predict(fitted),
+            color=LAW_COLOUR,
+            linewidth=2.0,
+            zorder=2,
+            label=loss_law_label(law),
+            gid="law",
+        )
+        (extra,) = ax.plot(
+            beyond,
+            law.predict(beyond),
+            color=LAW_COLOUR,
+            linewidth=2.0,
+            linestyle="--",
+            zorder=2,
+            label="extrapolation",
+            gid="law-extrapolated",
+        )
+        if near < lo_c:  # a target below the smallest budget: reach back to it as well
+            before = np.geomspace(near, lo_c, 50)
+            ax.plot(
+                before,
+                law.predict(before),
+                color=LAW_COLOUR,
+                linewidth=2.0,
+                linestyle="--",
+                zorder=2,
+                label="_nolegend_",
+                gid="law-extrapolated-below",
+            )
+        handles: list = [line, extra]
+        grid = np.geomspace(near, far, 200)
+        band = _interval(law, grid)
+        if band is not None:
+            handles.append(
+                ax.fill_between(
+                    grid,
+                    band[0],
+                    band[1],
+                    color=LAW_COLOUR,
+                    alpha=0.18,
+                    linewidth=0,
+                    zorder=1,
+                    label=f"{law.level:.0%} confidence band",
+                    gid="band",
+                )
+            )
+        return handles
+
+    @staticmethod
+    def _draw_floor(ax: Axes, law: PowerLaw):
+        """The irreducible loss E, the asymptote an offset law approaches."""
+        label = f"irreducible loss E = {law.offset:.3g}"
+        if law.offset_interval is not None:
+            lo, hi = law.offset_interval
+            label += f" [{lo:.3g}, {hi:.3g}]"
+        return ax.axhline(
+            law.offset,
+            color=NEUTRAL,
+            linewidth=0.9,
+            linestyle="-.",
+            zorder=1.5,
+            label=label,
+            gid="irreducible",
+        )
+
+    @staticmethod
+    def _draw_targets(ax: Axes, law: PowerLaw, targets: tuple) -> list:
+        """Each target: a dotted vertical line and the law's L* there, with its interval."""
+        handles: list = []
+        names = format_budgets(targets)
+        for i, target in enumerate(targets):
+            colour = TARGET_COLOURS[i % len(TARGET_COLOURS)]
+            value = float(law.predict(target))
+            band = _interval(law, np.array([target]))
+            ax.axvline(
+                target, color=colour, linestyle=":", linewidth=1.3, zorder=1.6, gid=f"target-{i}"
+            )
+            label = f"target C = {names[i]} FLOPs:\nL* = {value:.3f}"
+            if band is not None:
+                lo, hi = float(band[0][0]), float(band[1][0])
+                label += f" [{lo:.3f}, {hi:.3f}]"
+                bars = ax.errorbar(
+                    [target],
+                    [value],
+                    yerr=interval_errors([value], [(lo, hi)]),
+                    fmt="none",
+                    ecolor=colour,
+                    elinewidth=1.4,
+                    capsize=4,
+                    zorder=5,
+                    label="_nolegend_",
+                )
+                for child in bars.get_children():
+                    child.set_gid(f"target-interval-{i}")
+            (point,) = ax.plot(
+                [target],
+                [value],
+                linestyle="none",
+                marker="D",
+                markersize=7,
+                color=colour,
+                markeredgecolor="black",
+                markeredgewidth=0.8,
+                zorder=6,
+                label=label,
+                gid=f"target-point-{i}",
+            )
+            handles.append(point)
+        return handles
