@@ -3,7 +3,9 @@ and the figures a study skips (with the reason) or refuses (when asked for by na
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -52,6 +54,11 @@ def test_compared_fitters_are_fitted_recorded_and_reported(study):
     html = (run_dir / "report.html").read_text()
     for name in ("empirical", "quadratic", "robust"):
         assert f"Full {name} fit report" in html
+    # The report embeds the figures the study just drew (not a second drawing of its own).
+    embedded = re.search(
+        r'src="data:image/svg\+xml;base64,([^"]+)"[^>]*data-figure="scaling"', html
+    )
+    assert base64.b64decode(embedded.group(1)) == (run_dir / "figures" / "scaling.svg").read_bytes()
 
 
 def test_run_ends_with_the_headline_and_the_report_path(study):
@@ -66,8 +73,19 @@ def test_run_ends_with_the_headline_and_the_report_path(study):
 
 def test_json_summary_has_the_target_prediction_and_the_report(capsys, study):
     run_dir, _ = study
+    config = run_dir.parent / "compare.toml"  # the study's own config: its comparisons stay
     result = flops_fit(
-        capsys, "run", "--preset", "mock", "--out", run_dir, "--target", "1e24", "--json"
+        capsys,
+        "run",
+        "--preset",
+        "mock",
+        "-c",
+        config,
+        "--out",
+        run_dir,
+        "--target",
+        "1e24",
+        "--json",
     )
     assert result.code == 0, result.err
     summary = result.json()
@@ -163,3 +181,59 @@ def test_figures_without_data_are_skipped_in_a_study_and_refused_by_name(capsys,
         run_dir / "again",
     )
     assert_one_line_error(result, "loss curve")
+
+
+def test_fits_dir_follows_the_compare_list(capsys, tmp_path, study):
+    """Dropping a comparison, or making it the study's own fitter, removes its old file, so
+    `flops-fit report` never shows a stale fit beside the new one."""
+    run_dir, _ = study
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[fitter]\nname = "robust"\nbootstrap = 100\n[[compare]]\nname = "empirical"\n'
+    )
+    result = flops_fit(capsys, "run", "--preset", "mock", "-c", config, "--out", copy, "--json")
+    assert result.code == 0, result.err
+    assert sorted(p.name for p in (copy / "fits").iterdir()) == ["empirical.json"]
+    html = (copy / "report.html").read_text()
+    assert "Full quadratic fit report" not in html
+    assert "Full robust fit report" in html and "Full empirical fit report" in html
+
+
+def test_a_compared_fitter_short_of_data_is_noted_and_the_report_keeps_the_note(
+    capsys, tmp_path, study
+):
+    run_dir, _ = study
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    config = tmp_path / "c.toml"
+    config.write_text('[[compare]]\nname = "quadratic"\nmin_budgets = 20\n')
+    result = flops_fit(capsys, "run", "--preset", "mock", "-c", config, "--out", copy)
+    assert result.code == 0, result.err
+    assert "compared fitter 'quadratic' could not fit these results" in result.err
+    assert (copy / "fits" / "quadratic.failed").is_file()
+    (copy / "report.html").unlink()
+    assert flops_fit(capsys, "report", copy).code == 0
+    assert "could not fit these results" in (copy / "report.html").read_text()
+
+
+def test_yaml_targets_read_as_strings_still_reach_the_headline(capsys, tmp_path, study):
+    run_dir = tmp_path / "copy"
+    shutil.copytree(study[0], run_dir)
+    config = tmp_path / "study.yaml"
+    config.write_text("plot:\n  targets: [1e21]\n")  # YAML 1.1 reads 1e21 as a string
+    result = flops_fit(capsys, "run", "--preset", "mock", "-c", config, "--out", run_dir, "--json")
+    assert result.code == 0, result.err
+    assert [p["compute"] for p in result.json()["predictions"]] == [1e21, 1e23]
+
+
+def test_report_needs_its_results(capsys, tmp_path, study):
+    run_dir, _ = study
+    lonely = tmp_path / "lonely"
+    lonely.mkdir()
+    shutil.copy(run_dir / "fit.json", lonely / "fit.json")
+    assert_one_line_error(flops_fit(capsys, "report", lonely), "--results FILE")
+    assert_one_line_error(
+        flops_fit(capsys, "report", run_dir, "--map", "loss=l"), "--map names the columns"
+    )

@@ -212,7 +212,11 @@ class PlotterConfig(PluginConfig):
     @field_validator("targets", mode="before")
     @classmethod
     def _one_target(cls, value):
-        return (value,) if isinstance(value, int | float) else value
+        if isinstance(value, bool) or (
+            isinstance(value, list | tuple) and any(isinstance(v, bool) for v in value)
+        ):
+            raise ValueError("targets must be compute budgets in FLOPs, not true/false")
+        return (value,) if isinstance(value, str | int | float) else value
 
     @field_validator("targets")
     @classmethod

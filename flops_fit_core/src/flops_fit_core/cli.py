@@ -9,6 +9,7 @@ machine-readable output on stdout; progress and messages go to stderr.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import traceback
 from pathlib import Path
@@ -18,11 +19,12 @@ import click
 import tomli_w
 
 from . import __version__, headline, pipeline, tables
+from .bases import PlotterConfig
 from .config import DEFAULT_PRESET, StudyConfig, load_study_config
 from .errors import ConfigError, FlopsFitError, RunFailed
 from .plugins import get_host
 from .progress import ConsoleReporter
-from .schemas import StudyOutcome
+from .schemas import StudyOutcome, parse_model
 
 __all__ = ["cli", "main"]
 
@@ -38,7 +40,7 @@ def _echo_json(data: Any) -> None:
 
 
 def _positive_float(ctx, param, value):
-    if value is not None and not value > 0:
+    if value is not None and not (math.isfinite(value) and value > 0):
         raise click.BadParameter(f"must be a positive number of FLOPs, got {value}")
     return value
 
@@ -200,14 +202,18 @@ def run(
 
 
 def _add_targets(study_config: StudyConfig, targets: tuple[float, ...]) -> tuple[float, ...]:
-    """Merge `--target` into the config's `[plot] targets`, which figures and the report read;
-    return all targets (validated by the plotters' config when the study is resolved)."""
+    """Merge `--target` into the config's `[plot] targets`, which figures and the report read,
+    and return them all as the plotters will read them (one validation, so the headline never
+    quotes other budgets than the figures mark)."""
     existing = study_config.plot.get("targets", [])
-    existing = [existing] if isinstance(existing, int | float) else list(existing)
+    existing = [existing] if isinstance(existing, str | int | float) else existing
+    if not isinstance(existing, list | tuple):
+        raise ConfigError("config: [plot] targets must be a list of compute budgets (FLOPs)")
     merged = [*existing, *targets]
-    if merged:
-        study_config.plot["targets"] = merged
-    return tuple(sorted({float(t) for t in merged if isinstance(t, int | float) and t > 0}))
+    if not merged:
+        return ()
+    study_config.plot["targets"] = merged
+    return parse_model(PlotterConfig, {"targets": merged}, "config [plot]").targets
 
 
 def _count(n: int) -> str:
@@ -427,7 +433,9 @@ def plot(
     study_config = _study_config(config_path, preset, overrides, beside=results_path.parent)
     _add_targets(study_config, targets)
     options = dict(study_config.plot)
-    names = list(plotters) or options.pop("names")
+    # The report belongs to a study's run directory (`flops-fit report`); of the config's
+    # list, `plot` draws the figures only.
+    names = list(plotters) or [n for n in options.pop("names") if n != "report"]
     options.pop("names", None)
     host = get_host()
     instances = [host.create("plotter", name, options) for name in names]
@@ -464,7 +472,7 @@ def plot(
     "overrides",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Override a [plot] option, e.g. --set plot.formats=svg (repeatable).",
+    help="Override a [plot] option, e.g. --set plot.targets=[1e21] (repeatable).",
 )
 @click.pass_obj
 def report(state: State, run_dir, results_path, mapping, targets, overrides):

@@ -9,6 +9,7 @@ and an edited plan trains only what is new.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -75,6 +76,8 @@ CONFIG_FILE, PLAN_FILE, RESULTS_FILE, FIT_FILE, FITS_DIR, FIGURES_DIR, REPORT_FI
     "figures",
     "report.html",
 )
+#: `fits/<fitter><FAILED_SUFFIX>`: why a compared fitter could not fit the results.
+FAILED_SUFFIX = ".failed"
 
 
 class Reporter(Protocol):
@@ -383,20 +386,28 @@ def draw_outcome(
     """Each plotter's files for a study's outcome.
 
     A plotter with nothing to show for this outcome (`NothingToDraw`: no loss curves, no
-    parametric law) is an error when it was asked for by name; with `skip_empty` (the study's
-    own list of figures) it is skipped and the reason told to `reporter`.
+    parametric law) is an error when it was asked for by name. With `skip_empty` (the study's
+    own list of figures, drawn after the study is trained and fitted) a figure never fails the
+    study: one it cannot draw, for any reason, is skipped, its files from an earlier run are
+    removed, and the reason is told to `reporter`.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     drawn = Drawn()
     for plotter in plotters:
         try:
+            outcome = dataclasses.replace(outcome, drawn=tuple(drawn.files))
             drawn.files.extend(plotter.draw(outcome, out_dir))
-        except NothingToDraw as exc:
+        except Exception as exc:
             if not skip_empty:
                 raise
-            drawn.skipped[plotter.name] = str(exc)
+            drawn.skipped[plotter.name] = reason = (
+                str(exc).splitlines()[0] if str(exc) else repr(exc)
+            )
+            for fmt in getattr(plotter.config, "formats", ()):
+                (out_dir / f"{plotter.name}.{fmt}").unlink(missing_ok=True)
             if reporter is not None:
-                reporter.message(f"figure {plotter.name!r} skipped: {exc}")
+                verb = "skipped" if isinstance(exc, NothingToDraw) else "not drawn"
+                reporter.message(f"figure {plotter.name!r} {verb}: {reason}")
     return drawn
 
 
@@ -410,22 +421,33 @@ def fit_comparisons(
 ) -> tuple[list[FitResult], list[Observations], list[str]]:
     """Fit each `[[compare]]` fitter and write `fits/<name>.json`.
 
-    A comparison that cannot fit this data (`FitError`) does not fail the study, whose answer
-    is its own fitter's: it is reported, listed in the report, and its file from an earlier
-    run is removed so the report never shows a stale fit.
+    `fits/` holds exactly the current comparisons: files of fitters no longer compared (or
+    now the study's own) are removed, so `flops-fit report` never shows a stale fit. A
+    comparison that cannot fit this data (`FitError`, `InputError`: too few budgets or runs
+    for it) does not fail the study, whose answer is its own fitter's: the reason is
+    reported, kept in `fits/<name>.failed` for the report, and listed there.
     """
+    fits_dir = run_dir / FITS_DIR
+    wanted = {fitter.name for fitter in study.comparisons}
+    if fits_dir.is_dir():
+        for stale in [*fits_dir.glob("*.json"), *fits_dir.glob(f"*{FAILED_SUFFIX}")]:
+            if stale.name.removesuffix(stale.suffix) not in wanted:
+                stale.unlink(missing_ok=True)
     fits, datasets, notes = [], [], []
     for fitter in study.comparisons:
         path = fit_path(run_dir, fitter.name, primary=False)
+        failed = fits_dir / f"{fitter.name}{FAILED_SUFFIX}"
         data = load_observations(run_dir / RESULTS_FILE, only_ids, **requested_conventions(fitter))
         try:
             fit = fit_observations(data, fitter)
-        except FitError as exc:
+        except (FitError, InputError) as exc:
             path.unlink(missing_ok=True)
             note = f"compared fitter {fitter.name!r} could not fit these results: {exc}"
             reporter.message(f"warning: {note}")
+            write_atomic(failed, note + "\n")
             notes.append(note)
             continue
+        failed.unlink(missing_ok=True)
         write_atomic(path, fit.model_dump_json(indent=2))
         fits.append(fit)
         datasets.append(data)
@@ -509,12 +531,10 @@ def run_study(
     )
     fit = fit_observations(observations, study.fitter)
     write_atomic(run_dir / FIT_FILE, fit.model_dump_json(indent=2))
-    fits, datasets, notes = [fit], [observations], []
     if study.comparisons:
         stage("comparing with " + ", ".join(repr(f.name) for f in study.comparisons))
-        more_fits, more_data, notes = fit_comparisons(study, run_dir, only_ids, reporter)
-        fits += more_fits
-        datasets += more_data
+    more_fits, more_data, notes = fit_comparisons(study, run_dir, only_ids, reporter)
+    fits, datasets = [fit, *more_fits], [observations, *more_data]
     outcome = StudyOutcome(
         fits=tuple(fits),
         observations=tuple(datasets),
@@ -553,8 +573,36 @@ def read_outcome(
             f"{run_dir} has no {FIT_FILE}: run `flops-fit run`, or `flops-fit fit RESULTS "
             f"-o {primary}`, first"
         )
-    paths = [primary, *sorted((run_dir / FITS_DIR).glob("*.json"))]
+    config = None
+    if (run_dir / CONFIG_FILE).exists():
+        try:
+            config = tomllib.loads((run_dir / CONFIG_FILE).read_text())
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise InputError(f"cannot read {run_dir / CONFIG_FILE}: {exc}") from None
+    if mapping and results is None:
+        raise UsageError("--map names the columns of a table given with --results")
+    # The study's comparisons in its config's order, then any fit added by hand, by name.
+    order = [t.get("name") for t in (config or {}).get("compare", []) if isinstance(t, dict)]
+    rank = {name: i for i, name in enumerate(order)}
+
+    def by_config(path: Path) -> tuple[int, str]:
+        stem = path.name.removesuffix(path.suffix)
+        return rank.get(stem, len(rank)), stem
+
+    fits_dir = run_dir / FITS_DIR
+    paths = [primary, *sorted(fits_dir.glob("*.json"), key=by_config)]
+    notes = []
+    for path in sorted(fits_dir.glob(f"*{FAILED_SUFFIX}"), key=by_config):
+        try:
+            notes.append(path.read_text().strip())
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read {path}: {exc}") from None
     source = Path(results) if results is not None else run_dir / RESULTS_FILE
+    if results is None and not source.exists():
+        raise InputError(
+            f"{run_dir} has no {RESULTS_FILE}: give the runs the fits were made from with "
+            "--results FILE"
+        )
     plan = read_plan(run_dir / PLAN_FILE) if (run_dir / PLAN_FILE).exists() else None
     only_ids = {s.id for s in plan.experiments} if plan is not None and results is None else None
     fits, datasets = [], []
@@ -567,12 +615,6 @@ def read_outcome(
             data = read_observations(source, mapping=mapping, params=conv.params, flops=conv.flops)
         fits.append(fit)
         datasets.append(data)
-    config = None
-    if (run_dir / CONFIG_FILE).exists():
-        try:
-            config = tomllib.loads((run_dir / CONFIG_FILE).read_text())
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise InputError(f"cannot read {run_dir / CONFIG_FILE}: {exc}") from None
     runs = latest_runs(source, only_ids) if is_results_file(source) else ()
     return StudyOutcome(
         fits=tuple(fits),
@@ -580,6 +622,7 @@ def read_outcome(
         plan=plan,
         config=config,
         run_dir=run_dir,
+        notes=tuple(notes),
         runs=runs,
     )
 

@@ -724,6 +724,9 @@ class StudyOutcome:
     notes: tuple[str, ...] = ()
     #: The latest record of each run (failed ones included), when the data is a results file.
     runs: tuple[RunResult, ...] = ()
+    #: Files the study's plotters have written so far for this outcome (same options), so a
+    #: later plotter (the report embeds every figure) can reuse them instead of redrawing.
+    drawn: tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.fits:

@@ -161,3 +161,45 @@ def test_no_runs_is_a_clear_input_error(fit):
     )
     with pytest.raises(InputError, match=r"no finished runs.*results\.jsonl"):
         IsoFlopPlotter().figure(empty, fit)
+
+
+def test_the_fits_model_of_each_valley_is_drawn_through_the_runs(observations, fit):
+    """A quadratic fit's parabolas (in ln N), or a parametric law along each budget's
+    iso-FLOP line, drawn dashed in the budget's colour; an empirical fit draws none."""
+    (ax,) = IsoFlopPlotter().figure(observations, fit).axes
+    assert not by_gid(ax, "model-")
+    parabolas = []
+    for budget, rows in observations.groups():
+        x = np.log(observations.params[rows])
+        c2, c1, c0 = np.polyfit(x - x.mean(), observations.loss[rows], 2)
+        parabolas.append(
+            {
+                "budget": budget,
+                "fitted": True,
+                "centre_ln_n": float(x.mean()),
+                "coefficients": [float(c0), float(c1), float(c2)],
+            }
+        )
+    quadratic = fit.model_copy(
+        update={"fitter": "quadratic", "diagnostics": {"parabolas": parabolas}}
+    )
+    (ax,) = IsoFlopPlotter().figure(observations, quadratic).axes
+    models = by_gid(ax, "model-")
+    assert len(models) == len(parabolas)
+    for i, entry in enumerate(parabolas):
+        (line,) = models[f"model-{i}"]
+        assert line.get_linestyle() == "--"
+        assert to_hex(line.get_color()) == to_hex(series_style(i)[0])
+        u = np.log(line.get_xdata()) - entry["centre_ln_n"]
+        c0, c1, c2 = entry["coefficients"]
+        np.testing.assert_allclose(line.get_ydata(), c0 + c1 * u + c2 * u * u, rtol=1e-12)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "parabola in ln N per budget (quadratic)" in labels
+
+
+def test_a_flagged_budget_is_named_in_the_legend(observations, synth):
+    flagged = synth.fit(observations, flag_budgets=(synth.budgets[1],))
+    (ax,) = IsoFlopPlotter().figure(observations, flagged).axes
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "C = 1.0e19 FLOPs (minimum at grid edge)" in labels
+    assert "C = 1.0e18 FLOPs" in labels

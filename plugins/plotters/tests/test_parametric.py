@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from flops_fit_core import Estimate, InputError, NothingToDraw, PowerLaw, StudyOutcome
+from flops_fit_plotters.models import parametric_loss
 from flops_fit_plotters.parametric import (
     MAX_CONTOURS,
     MAX_ZOOM_OUT,
     ParametricPlotter,
     contour_levels,
     flops_per_param_token,
-    parametric_loss,
 )
 
 #: Chinchilla's fitted law (Hoffmann et al. 2022), the one the synthetic runs are drawn from.
@@ -145,6 +145,21 @@ def test_isoflop_k_is_the_median_of_the_datas_c_over_nd(observations, robust):
     for i, (budget, _) in enumerate(exact.groups()):
         (line,) = gid(ax, f"isoflop-{i}")
         np.testing.assert_allclose(line.get_xdata() * line.get_ydata() * 7.3, budget, rtol=1e-12)
+
+
+def test_isoflop_lines_pass_through_runs_whose_flops_per_param_token_varies(observations, robust):
+    """Under the exact count, small models spend more FLOPs per parameter-token: each budget's
+    line follows its own runs' k, so every run sits on its line."""
+    k = 6.0 * (1.0 + 2e3 / np.sqrt(observations.params))  # larger for smaller models
+    exact = dataclasses.replace(observations, compute=observations.params * observations.tokens * k)
+    ax = main_axes(ParametricPlotter().figure(exact, robust))
+    for i, (budget, rows) in enumerate(exact.groups()):
+        (line,) = gid(ax, f"isoflop-{i}")
+        on_line = np.interp(
+            np.log(exact.params[rows]), np.log(line.get_xdata()), np.log(line.get_ydata())
+        )
+        expected = np.log(budget / (k[rows] * exact.params[rows]))
+        np.testing.assert_allclose(on_line, expected, atol=2e-3)
 
 
 def test_isoflop_labels_name_the_budget_and_sit_on_their_line(observations, robust):

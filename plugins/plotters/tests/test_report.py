@@ -22,11 +22,15 @@ E, A, B, ALPHA, BETA = 1.69, 406.4, 410.7, 0.34, 0.28
 
 
 def parametric_fit(fit: FitResult, name: str = "robust") -> FitResult:
-    """The synthetic fit with Chinchilla's law attached, as a parametric fitter reports it."""
+    """The synthetic fit with Chinchilla's law attached, as a parametric fitter reports it,
+    and an N* law twice as large (so the two fits' rows cannot be confused)."""
     law = {"E": E, "A": A, "B": B, "alpha": ALPHA, "beta": BETA}
+    n_opt = fit.laws["n_opt"]
+    doubled = n_opt.model_copy(update={"coefficient": 2 * n_opt.coefficient})
     return fit.model_copy(
         update={
             "fitter": name,
+            "laws": {**fit.laws, "n_opt": doubled},
             "parametric": {k: Estimate(value=v) for k, v in law.items()},
             "warnings": ["<script>alert('x')</script> an unescaped warning would run"],
         }
@@ -86,10 +90,24 @@ def test_every_fit_is_shown_side_by_side(context, html, outcome):
     assert [law["fitter"] for law in context["laws"]] == ["empirical", "robust"]
     for block in context["comparison"]:
         assert [fitter for fitter, _ in block["rows"]] == ["empirical", "robust"]
+        for (_, shown), fit in zip(block["rows"], outcome.fits, strict=True):
+            assert shown == fit.predict(shown.compute)
     for fit in outcome.fits:
         lo, hi = fit.laws["n_opt"].exponent_interval
         assert f"[{lo:.3f}, {hi:.3f}]" in html  # the exponent with its interval
         assert f"Full {fit.fitter} fit report" in html
+
+
+def test_two_fits_of_one_fitter_keep_their_own_numbers(report, outcome):
+    """Rows are the fits' own, by position: a second `empirical` fit (other options) must not
+    replace the study's in the headline."""
+    first, other = outcome.fits[0], outcome.fits[1].model_copy(update={"fitter": "empirical"})
+    same = StudyOutcome(fits=(first, other), observations=outcome.observations)
+    context = report.context(dataclasses.replace(same, drawn=()))
+    (largest, _target) = context["headline"]
+    assert largest["p"] == first.predict(largest["p"].compute)
+    rows = context["comparison"][0]["rows"]
+    assert rows[1][1].params.value == pytest.approx(2 * rows[0][1].params.value)
 
 
 def test_figures_are_embedded_and_skipped_ones_say_why(html):

@@ -125,3 +125,25 @@ def test_optima_without_positive_tokens_are_an_input_error(observations, fit):
     bad = [o.model_copy(update={"tokens": Estimate(value=0.0)}) for o in fit.optima]
     with pytest.raises(InputError, match="tokens"):
         ScalingPlotter().figure(observations, fit.model_copy(update={"optima": bad}))
+
+
+def test_targets_are_marked_with_the_laws_prediction_and_its_interval(observations, fit):
+    targets = (1e17, 1e23)  # one below the budgets, one three decades beyond
+    axes = ScalingPlotter({"targets": targets}).figure(observations, fit).axes
+    for ax, (key, _) in zip(axes, PANELS, strict=True):
+        law = fit.laws[key]
+        (point,) = gid(ax, f"target-point-{key}")
+        np.testing.assert_allclose(point.get_xdata(), targets)
+        np.testing.assert_allclose(point.get_ydata(), law.predict(np.array(targets)), rtol=1e-12)
+        assert gid(ax, f"target-interval-{key}"), "the prediction's interval is drawn"
+        assert len(gid(ax, f"target-{key}")) == 2  # a dotted line at each target
+        # The law reaches both targets: extrapolated up to the far one and down to the near one.
+        (up,) = gid(ax, f"law-extrapolated-{key}")
+        (down,) = gid(ax, f"law-extrapolated-below-{key}")
+        assert up.get_xdata().max() >= 1e23 and down.get_xdata().min() <= 1e17
+        assert any("target" in t for t in legend_texts(ax))
+
+
+def test_without_targets_nothing_is_marked(observations, fit):
+    for ax, (key, _) in zip(ScalingPlotter().figure(observations, fit).axes, PANELS, strict=True):
+        assert not gid(ax, f"target-point-{key}") and not gid(ax, f"target-{key}")

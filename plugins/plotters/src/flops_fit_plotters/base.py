@@ -23,6 +23,7 @@ from flops_fit_core import (
     Optimum,
     Plotter,
     PlotterConfig,
+    PowerLaw,
     StudyOutcome,
 )
 
@@ -31,7 +32,15 @@ from .style import SUPPORTED_FORMATS, save_figure
 if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn: it costs ~1 s at start-up
     from matplotlib.figure import Figure
 
-__all__ = ["FigureConfig", "FigurePlotter", "interval_errors", "match_optima", "usable_optima"]
+__all__ = [
+    "FigureConfig",
+    "FigurePlotter",
+    "interval_errors",
+    "is_positive",
+    "match_optima",
+    "usable_law",
+    "usable_optima",
+]
 
 
 class FigureConfig(PlotterConfig):
@@ -93,8 +102,19 @@ class FigurePlotter(Plotter):
         return self.draw(StudyOutcome.single(observations, fit), out_dir)
 
 
-def _positive(x: float) -> bool:
+def is_positive(x: float) -> bool:
+    """Finite and > 0: what a value needs to go on a log axis."""
     return math.isfinite(x) and x > 0
+
+
+def usable_law(law: PowerLaw | None) -> bool:
+    """Whether a law can be drawn: a finite positive coefficient, finite exponent and offset."""
+    return (
+        law is not None
+        and is_positive(law.coefficient)
+        and math.isfinite(law.exponent)
+        and (law.offset is None or math.isfinite(law.offset))
+    )
 
 
 def usable_optima(fit: FitResult, fields: Sequence[str], plotter: str) -> list[Optimum]:
@@ -111,7 +131,7 @@ def usable_optima(fit: FitResult, fields: Sequence[str], plotter: str) -> list[O
     good = [
         opt
         for opt in fit.optima
-        if _positive(opt.budget) and all(_positive(getattr(opt, f).value) for f in fields)
+        if is_positive(opt.budget) and all(is_positive(getattr(opt, f).value) for f in fields)
     ]
     if not good:
         raise InputError(

@@ -13,18 +13,19 @@ nats/token.
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from flops_fit_core import FitResult, Observations, Optimum, PowerLaw
 
-from .base import FigurePlotter, interval_errors, usable_optima
+from .base import FigurePlotter, interval_errors, usable_law, usable_optima
 from .style import (
+    EXTRAPOLATE_DECADES,
     FONT_SIZES,
     NEUTRAL,
     OKABE_ITO,
+    flops_kind,
     format_budgets,
     format_number_tex,
     new_figure,
@@ -37,8 +38,6 @@ if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn: it costs ~1 
 
 __all__ = ["FrontierPlotter", "loss_law_label"]
 
-#: How far past the largest budget the law is drawn (in decades), as in the scaling figure.
-EXTRAPOLATE_DECADES = 1.0
 
 LAW_COLOUR = OKABE_ITO["bluish_green"]
 
@@ -58,15 +57,6 @@ def loss_law_label(law: PowerLaw) -> str:
         lo, hi = law.exponent_interval
         text += f"\nexponent {law.level:.0%} CI [{lo:.3f}, {hi:.3f}]"
     return text
-
-
-def _usable_law(law: PowerLaw) -> bool:
-    return (
-        math.isfinite(law.coefficient)
-        and law.coefficient > 0
-        and math.isfinite(law.exponent)
-        and (law.offset is None or math.isfinite(law.offset))
-    )
 
 
 def _interval(law: PowerLaw, compute: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -99,7 +89,7 @@ class FrontierPlotter(FigurePlotter):
         ax = fig.add_subplot()
         handles: list = []
         handles.extend(self._draw_optima(ax, optima, fit.fitter))
-        if _usable_law(law):
+        if usable_law(law):
             handles.extend(self._draw_law(ax, law, budgets, targets))
             if law.offset is not None:
                 handles.append(self._draw_floor(ax, law))
@@ -127,8 +117,8 @@ class FrontierPlotter(FigurePlotter):
 
         ax.set_xscale("log")
         style_axes(ax)
-        flops_kind = "6ND" if fit.conventions.flops == "6n" else "exact count"
-        ax.set_xlabel(f"Compute C (FLOPs, {flops_kind})", fontsize=FONT_SIZES["label"])
+        compute_kind = flops_kind(fit.conventions.flops)
+        ax.set_xlabel(f"Compute C (FLOPs, {compute_kind})", fontsize=FONT_SIZES["label"])
         ax.set_ylabel("Compute-optimal loss L* (nats/token)", fontsize=FONT_SIZES["label"])
         ax.set_title(f"Loss frontier — {fit.fitter} fit", fontsize=FONT_SIZES["title"])
         # Outside the axes: the law falls to the right and the band fans out there, so no

@@ -16,7 +16,7 @@ import numpy as np
 from flops_fit_core import FitResult, InputError, Observations
 
 from .base import FigurePlotter, interval_errors, match_optima, usable_optima
-from .models import LossModel, loss_model
+from .models import LossModel, isoflop_lines, loss_model
 from .style import (
     FONT_SIZES,
     NEUTRAL,
@@ -155,15 +155,16 @@ class IsoFlopPlotter(FigurePlotter):
     ) -> bool:
         """The fit's loss along this budget's iso-FLOP line, a little past its runs' sizes.
 
-        A parametric law needs D for each N: D = C / (k N), with k the budget's own FLOPs per
-        parameter-token (6 under C = 6ND, a little more when attention is counted).
+        A parametric law needs D for each N: the iso-FLOP line through the budget's own runs
+        (`models.IsoFlopLine`: D = C / (k N), k = 6 under C = 6ND, and read off each run when
+        attention is counted), the same line the parametric figure draws.
         """
         if not model.covers(budget):
             return False
         n = observations.params[rows]
         grid = np.geomspace(n.min() / 1.25, n.max() * 1.25, 120)
-        k = float(np.median(observations.compute[rows] / (n * observations.tokens[rows])))
-        tokens = budget / (k * grid)
+        (line,) = isoflop_lines(observations, [(budget, rows)])
+        tokens = line.tokens(grid)
         curve = model.predict(budget, grid, tokens)
         if not np.all(np.isfinite(curve)):
             return False

@@ -18,11 +18,60 @@ from typing import Any
 
 import numpy as np
 
-from flops_fit_core import FitResult
+from flops_fit_core import FitResult, Observations
 
-__all__ = ["LossModel", "loss_model", "parametric_values"]
+__all__ = [
+    "IsoFlopLine",
+    "LossModel",
+    "isoflop_lines",
+    "loss_model",
+    "parametric_loss",
+    "parametric_values",
+]
 
 _PARAMETRIC_KEYS = ("E", "A", "B", "alpha", "beta")
+
+
+def parametric_loss(values: dict[str, float], params, tokens) -> np.ndarray:
+    """L(N, D) = E + A/N^alpha + B/D^beta for the fitted `values` (arrays broadcast)."""
+    n = np.asarray(params, dtype=float)
+    d = np.asarray(tokens, dtype=float)
+    return values["E"] + values["A"] / n ** values["alpha"] + values["B"] / d ** values["beta"]
+
+
+@dataclass(frozen=True)
+class IsoFlopLine:
+    """A budget's iso-FLOP line D = C / (k(N) N), with k(N) = C/(N D) read off its own runs.
+
+    Under the exact count k depends on the shape (attention and embeddings weigh more in small
+    models), so one k for all runs would draw lines the runs visibly miss. k is interpolated in
+    ln N between the budget's runs and held at the end values beyond them, so the line passes
+    through every run (to within its compute's rounding to whole steps) and stays straight,
+    of slope -1, past the runs, where its label sits.
+    """
+
+    budget: float
+    ln_n: np.ndarray  # the runs' ln N, ascending
+    ln_k: np.ndarray  # ln C/(N D) of each
+
+    def tokens(self, n) -> np.ndarray:
+        k = np.exp(np.interp(np.log(n), self.ln_n, self.ln_k))
+        return self.budget / (k * np.asarray(n, dtype=float))
+
+    @property
+    def k_left(self) -> float:
+        """k beyond the smallest run: that of the line where it enters at the upper left."""
+        return float(np.exp(self.ln_k[0]))
+
+
+def isoflop_lines(observations: Observations, groups) -> list[IsoFlopLine]:
+    lines = []
+    for budget, rows in groups:
+        n = observations.params[rows]
+        k = observations.compute[rows] / (n * observations.tokens[rows])
+        order = np.argsort(n, kind="stable")
+        lines.append(IsoFlopLine(budget, np.log(n[order]), np.log(k[order])))
+    return lines
 
 
 def parametric_values(fit: FitResult) -> dict[str, float] | None:
@@ -50,8 +99,7 @@ class LossModel:
         n = np.asarray(params, dtype=float)
         d = np.asarray(tokens, dtype=float)
         if self._parametric is not None:
-            p = self._parametric
-            return p["E"] + p["A"] / n ** p["alpha"] + p["B"] / d ** p["beta"]
+            return parametric_loss(self._parametric, n, d)
         parabola = self.parabola(budget)
         if parabola is None:
             return np.full(n.shape, np.nan)

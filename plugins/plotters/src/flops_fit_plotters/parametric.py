@@ -23,17 +23,18 @@ from flops_fit_core import (
     NothingToDraw,
     Observations,
     Optimum,
-    PowerLaw,
     StudyOutcome,
 )
 
-from .base import FigurePlotter, match_optima
-from .models import parametric_values
+from .base import FigurePlotter, is_positive, match_optima, usable_law
+from .models import IsoFlopLine, isoflop_lines, parametric_loss, parametric_values
 from .style import (
+    EXTRAPOLATE_DECADES,
     FONT_SIZES,
     LEGEND_EDGE,
     NEUTRAL,
     OKABE_ITO,
+    flops_kind,
     format_budget,
     format_budgets,
     format_number_tex,
@@ -46,11 +47,8 @@ if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn: it costs ~1 
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["ParametricPlotter", "contour_levels", "flops_per_param_token", "parametric_loss"]
+__all__ = ["ParametricPlotter", "contour_levels", "flops_per_param_token"]
 
-#: How far past the largest budget the frontier is drawn (in decades) when no target is set,
-#: as the scaling figure does: the range users ask about.
-EXTRAPOLATE_DECADES = 1.0
 
 #: How many contour levels to aim for: enough to read the surface's shape, few enough that
 #: every level can carry a label.
@@ -75,13 +73,6 @@ _NO_PARAMETRIC = (
     "no fit of this study has a parametric law L(N, D); run the robust fitter "
     "(flops-fit fit RESULTS --fitter robust)"
 )
-
-
-def parametric_loss(values: dict[str, float], params, tokens) -> np.ndarray:
-    """L(N, D) = E + A/N^alpha + B/D^beta for the fitted `values` (arrays broadcast)."""
-    n = np.asarray(params, dtype=float)
-    d = np.asarray(tokens, dtype=float)
-    return values["E"] + values["A"] / n ** values["alpha"] + values["B"] / d ** values["beta"]
 
 
 def flops_per_param_token(observations: Observations) -> float:
@@ -152,19 +143,6 @@ class _Region:
     off_figure: tuple[float, ...]
 
 
-def _usable_law(law: PowerLaw | None) -> bool:
-    return (
-        law is not None
-        and law.coefficient > 0
-        and math.isfinite(law.coefficient)
-        and math.isfinite(law.exponent)
-    )
-
-
-def _positive(x: float) -> bool:
-    return math.isfinite(x) and x > 0
-
-
 def _check_values(values: dict[str, float], fit: FitResult, plotter: str) -> None:
     bad = [k for k in ("A", "B", "alpha", "beta") if not values[k] > 0]
     if bad:
@@ -204,20 +182,21 @@ class ParametricPlotter(FigurePlotter):
                 f"({observations.source or 'observations'} is empty)"
             )
         k = flops_per_param_token(observations)
+        isoflops = isoflop_lines(observations, groups)
         budgets = [budget for budget, _ in groups]
         labels = format_budgets(budgets)
         optima = sorted(
             (
                 opt
                 for opt in fit.optima
-                if _positive(opt.budget)
-                and _positive(opt.params.value)
-                and _positive(opt.tokens.value)
+                if is_positive(opt.budget)
+                and is_positive(opt.params.value)
+                and is_positive(opt.tokens.value)
             ),
             key=lambda opt: opt.budget,
         )
         laws = fit.laws.get("n_opt"), fit.laws.get("d_opt")
-        has_frontier = all(_usable_law(law) for law in laws)
+        has_frontier = all(usable_law(law) for law in laws)
         lo_c = min([*budgets, *(o.budget for o in optima)])
         hi_c = max([*budgets, *(o.budget for o in optima)])
         targets = tuple(float(t) for t in self.config.targets)
@@ -245,10 +224,12 @@ class ParametricPlotter(FigurePlotter):
 
         handles: list = []
         notes: list[str] = []
-        self._isoflops(ax, budgets, labels, k, x_lim, y_lim)
-        iso_handle = Line2D(
-            [], [], color=NEUTRAL, linewidth=1.3, label=f"iso-FLOP line D = C/(k N), k = {k:.3g}"
-        )
+        self._isoflops(ax, isoflops, labels, x_lim, y_lim)
+        constant = all(np.allclose(line.ln_k, math.log(k), rtol=0, atol=1e-6) for line in isoflops)
+        iso_label = f"iso-FLOP line D = C/(k N), k = {k:.3g}"
+        if not constant:
+            iso_label = f"iso-FLOP line C = k N D, k from the\nbudget's runs (median {k:.3g})"
+        iso_handle = Line2D([], [], color=NEUTRAL, linewidth=1.3, label=iso_label)
         if has_frontier:
             handles.extend(self._frontier(ax, frontier, lo_c, hi_c, end_c))
         else:
@@ -319,14 +300,14 @@ class ParametricPlotter(FigurePlotter):
                 zorder=8,
                 gid="notes",
             )
-        flops_kind = "6ND" if fit.conventions.flops == "6n" else "exact count"
+        compute_kind = flops_kind(fit.conventions.flops)
         fig.legend(
             handles=handles,
             loc="outside lower center",
             ncols=2,
             frameon=False,
             fontsize=FONT_SIZES["legend"],
-            title=f"Compute C in FLOPs ({flops_kind}); runs and lines coloured by budget",
+            title=f"Compute C in FLOPs ({compute_kind}); runs and lines coloured by budget",
             title_fontsize=FONT_SIZES["legend"],
         )
         return fig
@@ -370,7 +351,7 @@ class ParametricPlotter(FigurePlotter):
             for c in (hi_c * 10**EXTRAPOLATE_DECADES, *sorted(targets)):
                 n, d = (float(v) for v in frontier(c))
                 new = None
-                if _positive(n) and _positive(d):
+                if is_positive(n) and is_positive(d):
                     new = [
                         [min(lo, math.log10(v)), max(hi, math.log10(v))]
                         for (lo, hi), v in zip(box, (n, d), strict=True)
@@ -446,9 +427,10 @@ class ParametricPlotter(FigurePlotter):
         )
 
     @staticmethod
-    def _isoflops(ax: Axes, budgets, labels, k: float, x_lim, y_lim) -> None:
+    def _isoflops(ax: Axes, isoflops: list[IsoFlopLine], labels, x_lim, y_lim) -> None:
         """One line D = C/(k N) per budget across the plot, labelled with C where it enters
-        the plot at the upper left (the region's margin keeps that end free of runs).
+        the plot at the upper left (the region's margin keeps that end free of runs, and
+        there k is the constant `k_left`, so the line is straight).
 
         The labels lie along their lines, like contour labels: the lines are parallel, so
         labels of close budgets stack instead of colliding as horizontal ones at the top edge
@@ -463,11 +445,11 @@ class ParametricPlotter(FigurePlotter):
         norm = math.hypot(dx, dy)
         ux, uy = dx / norm, dy / norm
         angle = math.degrees(math.atan2(dy, dx))
-        for i, (budget, label) in enumerate(zip(budgets, labels, strict=True)):
+        for i, (line, label) in enumerate(zip(isoflops, labels, strict=True)):
             colour, _ = series_style(i)
             ax.plot(
                 n,
-                budget / (k * n),
+                line.tokens(n),
                 color=colour,
                 linewidth=1.3,
                 alpha=0.9,
@@ -475,7 +457,7 @@ class ParametricPlotter(FigurePlotter):
                 label="_nolegend_",
                 gid=f"isoflop-{i}",
             )
-            level = math.log10(budget / k)  # log D + log N along the line
+            level = math.log10(line.budget / line.k_left)  # log D + log N along the line
             top = ((level - ly1) - lx0) / (lx1 - lx0)  # where it meets the top edge
             if top >= 0.0:
                 x, y = top, 1.0

@@ -28,6 +28,7 @@ from flops_fit_core import (
     NothingToDraw,
     Observations,
     StudyOutcome,
+    pipeline,
 )
 from flops_fit_core.headline import computes, flops_convention, format_estimate, role
 
@@ -36,8 +37,9 @@ from .style import figure_bytes, format_budget, write_atomic
 
 __all__ = ["REPORT_FILE", "ReportPlotter", "environment"]
 
-#: The report's file name, in the run directory (or the plot output directory).
-REPORT_FILE = "report.html"
+#: The report's file name, in the run directory (or the plot output directory): the core's,
+#: which `flops-fit run` looks for to print the report's path.
+REPORT_FILE = pipeline.REPORT_FILE
 
 #: Distributions whose versions the environment section lists when installed.
 _PACKAGES = (
@@ -196,6 +198,20 @@ def _run_rows(outcome: StudyOutcome, observations: Observations) -> list[dict[st
 def _warnings(outcome: StudyOutcome) -> list[tuple[str, list[str]]]:
     """(where, messages) groups, each message once; empty groups left out."""
     groups: list[tuple[str, list[str]]] = [("study", list(outcome.notes))]
+    kinds = {
+        (f.conventions.params, f.conventions.flops, f.laws["n_opt"].level) for f in outcome.fits
+    }
+    if len(kinds) > 1:
+        groups.append(
+            (
+                "comparison",
+                [
+                    "the fits count N or C differently, or state intervals at different "
+                    "levels (see the last two columns of the side-by-side table): compare "
+                    "their numbers with care"
+                ],
+            )
+        )
     if outcome.plan is not None:
         groups.append(("plan", list(outcome.plan.warnings)))
     for fit in outcome.fits:
@@ -225,9 +241,6 @@ class ReportPlotter(FigurePlotter):
     name = "report"
     Config = FigureConfig
 
-    def plot(self, observations: Observations, fit: FitResult, out_dir: Path) -> list[Path]:
-        return self.draw(StudyOutcome.single(observations, fit), out_dir)
-
     def draw(self, outcome: StudyOutcome, out_dir: Path) -> list[Path]:
         folder = Path(outcome.run_dir) if outcome.run_dir is not None else Path(out_dir)
         folder.mkdir(parents=True, exist_ok=True)
@@ -236,15 +249,28 @@ class ReportPlotter(FigurePlotter):
         return [path]
 
     def figures(self, outcome: StudyOutcome) -> list[_Figure]:
-        """Each figure of the outcome as an SVG data URI, or the reason it was left out."""
+        """Each figure of the outcome as an SVG data URI, or the reason it was left out.
+
+        A figure the study's plotters have just written as SVG for this outcome (with the same
+        `[plot]` options) is embedded from its file rather than drawn a second time.
+        """
         options = {"targets": self.config.targets, "dpi": self.config.dpi, "formats": ("svg",)}
+        written = {Path(p).name: Path(p) for p in outcome.drawn}
         out = []
         for cls in _figure_classes():
             caption = _CAPTIONS.get(cls.name, "")
+            if f"{cls.name}.svg" in written:
+                svg = written[f"{cls.name}.svg"].read_bytes()
+                out.append(_Figure(cls.name, caption, data_uri=_svg_uri(svg)))
+                continue
             try:
                 fig = cls(cls.Config(**options)).figure_for(outcome)
             except NothingToDraw as exc:
                 out.append(_Figure(cls.name, caption, skipped=str(exc)))
+                continue
+            except Exception as exc:  # one figure never costs the reader the whole page
+                reason = f"could not be drawn: {str(exc).splitlines()[0] if str(exc) else exc!r}"
+                out.append(_Figure(cls.name, caption, skipped=reason))
                 continue
             out.append(_Figure(cls.name, caption, data_uri=_svg_uri(figure_bytes(fig, "svg", 72))))
         return out
@@ -255,7 +281,8 @@ class ReportPlotter(FigurePlotter):
         planned = list(outcome.plan.budgets) if outcome.plan is not None else []
         budgets = planned or [float(b) for b in observations.budgets]
         at = computes(budgets, self.config.targets)
-        predictions = {f.fitter: [f.predict(c) for c in at] for f in outcome.fits}
+        # By position, not by name: two fits of one fitter (different options) stay apart.
+        predictions = [[f.predict(c) for c in at] for f in outcome.fits]
         title = Path(outcome.run_dir).name if outcome.run_dir is not None else observations.source
         return {
             "title": title or "flops-fit study",
@@ -268,13 +295,13 @@ class ReportPlotter(FigurePlotter):
             },
             "headline": [
                 {"compute": f"{p.compute:.3g}", "role": role(p.compute, budgets), "p": p}
-                for p in predictions[fit.fitter]
+                for p in predictions[0]
             ],
             "comparison": [
                 {
                     "compute": f"{c:.3g}",
                     "role": role(c, budgets),
-                    "rows": [(f.fitter, predictions[f.fitter][i]) for f in outcome.fits],
+                    "rows": [(f.fitter, predictions[j][i]) for j, f in enumerate(outcome.fits)],
                 }
                 for i, c in enumerate(at)
             ],
@@ -286,6 +313,9 @@ class ReportPlotter(FigurePlotter):
                     "loss": _law_text(f, "loss_opt"),
                     "r2": "" if f.laws["n_opt"].r2 is None else f"{f.laws['n_opt'].r2:.4f}",
                     "budgets": len(f.optima),
+                    "level": f"{f.laws['n_opt'].level:.0%}",
+                    "conventions": f"{f.conventions.params.replace('_', '-')} N, "
+                    f"{flops_convention(f.conventions.flops)}",
                     "warnings": len(f.warnings),
                     "report": f.report(),
                 }

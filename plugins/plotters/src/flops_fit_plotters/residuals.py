@@ -21,6 +21,7 @@ from .models import LossModel, loss_model
 from .style import (
     FONT_SIZES,
     NEUTRAL,
+    flops_kind,
     format_budgets,
     new_figure,
     series_style,
@@ -132,7 +133,7 @@ class ResidualsPlotter(FigurePlotter):
             )
 
         limit = 1.15 * float(np.max(np.abs(all_r))) or 1.0
-        flops_kind = "6ND" if fit.conventions.flops == "6n" else "exact count"
+        compute_kind = flops_kind(fit.conventions.flops)
         params_kind = observations.conventions.params.replace("_", "-")
         for ax in (by_c, by_n):
             ax.axhline(0.0, color=NEUTRAL, linewidth=1.0, zorder=2, gid="zero")
@@ -140,7 +141,7 @@ class ResidualsPlotter(FigurePlotter):
             style_axes(ax)
         # Symmetric about zero, so a bias shows as points sitting on one side.
         by_c.set_ylim(-limit, limit)
-        by_c.set_xlabel(f"Compute budget C (FLOPs, {flops_kind})", fontsize=FONT_SIZES["label"])
+        by_c.set_xlabel(f"Compute budget C (FLOPs, {compute_kind})", fontsize=FONT_SIZES["label"])
         by_n.set_xlabel(f"Parameters N ({params_kind})", fontsize=FONT_SIZES["label"])
         by_c.set_ylabel(
             "Residual: observed - fitted loss (nats/token)", fontsize=FONT_SIZES["label"]

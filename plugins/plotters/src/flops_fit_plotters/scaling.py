@@ -8,19 +8,20 @@ the optima follow a power law and how fast the uncertainty grows where predictio
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from flops_fit_core import FitResult, Observations, Optimum, PowerLaw
 
-from .base import FigurePlotter, interval_errors, usable_optima
+from .base import FigurePlotter, interval_errors, usable_law, usable_optima
 from .style import (
+    EXTRAPOLATE_DECADES,
     FONT_SIZES,
     LEGEND_EDGE,
     NEUTRAL,
     OKABE_ITO,
+    flops_kind,
     format_number_tex,
     new_figure,
     style_axes,
@@ -32,8 +33,6 @@ if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn: it costs ~1 
 
 __all__ = ["ScalingPlotter", "law_label"]
 
-#: How far past the largest budget the law is drawn (in decades): the range users ask about.
-EXTRAPOLATE_DECADES = 1.0
 
 # (law key, Optimum field, symbol, y label, law colour)
 _PANELS = (
@@ -54,10 +53,6 @@ def law_label(symbol: str, law: PowerLaw) -> str:
     return text
 
 
-def _usable_law(law: PowerLaw) -> bool:
-    return law.coefficient > 0 and math.isfinite(law.coefficient) and math.isfinite(law.exponent)
-
-
 class ScalingPlotter(FigurePlotter):
     """Two log-log panels, N*(C) and D*(C): fitted optima, the power law, its band."""
 
@@ -66,7 +61,7 @@ class ScalingPlotter(FigurePlotter):
     def figure(self, observations: Observations, fit: FitResult) -> Figure:
         """Draw both panels; artists carry gids (`optima-n_opt`, `law-n_opt`, `band-n_opt`)."""
         optima = usable_optima(fit, ("params", "tokens"), self.name)
-        flops_kind = "6ND" if fit.conventions.flops == "6n" else "exact count"
+        compute_kind = flops_kind(fit.conventions.flops)
         fig = new_figure(10.5, 4.6)
         axes = fig.subplots(1, 2, sharex=True)
         for ax, (key, field, symbol, ylabel, colour) in zip(axes, _PANELS, strict=True):
@@ -74,7 +69,7 @@ class ScalingPlotter(FigurePlotter):
             ax.set_xscale("log")
             ax.set_yscale("log")
             style_axes(ax)
-            ax.set_xlabel(f"Compute C (FLOPs, {flops_kind})", fontsize=FONT_SIZES["label"])
+            ax.set_xlabel(f"Compute C (FLOPs, {compute_kind})", fontsize=FONT_SIZES["label"])
             ax.set_ylabel(ylabel, fontsize=FONT_SIZES["label"])
             # Let tick labels on the shared x axis show on both panels: each is read alone.
             ax.tick_params(axis="x", labelbottom=True)
@@ -101,7 +96,7 @@ class ScalingPlotter(FigurePlotter):
 
         law = fit.laws[key]
         targets = tuple(self.config.targets)
-        if _usable_law(law):
+        if usable_law(law):
             handles.extend(self._draw_law(ax, law, budgets, key, symbol, colour, targets))
             if targets:
                 handles.append(self._mark_targets(ax, law, targets, key, symbol, colour))
@@ -197,6 +192,9 @@ class ScalingPlotter(FigurePlotter):
             )
         if band is not None:
             lo, hi = (np.asarray(b, dtype=float) for b in band)
+            if not np.all(np.isfinite(lo) & np.isfinite(hi)):
+                band = None
+        if band is not None:
             bars = ax.errorbar(
                 c,
                 values,

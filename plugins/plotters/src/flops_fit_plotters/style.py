@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn: it costs ~1 
     from matplotlib.figure import Figure
 
 __all__ = [
+    "EXTRAPOLATE_DECADES",
     "FONT_SIZES",
     "GRID_COLOUR",
     "LEGEND_EDGE",
@@ -34,6 +35,7 @@ __all__ = [
     "SERIES_COLOURS",
     "SUPPORTED_FORMATS",
     "figure_bytes",
+    "flops_kind",
     "format_budget",
     "format_budgets",
     "format_number_tex",
@@ -85,8 +87,17 @@ MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X", "<", ">")
 #: Font sizes in points, set per artist (never through rcParams).
 FONT_SIZES: dict[str, float] = {"title": 12.0, "label": 10.5, "tick": 9.0, "legend": 9.0}
 
+#: How far past the largest budget the laws are drawn (in decades) unless a target is further:
+#: the range users ask about.
+EXTRAPOLATE_DECADES = 1.0
+
 #: Formats `save_figure` can write deterministically.
 SUPPORTED_FORMATS: tuple[str, ...] = ("png", "svg", "pdf")
+
+
+def flops_kind(flops: str) -> str:
+    """How an axis names the FLOP convention: `6ND` or `exact count`."""
+    return "6ND" if flops == "6n" else "exact count"
 
 
 def series_style(index: int) -> tuple[str, str]:
