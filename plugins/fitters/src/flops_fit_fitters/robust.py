@@ -505,9 +505,12 @@ class RobustFitter(Fitter):
                 lo, hi = self._interval(float(best[j]), reps, level)
                 if j < 3:
                     reps, (lo, hi) = np.exp(reps), (math.exp(lo), math.exp(hi))
-                out[name] = Estimate(
-                    value=value, stderr=float(np.std(reps, ddof=1)), interval=(lo, hi)
-                )
+                # The stderr is half the central 68% range of the resamples: the standard
+                # deviation for a normal spread, but not ruled by the few resamples that run
+                # off to a huge A or B (their plain std reached 1e71, and overflowed).
+                q16, q84 = np.percentile(reps, [15.865, 84.135])
+                stderr = float(q84 - q16) / 2.0
+                out[name] = Estimate(value=value, stderr=stderr, interval=(lo, hi))
                 continue
             # no bootstrap: the sandwich's interval, and its stderr (delta method for E, A, B)
             interval = search["covariance_intervals"][name]

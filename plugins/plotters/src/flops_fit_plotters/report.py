@@ -305,6 +305,14 @@ class ReportPlotter(FigurePlotter):
                 }
                 for i, c in enumerate(at)
             ],
+            # Per-fit levels and conventions are shown only when the fits differ in them.
+            "mixed": len(
+                {
+                    (f.conventions.params, f.conventions.flops, f.laws["n_opt"].level)
+                    for f in outcome.fits
+                }
+            )
+            > 1,
             "laws": [
                 {
                     "fitter": f.fitter,
