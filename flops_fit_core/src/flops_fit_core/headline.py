@@ -43,7 +43,8 @@ def role(compute: float, budgets: Sequence[float]) -> str:
         return "target, within the budgets"
     factor = compute / hi if compute > hi else lo / compute
     side = "beyond" if compute > hi else "below"
-    return f"target, {factor:.3g}x {side} the budgets"
+    times = f"{factor:.3g}" if factor < 1000 else f"{factor:,.0f}"  # 3,800x, not 3.8e+03x
+    return f"target, {times}x {side} the budgets"
 
 
 def flops_convention(name: str) -> str:

@@ -180,3 +180,14 @@ def test_plot_writes_png_and_svg(observations, fit, tmp_path):
     paths = ResidualsPlotter({"dpi": 40}).plot(observations, parametric_fit(fit), tmp_path)
     assert paths == [tmp_path / "residuals.png", tmp_path / "residuals.svg"]
     assert paths[0].read_bytes().startswith(b"\x89PNG") and b"<svg" in paths[1].read_bytes()
+
+
+def test_each_budgets_runs_are_joined_only_while_that_stays_readable(synth):
+    """A few budgets: joined, so a U or a slope shows; many: points alone (lines tangle)."""
+    for n_budgets, style in ((3, "-"), (8, "None")):
+        obs = synth.observations(tuple(10.0 ** np.arange(18, 18 + n_budgets)), sizes_per_budget=5)
+        axes = ResidualsPlotter().figure(obs, parametric_fit(synth.fit(obs))).axes
+        by_n = axes[1]
+        lines = [a for a in by_n.lines if (a.get_gid() or "").startswith("residuals-params-")]
+        assert len(lines) == n_budgets
+        assert {line.get_linestyle() for line in lines} == {style}

@@ -40,6 +40,10 @@ MAX_SPREAD_DECADES = 0.06
 _KIND = {"parametric": "parametric law L(N, D)", "parabolas": "per-budget parabolas in ln N"}
 
 
+#: Up to this many budgets each budget's residuals are joined by a line in the by-size panel.
+JOIN_MAX_BUDGETS = 6
+
+
 def _no_model(fitters: list[str]) -> str:
     many = len(fitters) > 1
     return (
@@ -89,6 +93,9 @@ class ResidualsPlotter(FigurePlotter):
         labels = format_budgets([budget for budget, _ in groups])
         offsets = self._spread(np.array([budget for budget, _ in groups]))
         handles: list = []
+        # Joining each budget's runs shows a U or a slope at a glance; with many budgets or
+        # many runs per budget the lines only tangle, and the points say it better alone.
+        join = len(shown) <= JOIN_MAX_BUDGETS and max(len(r) for r, _ in shown.values()) <= 12
         for i, (rows, resid) in shown.items():
             budget = groups[i][0]
             colour, marker = series_style(i)
@@ -109,7 +116,7 @@ class ResidualsPlotter(FigurePlotter):
             (line,) = by_n.plot(
                 observations.params[rows],
                 resid,
-                linestyle="-",
+                linestyle="-" if join else "none",
                 linewidth=0.9,
                 marker=marker,
                 markersize=5.5,
