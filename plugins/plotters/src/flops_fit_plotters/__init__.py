@@ -14,7 +14,7 @@ from .curves import CurvesPlotter
 from .frontier import FrontierPlotter
 from .isoflop import IsoFlopPlotter
 from .parametric import ParametricPlotter
-from .report import ReportPlotter
+from .report import ReportPlotter, figure_plotters
 from .residuals import ResidualsPlotter
 from .scaling import ScalingPlotter
 
@@ -35,12 +35,4 @@ __all__ = [
 @hookimpl
 def flops_fit_register_plotters():
     """The plotters this distribution provides, for the plugin host to register by name."""
-    return [
-        IsoFlopPlotter,
-        ScalingPlotter,
-        FrontierPlotter,
-        ParametricPlotter,
-        ResidualsPlotter,
-        CurvesPlotter,
-        ReportPlotter,
-    ]
+    return [*figure_plotters(), ReportPlotter]

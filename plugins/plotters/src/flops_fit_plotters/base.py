@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn: it costs ~1 
 __all__ = [
     "FigureConfig",
     "FigurePlotter",
+    "draw_optima",
     "interval_errors",
     "is_positive",
     "match_optima",
@@ -160,6 +161,54 @@ def match_optima(
         else:
             unmatched.append(opt)
     return paired, unmatched
+
+
+def draw_optima(ax, optima: Sequence[Optimum], field: str, fitter: str, tag: str = "") -> list:
+    """Per-budget optima as black points at (budget, `field`), with interval bars where the
+    fit has them and flagged optima hollow; returns their legend handles.
+
+    Artists carry gids `optima{tag}`, `optima-interval{tag}` and `optima-flagged{tag}`.
+    """
+    from matplotlib.lines import Line2D
+
+    budgets = np.array([opt.budget for opt in optima])
+    estimates = [getattr(opt, field) for opt in optima]
+    values = np.array([est.value for est in estimates])
+    flagged = np.array([bool(opt.flags) for opt in optima])
+    with_iv = [i for i, est in enumerate(estimates) if est.interval is not None]
+    if with_iv:
+        bars = ax.errorbar(
+            budgets[with_iv],
+            values[with_iv],
+            yerr=interval_errors(values[with_iv], [estimates[i].interval for i in with_iv]),
+            fmt="none",
+            ecolor="black",
+            elinewidth=1.0,
+            capsize=3,
+            zorder=3,
+            label="_nolegend_",
+        )
+        for child in bars.get_children():
+            child.set_gid(f"optima-interval{tag}")
+    label = f"per-budget optima ({fitter})" + (",\nbars: their intervals" if with_iv else "")
+    dot = {"linestyle": "none", "marker": "o", "markersize": 6, "color": "black"}
+    (points,) = ax.plot(
+        budgets, values, markerfacecolor="black", zorder=4, label=label, gid=f"optima{tag}", **dot
+    )
+    handles: list = [points]
+    if flagged.any():
+        ax.plot(
+            budgets[flagged],
+            values[flagged],
+            markerfacecolor="white",
+            zorder=5,
+            label="_nolegend_",
+            gid=f"optima-flagged{tag}",
+            **dot,
+        )
+        flagged_label = "flagged optimum (see fit warnings)"
+        handles.append(Line2D([], [], markerfacecolor="white", label=flagged_label, **dot))
+    return handles
 
 
 def interval_errors(values: Sequence[float], intervals) -> np.ndarray:

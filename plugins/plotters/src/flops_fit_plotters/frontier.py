@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from flops_fit_core import FitResult, Observations, Optimum, PowerLaw
+from flops_fit_core import FitResult, Observations, PowerLaw
 
-from .base import FigurePlotter, interval_errors, usable_law, usable_optima
+from .base import FigurePlotter, draw_optima, interval_errors, usable_law, usable_optima
 from .style import (
     EXTRAPOLATE_DECADES,
     FONT_SIZES,
@@ -28,6 +28,7 @@ from .style import (
     flops_kind,
     format_budgets,
     format_number_tex,
+    legend_outside,
     new_figure,
     style_axes,
 )
@@ -88,7 +89,7 @@ class FrontierPlotter(FigurePlotter):
         fig = new_figure(8.6, 5.0)
         ax = fig.add_subplot()
         handles: list = []
-        handles.extend(self._draw_optima(ax, optima, fit.fitter))
+        handles.extend(draw_optima(ax, optima, "loss", fit.fitter))
         if usable_law(law):
             handles.extend(self._draw_law(ax, law, budgets, targets))
             if law.offset is not None:
@@ -123,73 +124,8 @@ class FrontierPlotter(FigurePlotter):
         ax.set_title(f"Loss frontier — {fit.fitter} fit", fontsize=FONT_SIZES["title"])
         # Outside the axes: the law falls to the right and the band fans out there, so no
         # corner inside is reliably free, and target entries carry their numbers.
-        ax.legend(
-            handles=handles,
-            loc="upper left",
-            bbox_to_anchor=(1.02, 1.0),
-            borderaxespad=0.0,
-            frameon=False,
-            fontsize=FONT_SIZES["legend"],
-        )
+        legend_outside(ax, handles)
         return fig
-
-    @staticmethod
-    def _draw_optima(ax: Axes, optima: list[Optimum], fitter: str) -> list:
-        """The optima as black points, with loss interval bars; flagged ones hollow."""
-        from matplotlib.lines import Line2D
-
-        budgets = np.array([opt.budget for opt in optima])
-        values = np.array([opt.loss.value for opt in optima])
-        flagged = np.array([bool(opt.flags) for opt in optima])
-        with_iv = [i for i, opt in enumerate(optima) if opt.loss.interval is not None]
-        if with_iv:
-            bars = ax.errorbar(
-                budgets[with_iv],
-                values[with_iv],
-                yerr=interval_errors(values[with_iv], [optima[i].loss.interval for i in with_iv]),
-                fmt="none",
-                ecolor="black",
-                elinewidth=1.0,
-                capsize=3,
-                zorder=3,
-                label="_nolegend_",
-            )
-            for child in bars.get_children():
-                child.set_gid("optima-interval")
-        label = f"per-budget optima ({fitter})"
-        if with_iv:
-            label += ",\nbars: their intervals"
-        (points,) = ax.plot(
-            budgets,
-            values,
-            linestyle="none",
-            marker="o",
-            markersize=6,
-            color="black",
-            markerfacecolor="black",
-            zorder=4,
-            label=label,
-            gid="optima",
-        )
-        handles: list = [points]
-        if flagged.any():
-            hollow = {
-                "linestyle": "none",
-                "marker": "o",
-                "markersize": 6,
-                "color": "black",
-                "markerfacecolor": "white",
-            }
-            ax.plot(
-                budgets[flagged],
-                values[flagged],
-                zorder=5,
-                label="_nolegend_",
-                gid="optima-flagged",
-                **hollow,
-            )
-            handles.append(Line2D([], [], label="flagged optimum (see fit warnings)", **hollow))
-        return handles
 
     @staticmethod
     def _draw_law(ax: Axes, law: PowerLaw, budgets: np.ndarray, targets: tuple) -> list:

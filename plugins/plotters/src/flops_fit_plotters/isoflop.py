@@ -21,6 +21,7 @@ from .style import (
     FONT_SIZES,
     NEUTRAL,
     format_budgets,
+    legend_outside,
     new_figure,
     series_style,
     style_axes,
@@ -137,16 +138,7 @@ class IsoFlopPlotter(FigurePlotter):
         ax.set_xlabel(f"Parameters N ({params_kind})", fontsize=FONT_SIZES["label"])
         ax.set_ylabel("Final eval loss (nats/token)", fontsize=FONT_SIZES["label"])
         ax.set_title(f"IsoFLOP profiles — {fit.fitter} fit", fontsize=FONT_SIZES["title"])
-        ax.legend(
-            handles=handles,
-            loc="upper left",
-            bbox_to_anchor=(1.02, 1.0),
-            borderaxespad=0.0,
-            frameon=False,
-            fontsize=FONT_SIZES["legend"],
-            title="Compute budget",
-            title_fontsize=FONT_SIZES["legend"] + 0.5,
-        )
+        legend_outside(ax, handles, title="Compute budget")
         return fig
 
     @staticmethod

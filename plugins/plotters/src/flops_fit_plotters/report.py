@@ -35,7 +35,7 @@ from flops_fit_core.headline import computes, flops_convention, format_estimate,
 from .base import FigureConfig, FigurePlotter
 from .style import figure_bytes, format_budget, write_atomic
 
-__all__ = ["REPORT_FILE", "ReportPlotter", "environment"]
+__all__ = ["REPORT_FILE", "ReportPlotter", "environment", "figure_plotters"]
 
 #: The report's file name, in the run directory (or the plot output directory): the core's,
 #: which `flops-fit run` looks for to print the report's path.
@@ -90,8 +90,9 @@ _CAPTIONS = {
 }
 
 
-def _figure_classes() -> list[type[FigurePlotter]]:
-    """The figures the report embeds, in reading order (imported here: they import us not)."""
+def figure_plotters() -> list[type[FigurePlotter]]:
+    """Every figure of this package, in reading order: what the report embeds and, with the
+    report, what the package registers (imported here, late: none of them imports us)."""
     from .curves import CurvesPlotter
     from .frontier import FrontierPlotter
     from .isoflop import IsoFlopPlotter
@@ -257,7 +258,7 @@ class ReportPlotter(FigurePlotter):
         options = {"targets": self.config.targets, "dpi": self.config.dpi, "formats": ("svg",)}
         written = {Path(p).name: Path(p) for p in outcome.drawn}
         out = []
-        for cls in _figure_classes():
+        for cls in figure_plotters():
             caption = _CAPTIONS.get(cls.name, "")
             if f"{cls.name}.svg" in written:
                 svg = written[f"{cls.name}.svg"].read_bytes()

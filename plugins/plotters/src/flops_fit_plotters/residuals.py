@@ -23,6 +23,7 @@ from .style import (
     NEUTRAL,
     flops_kind,
     format_budgets,
+    legend_outside,
     new_figure,
     series_style,
     style_axes,
@@ -161,16 +162,7 @@ class ResidualsPlotter(FigurePlotter):
             f"RMS {rms:.3g} nats/token over {len(all_r)} runs",
             fontsize=FONT_SIZES["title"],
         )
-        by_n.legend(
-            handles=handles,
-            loc="upper left",
-            bbox_to_anchor=(1.02, 1.0),
-            borderaxespad=0.0,
-            frameon=False,
-            fontsize=FONT_SIZES["legend"],
-            title="Compute budget",
-            title_fontsize=FONT_SIZES["legend"] + 0.5,
-        )
+        legend_outside(by_n, handles, title="Compute budget")
         return fig
 
     @staticmethod

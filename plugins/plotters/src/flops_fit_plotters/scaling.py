@@ -14,7 +14,7 @@ import numpy as np
 
 from flops_fit_core import FitResult, Observations, Optimum, PowerLaw
 
-from .base import FigurePlotter, interval_errors, usable_law, usable_optima
+from .base import FigurePlotter, draw_optima, usable_law, usable_optima
 from .style import (
     EXTRAPOLATE_DECADES,
     FONT_SIZES,
@@ -86,12 +86,8 @@ class ScalingPlotter(FigurePlotter):
         symbol: str,
         colour: str,
     ) -> None:
-        from matplotlib.lines import Line2D
 
         budgets = np.array([opt.budget for opt in optima])
-        estimates = [getattr(opt, field) for opt in optima]
-        values = np.array([est.value for est in estimates])
-        flagged = np.array([bool(opt.flags) for opt in optima])
         handles: list = []
 
         law = fit.laws[key]
@@ -111,63 +107,7 @@ class ScalingPlotter(FigurePlotter):
                 color=OKABE_ITO["vermillion"],
             )
 
-        with_iv = [i for i, est in enumerate(estimates) if est.interval is not None]
-        if with_iv:
-            bars = ax.errorbar(
-                budgets[with_iv],
-                values[with_iv],
-                yerr=interval_errors(values[with_iv], [estimates[i].interval for i in with_iv]),
-                fmt="none",
-                ecolor="black",
-                elinewidth=1.0,
-                capsize=3,
-                zorder=3,
-                label="_nolegend_",
-            )
-            for child in bars.get_children():
-                child.set_gid(f"optima-interval-{key}")
-        point_label = f"per-budget optima ({fit.fitter})"
-        if with_iv:
-            point_label += ",\nbars: their intervals"
-        (points,) = ax.plot(
-            budgets,
-            values,
-            linestyle="none",
-            marker="o",
-            markersize=6,
-            color="black",
-            markerfacecolor="black",
-            zorder=4,
-            label=point_label,
-            gid=f"optima-{key}",
-        )
-        handles.insert(0, points)
-        if flagged.any():
-            ax.plot(
-                budgets[flagged],
-                values[flagged],
-                linestyle="none",
-                marker="o",
-                markersize=6,
-                color="black",
-                markerfacecolor="white",
-                zorder=5,
-                label="_nolegend_",
-                gid=f"optima-flagged-{key}",
-            )
-            handles.insert(
-                1,
-                Line2D(
-                    [],
-                    [],
-                    linestyle="none",
-                    marker="o",
-                    markersize=6,
-                    color="black",
-                    markerfacecolor="white",
-                    label="flagged optimum (see fit warnings)",
-                ),
-            )
+        handles[:0] = draw_optima(ax, optima, field, fit.fitter, f"-{key}")
         ax.legend(
             handles=handles,
             loc="upper left" if law.exponent >= 0 else "lower left",

@@ -39,6 +39,7 @@ __all__ = [
     "format_budget",
     "format_budgets",
     "format_number_tex",
+    "legend_outside",
     "new_figure",
     "save_figure",
     "series_style",
@@ -125,6 +126,21 @@ def style_axes(ax: Axes) -> None:
     ax.tick_params(which="both", labelsize=FONT_SIZES["tick"])
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
+
+
+def legend_outside(ax: Axes, handles: list, title: str | None = None) -> None:
+    """The legend right of the axes, top-aligned and frameless: for figures whose data fill
+    every corner (valleys, fanning bands), where an inside legend would cover some of it."""
+    ax.legend(
+        handles=handles,
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1.0),
+        borderaxespad=0.0,
+        frameon=False,
+        fontsize=FONT_SIZES["legend"],
+        title=title,
+        title_fontsize=FONT_SIZES["legend"] + 0.5,
+    )
 
 
 def format_budget(compute: float, digits: int = 1) -> str:
