@@ -67,6 +67,16 @@ def test_duplicate_names_are_an_error_naming_both_classes():
     assert any("registered by" in e.error for e in host.errors)
 
 
+@pytest.mark.parametrize("name", ["../escape", "a/b", ".hidden", "-flag", "two words"])
+def test_a_name_that_is_not_a_plain_name_is_refused(name):
+    """Names become file names (fits/<fitter>.json): none may leave its folder."""
+    host = PluginHost(load_entry_points=False)
+    plugin, _ = trainer_plugin("OddTrainer", name)
+    host.register(plugin, "odd", "dist-odd")
+    assert name not in host.names("trainer")
+    assert any("is not a plain name" in e.error for e in host.errors)
+
+
 def test_a_broken_plugin_is_reported_and_the_others_still_load():
     host = PluginHost(load_entry_points=False)
 

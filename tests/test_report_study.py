@@ -21,7 +21,7 @@ name = "quadratic"
 
 [[compare]]
 name = "robust"
-bootstrap = 200
+bootstrap = 50
 """
 
 
@@ -50,7 +50,7 @@ def test_compared_fitters_are_fitted_recorded_and_reported(study):
     assert json.loads((run_dir / "fit.json").read_text())["fitter"] == "empirical"
     assert json.loads((run_dir / "fits" / "robust.json").read_text())["fitter"] == "robust"
     config = (run_dir / "config.toml").read_text()
-    assert "[[compare]]" in config and "bootstrap = 200" in config
+    assert "[[compare]]" in config and "bootstrap = 50" in config
     html = (run_dir / "report.html").read_text()
     for name in ("empirical", "quadratic", "robust"):
         assert f"Full {name} fit report" in html
@@ -243,3 +243,24 @@ def test_report_needs_its_results(capsys, tmp_path, study):
     assert_one_line_error(
         flops_fit(capsys, "report", run_dir, "--map", "loss=l"), "--map names the columns"
     )
+
+
+def test_report_command_rewrites_the_runs_page_byte_for_byte(capsys, tmp_path, study):
+    run_dir, _ = study
+    copy = tmp_path / "again" / run_dir.name  # same name: the page's title is the folder's
+    shutil.copytree(run_dir, copy)
+    result = flops_fit(capsys, "report", copy)
+    assert result.code == 0, result.err
+    assert (copy / "report.html").read_bytes() == (run_dir / "report.html").read_bytes()
+
+
+def test_a_fit_added_by_hand_survives_the_next_run(capsys, tmp_path, study):
+    run_dir, _ = study
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    shutil.copy(copy / "fit.json", copy / "fits" / "mine.json")
+    config = run_dir.parent / "compare.toml"
+    result = flops_fit(capsys, "run", "--preset", "mock", "-c", config, "--out", copy)
+    assert result.code == 0, result.err
+    assert (copy / "fits" / "mine.json").is_file()
+    assert "removed" not in result.err

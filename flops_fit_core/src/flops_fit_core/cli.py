@@ -191,14 +191,20 @@ def run(
             )
         )
         click.echo(f"run directory: {run_dir}")
-        click.echo(
-            f"report: {summary.report}" if summary.report else "report: none (not in [plot] names)"
-        )
+        click.echo(f"report: {_report_line(summary)}")
     if failed:
         raise RunFailed(
             f"{_count(failed)} failed (see {run_dir / pipeline.RESULTS_FILE}); "
             "rerun with --retry-failed to train them again"
         )
+
+
+def _report_line(summary: pipeline.RunSummary) -> str:
+    if summary.report:
+        return str(summary.report)
+    if "report" in summary.skipped_figures:
+        return f"not written ({summary.skipped_figures['report']})"
+    return "none (not in [plot] names)"
 
 
 def _add_targets(study_config: StudyConfig, targets: tuple[float, ...]) -> tuple[float, ...]:
@@ -427,8 +433,9 @@ def plot(
 ):
     """Draw figures from a results file (or your own table) and its fit.
 
-    Figures asked for with --plotter must be drawable; of the config's list, those with
-    nothing to show (no loss curves, no parametric law) are skipped with the reason.
+    Figures asked for with --plotter must be drawable; of the config's list (the report
+    left out: see `flops-fit report`), those with nothing to show (no loss curves, no
+    parametric law) are skipped with the reason.
     """
     study_config = _study_config(config_path, preset, overrides, beside=results_path.parent)
     _add_targets(study_config, targets)

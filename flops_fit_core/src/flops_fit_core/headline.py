@@ -43,7 +43,7 @@ def role(compute: float, budgets: Sequence[float]) -> str:
         return "target, within the budgets"
     factor = compute / hi if compute > hi else lo / compute
     side = "beyond" if compute > hi else "below"
-    times = f"{factor:.3g}" if factor < 1000 else f"{factor:,.0f}"  # 3,800x, not 3.8e+03x
+    times = f"{factor:.3g}" if factor < 999.5 else f"{factor:,.0f}"  # 3,800x, not 3.8e+03x
     return f"target, {times}x {side} the budgets"
 
 

@@ -47,6 +47,7 @@ __all__ = [
     "RunSummary",
     "Study",
     "TrainSummary",
+    "compared_names",
     "draw_outcome",
     "fit_comparisons",
     "fit_observations",
@@ -56,6 +57,7 @@ __all__ = [
     "load_observations",
     "pending_specs",
     "plot_fit",
+    "previous_config",
     "read_fit",
     "read_observations",
     "read_outcome",
@@ -381,15 +383,17 @@ def draw_outcome(
     out_dir: Path,
     *,
     skip_empty: bool = False,
+    never_fail: bool = False,
     reporter: Reporter | None = None,
 ) -> Drawn:
     """Each plotter's files for a study's outcome.
 
     A plotter with nothing to show for this outcome (`NothingToDraw`: no loss curves, no
-    parametric law) is an error when it was asked for by name. With `skip_empty` (the study's
-    own list of figures, drawn after the study is trained and fitted) a figure never fails the
-    study: one it cannot draw, for any reason, is skipped, its files from an earlier run are
-    removed, and the reason is told to `reporter`.
+    parametric law) is an error when it was asked for by name; with `skip_empty` (a config's
+    list of figures) it is skipped. With `never_fail` (`run`, after the study is trained and
+    fitted) no figure fails the study: one that cannot be drawn for any reason is skipped
+    too. A skipped figure's files from an earlier run are removed, and the reason is told to
+    `reporter`.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     drawn = Drawn()
@@ -398,7 +402,8 @@ def draw_outcome(
             outcome = dataclasses.replace(outcome, drawn=tuple(drawn.files))
             drawn.files.extend(plotter.draw(outcome, out_dir))
         except Exception as exc:
-            if not skip_empty:
+            empty = isinstance(exc, NothingToDraw)
+            if not (never_fail or (skip_empty and empty)):
                 raise
             drawn.skipped[plotter.name] = reason = (
                 str(exc).splitlines()[0] if str(exc) else repr(exc)
@@ -406,7 +411,7 @@ def draw_outcome(
             for fmt in getattr(plotter.config, "formats", ()):
                 (out_dir / f"{plotter.name}.{fmt}").unlink(missing_ok=True)
             if reporter is not None:
-                verb = "skipped" if isinstance(exc, NothingToDraw) else "not drawn"
+                verb = "skipped" if empty else "not drawn"
                 reporter.message(f"figure {plotter.name!r} {verb}: {reason}")
     return drawn
 
@@ -416,23 +421,42 @@ def fit_path(run_dir: Path, fitter_name: str, primary: bool) -> Path:
     return run_dir / FIT_FILE if primary else run_dir / FITS_DIR / f"{fitter_name}.json"
 
 
+def compared_names(config: Mapping[str, Any] | None) -> set[str]:
+    """The fitters a resolved study config (`config.toml`) had `run` fit into `fits/`."""
+    tables = (config or {}).get("compare", [])
+    return {t["name"] for t in tables if isinstance(t, dict) and isinstance(t.get("name"), str)}
+
+
+def previous_config(run_dir: Path) -> dict[str, Any] | None:
+    """The resolved config an earlier `run` left in `run_dir`, if it can be read."""
+    try:
+        return tomllib.loads((run_dir / CONFIG_FILE).read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+
+
 def fit_comparisons(
-    study: Study, run_dir: Path, only_ids: set[str], reporter: Reporter
+    study: Study,
+    run_dir: Path,
+    only_ids: set[str],
+    reporter: Reporter,
+    previously: set[str] = frozenset(),
 ) -> tuple[list[FitResult], list[Observations], list[str]]:
     """Fit each `[[compare]]` fitter and write `fits/<name>.json`.
 
-    `fits/` holds exactly the current comparisons: files of fitters no longer compared (or
-    now the study's own) are removed, so `flops-fit report` never shows a stale fit. A
-    comparison that cannot fit this data (`FitError`, `InputError`: too few budgets or runs
-    for it) does not fail the study, whose answer is its own fitter's: the reason is
-    reported, kept in `fits/<name>.failed` for the report, and listed there.
+    The fits an earlier `run` of this directory wrote for fitters no longer compared (or now
+    the study's own) are removed, with a message, so `flops-fit report` never shows a stale
+    fit beside the new ones; a fit a user put in `fits/` by hand is left alone. A comparison
+    that cannot fit this data (`FitError`, `InputError`: too few budgets or runs for it) does
+    not fail the study, whose answer is its own fitter's: the reason is reported, kept in
+    `fits/<name>.failed` for the report, and listed there.
     """
     fits_dir = run_dir / FITS_DIR
-    wanted = {fitter.name for fitter in study.comparisons}
-    if fits_dir.is_dir():
-        for stale in [*fits_dir.glob("*.json"), *fits_dir.glob(f"*{FAILED_SUFFIX}")]:
-            if stale.name.removesuffix(stale.suffix) not in wanted:
-                stale.unlink(missing_ok=True)
+    for name in sorted(set(previously) - {fitter.name for fitter in study.comparisons}):
+        for stale in (fits_dir / f"{name}.json", fits_dir / f"{name}{FAILED_SUFFIX}"):
+            if stale.exists():
+                stale.unlink()
+                reporter.message(f"removed {stale}: {name!r} is no longer compared")
     fits, datasets, notes = [], [], []
     for fitter in study.comparisons:
         path = fit_path(run_dir, fitter.name, primary=False)
@@ -512,6 +536,7 @@ def run_study(
     for warning in plan.warnings:
         reporter.message(f"plan warning: {warning}")
     resolved = study.resolved()
+    previously = compared_names(previous_config(run_dir))
     write_atomic(run_dir / CONFIG_FILE, tomli_w.dumps(resolved))
     write_atomic(run_dir / PLAN_FILE, plan.model_dump_json(indent=2))
     stage(f"training {len(plan.experiments)} experiments with {study.trainer.name!r}")
@@ -529,11 +554,16 @@ def run_study(
     observations = load_observations(
         run_dir / RESULTS_FILE, only_ids, **requested_conventions(study.fitter)
     )
-    fit = fit_observations(observations, study.fitter)
+    try:
+        fit = fit_observations(observations, study.fitter)
+    except BaseException:
+        # No fit.json from an earlier run may outlive a fit of these results that failed.
+        (run_dir / FIT_FILE).unlink(missing_ok=True)
+        raise
     write_atomic(run_dir / FIT_FILE, fit.model_dump_json(indent=2))
     if study.comparisons:
         stage("comparing with " + ", ".join(repr(f.name) for f in study.comparisons))
-    more_fits, more_data, notes = fit_comparisons(study, run_dir, only_ids, reporter)
+    more_fits, more_data, notes = fit_comparisons(study, run_dir, only_ids, reporter, previously)
     fits, datasets = [fit, *more_fits], [observations, *more_data]
     outcome = StudyOutcome(
         fits=tuple(fits),
@@ -546,7 +576,7 @@ def run_study(
     )
     stage("plotting")
     drawn = draw_outcome(
-        outcome, study.plotters, run_dir / FIGURES_DIR, skip_empty=True, reporter=reporter
+        outcome, study.plotters, run_dir / FIGURES_DIR, never_fail=True, reporter=reporter
     )
     return RunSummary(run_dir, plan, training, fit, drawn.files, outcome, drawn.skipped)
 

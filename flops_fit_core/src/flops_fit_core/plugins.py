@@ -10,6 +10,7 @@ naming both, rather than one silently shadowing the other.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
@@ -32,6 +33,9 @@ KINDS: dict[str, tuple[str, type[PluginBase]]] = {
     "executor": ("flops_fit_register_executors", Executor),
 }
 DISABLE_ENV = "FLOPS_FIT_DISABLE_PLUGINS"
+
+#: What a plugin name may be: it is typed by users and becomes part of file names.
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,12 @@ class PluginHost:
             return f"{cls!r} is not a subclass of {base.__module__}.{base.__name__}"
         if not isinstance(getattr(cls, "name", None), str) or not cls.name:
             return f"{cls.__qualname__} has no `name`"
+        if not _NAME.fullmatch(cls.name):
+            # Names become file names (`fits/<fitter>.json`, `figures/<plotter>.png`).
+            return (
+                f"{cls.__qualname__}.name {cls.name!r} is not a plain name (letters, digits, "
+                "'_', '-', '.'; not starting with '.' or '-')"
+            )
         config = getattr(cls, "Config", None)
         if not (isinstance(config, type) and issubclass(config, BaseModel)):
             return f"{cls.__qualname__}.Config is not a pydantic model"

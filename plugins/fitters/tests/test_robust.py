@@ -367,3 +367,19 @@ def test_standard_errors_of_a_barely_identified_law_stay_finite_and_quiet():
     for name, est in fit.parametric.items():
         lo, hi = est.interval
         assert np.isfinite(est.stderr) and 0 < est.stderr <= hi - lo, (name, est)
+
+
+def test_a_bootstrap_that_runs_off_to_overflowing_a_leaves_a_without_an_interval():
+    """ln A resamples beyond ~709 would overflow exp: A is then reported without interval or
+    stderr, with a warning, and fit.json stays valid JSON (no inf)."""
+    best = np.array([np.log(1.7), np.log(400.0), np.log(410.0), 0.34, 0.28])
+    rng = np.random.default_rng(0)
+    replicates = best + rng.normal(0, 0.05, (200, 5))
+    replicates[:40, 1] = 800.0  # 20% of resamples: ln A = 800
+    warnings: list[str] = []
+    out = RobustFitter()._parametric(best, replicates, None, 0.95, warnings)
+    assert out["A"].interval is None and out["A"].stderr is None
+    assert out["A"].value == pytest.approx(400.0)
+    assert any("A's bootstrap interval reaches beyond" in w for w in warnings)
+    for name in ("E", "B", "alpha", "beta"):
+        assert out[name].interval is not None and np.isfinite(out[name].stderr)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flops_fit_core import Observations
-from flops_fit_core.testing import PlotterContract, isoflop_observations
+from flops_fit_core import FitResult, Observations
+from flops_fit_core.testing import PlotterContract, isoflop_observations, truth_fit
 from flops_fit_plotters import (
     CurvesPlotter,
     FrontierPlotter,
@@ -88,6 +88,12 @@ class TestReportPlotterContract(PlotterContract):
     @pytest.fixture
     def plugin(self):
         return ReportPlotter
+
+    @pytest.fixture
+    def fit(self) -> FitResult:
+        """Without the parametric law: fewer figures to draw three times (test_report.py
+        checks a report with every figure)."""
+        return truth_fit().model_copy(update={"parametric": None})
 
     @pytest.fixture
     def plugin_config(self):

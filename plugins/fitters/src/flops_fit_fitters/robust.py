@@ -62,6 +62,9 @@ Param = Literal["E", "A", "B", "alpha", "beta"]
 #: Flag of a budget whose model optimum lies outside the sizes it sampled (an extrapolation).
 OUTSIDE_FLAG = "optimum outside sampled sizes"
 
+#: ln of the largest float, less a margin: exp of more than this overflows.
+_LN_FLOAT_MAX = 700.0
+
 
 class RobustConfig(CommonConfig):
     """Options of the `robust` fitter (the `[fitter]` section with `name = "robust"`)."""
@@ -223,7 +226,7 @@ class RobustFitter(Fitter):
                 "ones come from the sandwich covariance, which under-covers with the Huber loss "
                 "(about 70-75% for a nominal 95% in our tests)"
             )
-        parametric = self._parametric(best, replicates, search, level)
+        parametric = self._parametric(best, replicates, search, level, warnings)
         optima = self._optima(observations, groups, point, reps, level, k_flops, used)
         warnings.extend(_optimum_warnings(optima))
         warnings.extend(self._search_warnings(search))
@@ -493,7 +496,7 @@ class RobustFitter(Fitter):
             lo, hi = estimate - half, estimate + half
         return (float(lo), float(hi))
 
-    def _parametric(self, best, replicates, search, level):
+    def _parametric(self, best, replicates, search, level, warnings: list[str]):
         """E, A, B, alpha, beta with bootstrap stderr and interval (covariance if no bootstrap)."""
         natural = np.concatenate([np.exp(best[:3]), best[3:]])
         out = {}
@@ -502,13 +505,22 @@ class RobustFitter(Fitter):
             if replicates is not None and len(replicates) > 1:
                 reps = replicates[:, j]
                 # E, A and B are positive and skewed: their intervals are made in ln units.
-                lo, hi = self._interval(float(best[j]), reps, level)
-                if j < 3:
-                    reps, (lo, hi) = np.exp(reps), (math.exp(lo), math.exp(hi))
                 # The stderr is half the central 68% range of the resamples: the standard
                 # deviation for a normal spread, but not ruled by the few resamples that run
-                # off to a huge A or B (their plain std reached 1e71, and overflowed).
+                # off to a huge A or B (their plain std reached 1e71, and overflowed). Both
+                # are taken in ln units and exponentiated last (exp is monotone).
+                lo, hi = self._interval(float(best[j]), reps, level)
                 q16, q84 = np.percentile(reps, [15.865, 84.135])
+                if j < 3:
+                    if max(hi, q84) > _LN_FLOAT_MAX:
+                        warnings.append(
+                            f"{name}'s bootstrap interval reaches beyond {math.exp(700):.1e}: "
+                            f"{name} is not identified by these runs, so it is reported "
+                            "without an interval"
+                        )
+                        out[name] = Estimate(value=value)
+                        continue
+                    lo, hi, q16, q84 = (math.exp(v) for v in (lo, hi, q16, q84))
                 stderr = float(q84 - q16) / 2.0
                 out[name] = Estimate(value=value, stderr=stderr, interval=(lo, hi))
                 continue

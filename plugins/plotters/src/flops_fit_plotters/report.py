@@ -162,8 +162,19 @@ def _runs_summary(outcome: StudyOutcome, observations: Observations) -> dict[str
         "devices": ", ".join(f"{d} ({n})" for d, n in sorted(devices.items())),
         "trainers": ", ".join(f"{t} ({n})" for t, n in sorted(trainers.items())),
         "failed": [(r.experiment_id, r.error or "") for r in failed],
-        "source": observations.source,
+        "source": _shown_source(observations.source, outcome.run_dir),
     }
+
+
+def _shown_source(source: str, run_dir) -> str:
+    """The data's path, relative to the run directory when it lies inside it: the page then
+    reads the same wherever the directory is (copied, moved, rebuilt by `flops-fit report`)."""
+    if run_dir is None or not source:
+        return source
+    try:
+        return str(Path(source).resolve().relative_to(Path(run_dir).resolve()))
+    except ValueError:
+        return source
 
 
 def _run_rows(outcome: StudyOutcome, observations: Observations) -> list[dict[str, str]]:
@@ -246,7 +257,12 @@ class ReportPlotter(FigurePlotter):
         folder = Path(outcome.run_dir) if outcome.run_dir is not None else Path(out_dir)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / REPORT_FILE
-        write_atomic(path, self.render(outcome).encode("utf-8"))
+        try:
+            page = self.render(outcome)
+        except BaseException:
+            path.unlink(missing_ok=True)  # never leave an earlier study's page looking current
+            raise
+        write_atomic(path, page.encode("utf-8"))
         return [path]
 
     def figures(self, outcome: StudyOutcome) -> list[_Figure]:
@@ -273,7 +289,11 @@ class ReportPlotter(FigurePlotter):
                 reason = f"could not be drawn: {str(exc).splitlines()[0] if str(exc) else exc!r}"
                 out.append(_Figure(cls.name, caption, skipped=reason))
                 continue
-            out.append(_Figure(cls.name, caption, data_uri=_svg_uri(figure_bytes(fig, "svg", 72))))
+            out.append(
+                _Figure(
+                    cls.name, caption, data_uri=_svg_uri(figure_bytes(fig, "svg", self.config.dpi))
+                )
+            )
         return out
 
     def context(self, outcome: StudyOutcome) -> dict[str, Any]:

@@ -242,12 +242,15 @@ def write_atomic(path: Path, data: bytes) -> None:
 def save_figure(
     fig: Figure, out_dir: Path | str, name: str, formats: Iterable[str], dpi: int
 ) -> list[Path]:
-    """Write `fig` as `<out_dir>/<name>.<fmt>` for each format; return the paths written."""
+    """Write `fig` as `<out_dir>/<name>.<fmt>` for each format; return the paths written.
+
+    Each render re-runs the layout, which moves by a hair after a raster render; so SVG is
+    rendered first, and `<name>.svg` has the same bytes whatever other formats are asked for
+    (and as the report's own drawing of the figure).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for fmt in formats:
-        path = out / f"{name}.{fmt}"
-        write_atomic(path, figure_bytes(fig, fmt, dpi))
-        paths.append(path)
-    return paths
+    formats = list(formats)
+    for fmt in sorted(formats, key=lambda f: f != "svg"):
+        write_atomic(out / f"{name}.{fmt}", figure_bytes(fig, fmt, dpi))
+    return [out / f"{name}.{fmt}" for fmt in formats]
