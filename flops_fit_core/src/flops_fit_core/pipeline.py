@@ -51,7 +51,6 @@ __all__ = [
     "draw_outcome",
     "fit_comparisons",
     "fit_observations",
-    "fit_path",
     "is_results_file",
     "latest_runs",
     "load_observations",
@@ -62,6 +61,7 @@ __all__ = [
     "read_observations",
     "read_outcome",
     "read_plan",
+    "read_run_config",
     "requested_conventions",
     "resolve_study",
     "run_study",
@@ -365,7 +365,7 @@ def fit_observations(observations: Observations, fitter: Fitter) -> FitResult:
 def plot_fit(
     observations: Observations, fit: FitResult, plotters: list[Plotter], out_dir: Path
 ) -> list[Path]:
-    """Draw one fit of one data set with each plotter (what `flops-fit plot` does)."""
+    """Draw one fit of one data set with each plotter (the Python API's `flops-fit plot`)."""
     return draw_outcome(StudyOutcome.single(observations, fit), plotters, out_dir).files
 
 
@@ -416,22 +416,29 @@ def draw_outcome(
     return drawn
 
 
-def fit_path(run_dir: Path, fitter_name: str, primary: bool) -> Path:
-    """Where a study's fit lives: `fit.json` for its own fitter, `fits/<name>.json` else."""
-    return run_dir / FIT_FILE if primary else run_dir / FITS_DIR / f"{fitter_name}.json"
-
-
 def compared_names(config: Mapping[str, Any] | None) -> set[str]:
     """The fitters a resolved study config (`config.toml`) had `run` fit into `fits/`."""
     tables = (config or {}).get("compare", [])
     return {t["name"] for t in tables if isinstance(t, dict) and isinstance(t.get("name"), str)}
 
 
-def previous_config(run_dir: Path) -> dict[str, Any] | None:
-    """The resolved config an earlier `run` left in `run_dir`, if it can be read."""
+def read_run_config(run_dir: Path) -> dict[str, Any] | None:
+    """The resolved config (`config.toml`) of a run directory; None when there is none."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.exists():
+        return None
     try:
-        return tomllib.loads((run_dir / CONFIG_FILE).read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise InputError(f"cannot read {path}: {exc}") from None
+
+
+def previous_config(run_dir: Path) -> dict[str, Any] | None:
+    """The resolved config an earlier `run` left in `run_dir`, if it can be read (a broken
+    one is about to be overwritten: it only means no earlier comparisons are known)."""
+    try:
+        return read_run_config(run_dir)
+    except InputError:
         return None
 
 
@@ -459,7 +466,7 @@ def fit_comparisons(
                 reporter.message(f"removed {stale}: {name!r} is no longer compared")
     fits, datasets, notes = [], [], []
     for fitter in study.comparisons:
-        path = fit_path(run_dir, fitter.name, primary=False)
+        path = fits_dir / f"{fitter.name}.json"
         failed = fits_dir / f"{fitter.name}{FAILED_SUFFIX}"
         data = load_observations(run_dir / RESULTS_FILE, only_ids, **requested_conventions(fitter))
         try:
@@ -603,12 +610,7 @@ def read_outcome(
             f"{run_dir} has no {FIT_FILE}: run `flops-fit run`, or `flops-fit fit RESULTS "
             f"-o {primary}`, first"
         )
-    config = None
-    if (run_dir / CONFIG_FILE).exists():
-        try:
-            config = tomllib.loads((run_dir / CONFIG_FILE).read_text())
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise InputError(f"cannot read {run_dir / CONFIG_FILE}: {exc}") from None
+    config = read_run_config(run_dir)
     if mapping and results is None:
         raise UsageError("--map names the columns of a table given with --results")
     # The study's comparisons in its config's order, then any fit added by hand, by name.

@@ -27,7 +27,7 @@ from flops_fit_core import (
     StudyOutcome,
 )
 
-from .style import SUPPORTED_FORMATS, save_figure
+from .style import EXTRAPOLATE_DECADES, SUPPORTED_FORMATS, save_figure
 
 if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn: it costs ~1 s at start-up
     from matplotlib.figure import Figure
@@ -35,9 +35,11 @@ if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn: it costs ~1 
 __all__ = [
     "FigureConfig",
     "FigurePlotter",
+    "draw_law",
     "draw_optima",
     "interval_errors",
     "is_positive",
+    "law_band",
     "match_optima",
     "usable_law",
     "usable_optima",
@@ -208,6 +210,85 @@ def draw_optima(ax, optima: Sequence[Optimum], field: str, fitter: str, tag: str
         )
         flagged_label = "flagged optimum (see fit warnings)"
         handles.append(Line2D([], [], markerfacecolor="white", label=flagged_label, **dot))
+    return handles
+
+
+def law_band(
+    law: PowerLaw, compute, positive: bool = False
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The law's confidence band at `compute`, or None when the fit has none or it is not
+    finite everywhere (or, with `positive`, for a log axis, not above zero everywhere)."""
+    band = law.predict_interval(compute)
+    if band is None:
+        return None
+    lower, upper = (np.asarray(b, dtype=float) for b in band)
+    ok = np.isfinite(lower) & np.isfinite(upper)
+    if positive:
+        ok &= lower > 0
+    return (lower, upper) if np.all(ok) else None
+
+
+def draw_law(
+    ax,
+    law: PowerLaw,
+    budgets: np.ndarray,
+    targets: Sequence[float],
+    *,
+    colour: str,
+    label: str,
+    tag: str = "",
+    margin: float = 1.0,
+    positive: bool = False,
+) -> list:
+    """A fitted law against compute: solid over the budgets, dashed a decade beyond (or to
+    the furthest target, `margin` times past it) and back to a target below the budgets, with
+    its band over the whole drawn range when the fit knows its uncertainty (`positive`: the
+    band must stay above zero, for a log axis). Returns the legend handles.
+
+    Artists carry gids `law{tag}`, `law-extrapolated{tag}`, `law-extrapolated-below{tag}`,
+    `band{tag}`.
+    """
+    lo_c, hi_c = float(budgets.min()), float(budgets.max())
+    far = max([hi_c * 10**EXTRAPOLATE_DECADES, *(t * margin for t in targets)])
+    near = min([lo_c, *(t / margin for t in targets)])
+    fitted = np.geomspace(lo_c, hi_c, 100) if hi_c > lo_c else np.array([lo_c])
+    style = {"color": colour, "linewidth": 2.0, "zorder": 2}
+    (line,) = ax.plot(fitted, law.predict(fitted), label=label, gid=f"law{tag}", **style)
+    beyond = np.geomspace(hi_c, far, 100)
+    (extra,) = ax.plot(
+        beyond,
+        law.predict(beyond),
+        linestyle="--",
+        label="extrapolation",
+        gid=f"law-extrapolated{tag}",
+        **style,
+    )
+    if near < lo_c:  # a target below the budgets: the law extrapolated downwards too
+        below = np.geomspace(near, lo_c, 60)
+        ax.plot(
+            below,
+            law.predict(below),
+            linestyle="--",
+            label="_nolegend_",
+            gid=f"law-extrapolated-below{tag}",
+            **style,
+        )
+    handles: list = [line, extra]
+    grid = np.geomspace(near, far, 200)
+    band = law_band(law, grid, positive=positive)
+    if band is not None:
+        handles.append(
+            ax.fill_between(
+                grid,
+                *band,
+                color=colour,
+                alpha=0.18,
+                linewidth=0,
+                zorder=1,
+                label=f"{law.level:.0%} confidence band",
+                gid=f"band{tag}",
+            )
+        )
     return handles
 
 

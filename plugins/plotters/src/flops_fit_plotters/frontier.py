@@ -19,9 +19,16 @@ import numpy as np
 
 from flops_fit_core import FitResult, Observations, PowerLaw
 
-from .base import FigurePlotter, draw_optima, interval_errors, usable_law, usable_optima
+from .base import (
+    FigurePlotter,
+    draw_law,
+    draw_optima,
+    interval_errors,
+    law_band,
+    usable_law,
+    usable_optima,
+)
 from .style import (
-    EXTRAPOLATE_DECADES,
     FONT_SIZES,
     NEUTRAL,
     OKABE_ITO,
@@ -60,17 +67,6 @@ def loss_law_label(law: PowerLaw) -> str:
     return text
 
 
-def _interval(law: PowerLaw, compute: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """The law's band at `compute`, or None when unknown or not finite everywhere."""
-    band = law.predict_interval(compute)
-    if band is None:
-        return None
-    lower, upper = (np.asarray(b, dtype=float) for b in band)
-    if not np.all(np.isfinite(lower) & np.isfinite(upper)):
-        return None
-    return lower, upper
-
-
 class FrontierPlotter(FigurePlotter):
     """The per-budget optimal losses against compute, the fitted L*(C), its band and targets."""
 
@@ -91,7 +87,9 @@ class FrontierPlotter(FigurePlotter):
         handles: list = []
         handles.extend(draw_optima(ax, optima, "loss", fit.fitter))
         if usable_law(law):
-            handles.extend(self._draw_law(ax, law, budgets, targets))
+            handles.extend(
+                draw_law(ax, law, budgets, targets, colour=LAW_COLOUR, label=loss_law_label(law))
+            )
             if law.offset is not None:
                 handles.append(self._draw_floor(ax, law))
             handles.extend(self._draw_targets(ax, law, targets))
@@ -128,65 +126,6 @@ class FrontierPlotter(FigurePlotter):
         return fig
 
     @staticmethod
-    def _draw_law(ax: Axes, law: PowerLaw, budgets: np.ndarray, targets: tuple) -> list:
-        """The law solid over the budgets, dashed a decade beyond (or to the furthest target),
-        and its band over the whole drawn range when the fit knows its uncertainty."""
-        lo_c, hi_c = float(budgets.min()), float(budgets.max())
-        far = max(hi_c * 10**EXTRAPOLATE_DECADES, *targets) if targets else hi_c * 10
-        near = min(lo_c, *targets) if targets else lo_c
-        fitted = np.geomspace(lo_c, hi_c, 100) if hi_c > lo_c else np.array([lo_c])
-        beyond = np.geomspace(hi_c, far, 100)
-        (line,) = ax.plot(
-            fitted,
-            law.predict(fitted),
-            color=LAW_COLOUR,
-            linewidth=2.0,
-            zorder=2,
-            label=loss_law_label(law),
-            gid="law",
-        )
-        (extra,) = ax.plot(
-            beyond,
-            law.predict(beyond),
-            color=LAW_COLOUR,
-            linewidth=2.0,
-            linestyle="--",
-            zorder=2,
-            label="extrapolation",
-            gid="law-extrapolated",
-        )
-        if near < lo_c:  # a target below the smallest budget: reach back to it as well
-            before = np.geomspace(near, lo_c, 50)
-            ax.plot(
-                before,
-                law.predict(before),
-                color=LAW_COLOUR,
-                linewidth=2.0,
-                linestyle="--",
-                zorder=2,
-                label="_nolegend_",
-                gid="law-extrapolated-below",
-            )
-        handles: list = [line, extra]
-        grid = np.geomspace(near, far, 200)
-        band = _interval(law, grid)
-        if band is not None:
-            handles.append(
-                ax.fill_between(
-                    grid,
-                    band[0],
-                    band[1],
-                    color=LAW_COLOUR,
-                    alpha=0.18,
-                    linewidth=0,
-                    zorder=1,
-                    label=f"{law.level:.0%} confidence band",
-                    gid="band",
-                )
-            )
-        return handles
-
-    @staticmethod
     def _draw_floor(ax: Axes, law: PowerLaw):
         """The irreducible loss E, the asymptote an offset law approaches."""
         label = f"irreducible loss E = {law.offset:.3g}"
@@ -211,7 +150,7 @@ class FrontierPlotter(FigurePlotter):
         for i, target in enumerate(targets):
             colour = TARGET_COLOURS[i % len(TARGET_COLOURS)]
             value = float(law.predict(target))
-            band = _interval(law, np.array([target]))
+            band = law_band(law, np.array([target]))
             ax.axvline(
                 target, color=colour, linestyle=":", linewidth=1.3, zorder=1.6, gid=f"target-{i}"
             )

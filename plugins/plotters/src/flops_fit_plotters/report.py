@@ -28,6 +28,7 @@ from flops_fit_core import (
     NothingToDraw,
     Observations,
     StudyOutcome,
+    headline,
     pipeline,
 )
 from flops_fit_core.headline import computes, flops_convention, format_estimate, role
@@ -303,7 +304,7 @@ class ReportPlotter(FigurePlotter):
         budgets = planned or [float(b) for b in observations.budgets]
         at = computes(budgets, self.config.targets)
         # By position, not by name: two fits of one fitter (different options) stay apart.
-        predictions = [[f.predict(c) for c in at] for f in outcome.fits]
+        predictions = [headline.predictions(f, at) for f in outcome.fits]
         title = Path(outcome.run_dir).name if outcome.run_dir is not None else observations.source
         return {
             "title": title or "flops-fit study",

@@ -14,9 +14,16 @@ import numpy as np
 
 from flops_fit_core import FitResult, Observations, Optimum, PowerLaw
 
-from .base import FigurePlotter, draw_optima, usable_law, usable_optima
+from .base import (
+    FigurePlotter,
+    draw_law,
+    draw_optima,
+    interval_errors,
+    law_band,
+    usable_law,
+    usable_optima,
+)
 from .style import (
-    EXTRAPOLATE_DECADES,
     FONT_SIZES,
     LEGEND_EDGE,
     NEUTRAL,
@@ -93,7 +100,19 @@ class ScalingPlotter(FigurePlotter):
         law = fit.laws[key]
         targets = tuple(self.config.targets)
         if usable_law(law):
-            handles.extend(self._draw_law(ax, law, budgets, key, symbol, colour, targets))
+            handles.extend(
+                draw_law(
+                    ax,
+                    law,
+                    budgets,
+                    targets,
+                    colour=colour,
+                    label=law_label(symbol, law),
+                    tag=f"-{key}",
+                    margin=1.5,
+                    positive=True,
+                )
+            )
             if targets:
                 handles.append(self._mark_targets(ax, law, targets, key, symbol, colour))
         else:
@@ -125,20 +144,17 @@ class ScalingPlotter(FigurePlotter):
 
         c = np.asarray(targets, dtype=float)
         values = np.asarray(law.predict(c), dtype=float)
-        band = law.predict_interval(c)
+        band = law_band(law, c)
         for x in c:
             ax.axvline(
                 x, color=NEUTRAL, linestyle=":", linewidth=1.0, zorder=1, gid=f"target-{key}"
             )
         if band is not None:
-            lo, hi = (np.asarray(b, dtype=float) for b in band)
-            if not np.all(np.isfinite(lo) & np.isfinite(hi)):
-                band = None
-        if band is not None:
+            lo, hi = band
             bars = ax.errorbar(
                 c,
                 values,
-                yerr=np.vstack([np.clip(values - lo, 0, None), np.clip(hi - values, 0, None)]),
+                yerr=interval_errors(values, list(zip(lo, hi, strict=True))),
                 fmt="none",
                 ecolor=colour,
                 elinewidth=1.4,
@@ -172,72 +188,3 @@ class ScalingPlotter(FigurePlotter):
             markeredgecolor="black",
             label=label,
         )
-
-    @staticmethod
-    def _draw_law(
-        ax: Axes,
-        law: PowerLaw,
-        budgets: np.ndarray,
-        key: str,
-        symbol: str,
-        colour: str,
-        targets: tuple[float, ...] = (),
-    ) -> list:
-        """The law solid over the fitted budgets, dashed beyond (to the furthest target when
-        that is further than a decade), and its band when known."""
-        lo_c, hi_c = float(budgets.min()), float(budgets.max())
-        far = max([hi_c * 10**EXTRAPOLATE_DECADES, *(t * 1.5 for t in targets)])
-        near = min([lo_c, *(t / 1.5 for t in targets)])
-        fitted = np.geomspace(lo_c, hi_c, 100) if hi_c > lo_c else np.array([lo_c])
-        beyond = np.geomspace(hi_c, far, 100)
-        (line,) = ax.plot(
-            fitted,
-            law.predict(fitted),
-            color=colour,
-            linewidth=2.0,
-            zorder=2,
-            label=law_label(symbol, law),
-            gid=f"law-{key}",
-        )
-        (extra,) = ax.plot(
-            beyond,
-            law.predict(beyond),
-            color=colour,
-            linewidth=2.0,
-            linestyle="--",
-            zorder=2,
-            label="extrapolation",
-            gid=f"law-extrapolated-{key}",
-        )
-        handles: list = [line, extra]
-        if near < lo_c:  # a target below the budgets: the law extrapolated downwards too
-            below = np.geomspace(near, lo_c, 60)
-            ax.plot(
-                below,
-                law.predict(below),
-                color=colour,
-                linewidth=2.0,
-                linestyle="--",
-                zorder=2,
-                label="_nolegend_",
-                gid=f"law-extrapolated-below-{key}",
-            )
-        grid = np.geomspace(near, far, 200)
-        band = law.predict_interval(grid)
-        if band is not None:
-            lower, upper = (np.asarray(b, dtype=float) for b in band)
-            if np.all(np.isfinite(lower) & np.isfinite(upper) & (lower > 0)):
-                handles.append(
-                    ax.fill_between(
-                        grid,
-                        lower,
-                        upper,
-                        color=colour,
-                        alpha=0.18,
-                        linewidth=0,
-                        zorder=1,
-                        label=f"{law.level:.0%} confidence band",
-                        gid=f"band-{key}",
-                    )
-                )
-        return handles
