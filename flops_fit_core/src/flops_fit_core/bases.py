@@ -28,7 +28,6 @@ from pydantic import Field, field_validator
 from .errors import TrainingCancelled
 from .flops import FlopsConvention, ParamConvention
 from .schemas import (
-    Conventions,
     ExperimentSpec,
     FitResult,
     Observations,
@@ -95,6 +94,16 @@ class PluginBase:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config!r})"
 
+    def validate_study(self, study: Any) -> None:
+        """Check this plugin against the whole resolved study before anything trains.
+
+        `study` is a `flops_fit_core.Study`: every plugin of the study, and `study.plan`, the
+        sweep it will train (planned on first use). Raise `ConfigError` with one line for a
+        combination that would fail every run (a planner vocabulary below the trainer's
+        tokenizer, a schedule the trainer does not know). `config validate`, `plan`, `run`
+        and `train` call it on every plugin of the study; the default checks nothing.
+        """
+
 
 class Planner(PluginBase):
     """Turns its config into a `SweepPlan`."""
@@ -132,9 +141,18 @@ class Trainer(PluginBase):
     #: Whether the same spec and seed give the same loss bit for bit (the contract checks it).
     deterministic: ClassVar[bool] = False
 
+    def outcome_options(self) -> dict[str, Any]:
+        """The options that can change a result: what a result records and is keyed by.
+
+        A rerun whose trainer gives other outcome options does not reuse the results made
+        under these. By default every option of the config; a trainer leaves out what only
+        changes how fast or where it runs (threads, checkpoint cadence, a cache folder).
+        """
+        return self.config.model_dump(mode="json")
+
     @property
     def info(self) -> TrainerInfo:
-        return TrainerInfo(name=self.name, version=self.version)
+        return TrainerInfo.made_by(self.name, self.version, self.outcome_options())
 
     def train(self, spec: ExperimentSpec, context: TrainerContext) -> RunResult:
         raise NotImplementedError
@@ -182,12 +200,6 @@ class FitterConfig(PluginConfig):
     flops: FlopsConvention | None = Field(
         None, description="compute convention to fit under: exact or 6n (C = 6ND)"
     )
-
-    def conventions_for(self, recorded: Conventions) -> Conventions:
-        """The conventions a fit is made under, given those the data records."""
-        return Conventions(
-            params=self.params or recorded.params, flops=self.flops or recorded.flops
-        )
 
 
 class Fitter(PluginBase):

@@ -92,7 +92,7 @@ def config_options(func):
         "overrides",
         multiple=True,
         metavar="KEY=VALUE",
-        help="Override one option, e.g. --set trainer.seed=1 (repeatable).",
+        help="Override one option, e.g. --set trainer.curve_points=16 (repeatable).",
     )(func)
     func = click.option(
         "--preset",

@@ -113,6 +113,30 @@ class Study:
     fitter: Fitter
     plotters: list[Plotter]
     comparisons: list[Fitter] = field(default_factory=list)
+    _plan: SweepPlan | None = field(default=None, repr=False)
+
+    @property
+    def plan(self) -> SweepPlan:
+        """The sweep this study trains: its planner's plan, made on first use, or the plan it
+        was given (`with_plan`: `flops-fit train` trains a plan file)."""
+        if self._plan is None:
+            self._plan = self.planner.plan()
+        return self._plan
+
+    def with_plan(self, plan: SweepPlan) -> Study:
+        self._plan = plan
+        return self
+
+    def plugins(self) -> list[Any]:
+        return [
+            self.planner, self.trainer, self.executor, self.fitter, *self.comparisons,
+            *self.plotters,
+        ]  # fmt: skip
+
+    def validate(self) -> None:
+        """Every plugin's `validate_study` check; the first that fails raises `ConfigError`."""
+        for plugin in self.plugins():
+            plugin.validate_study(self)
 
     def resolved(self) -> dict[str, Any]:
         """The full config, every option's value included (what `config.toml` records)."""

@@ -49,6 +49,7 @@ __all__ = [
     "StudyOutcome",
     "SweepPlan",
     "TrainerInfo",
+    "options_digest",
     "parse_model",
 ]
 
@@ -263,11 +264,30 @@ class SweepPlan(StrictModel):
         return sorted({s.budget for s in self.experiments})
 
 
+def options_digest(name: str, options: dict[str, Any]) -> str:
+    """A short, stable digest of a trainer's name and outcome options (sorted JSON)."""
+    text = json.dumps([name, options], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 class TrainerInfo(StrictModel):
-    """Which trainer produced a result."""
+    """Which trainer produced a result, and under which options.
+
+    `options` are the trainer's outcome options (`Trainer.outcome_options`), `options_digest`
+    their digest: a rerun under other options does not reuse the result. Both are None in
+    results written before they were recorded: their options are unknown.
+    """
 
     name: str
     version: str = "unknown"
+    options: dict[str, Any] | None = None
+    options_digest: str | None = None
+
+    @classmethod
+    def made_by(cls, name: str, version: str, options: dict[str, Any]) -> TrainerInfo:
+        return cls(
+            name=name, version=version, options=options, options_digest=options_digest(name, options)
+        )
 
 
 def _now() -> datetime:
