@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from flops_fit_core import ConfigError, SweepPlan
+from flops_fit_core.config import load_study_config
+from flops_fit_core.pipeline import resolve_study
 from flops_fit_planners import IsoFlopPlanner
 from flops_fit_planners.shapes import search_shapes
 
@@ -66,6 +68,46 @@ def test_the_mock_preset_plans_cleanly():
     budgets = sorted(set(planner.targets()[0].tolist()))
     assert plan.budgets == budgets
     assert len(plan.experiments) == len(budgets) * planner.config.sizes_per_budget
+
+
+def test_the_cpu_tiny_preset_plans_every_size_within_tolerance():
+    # The default study, through the same door `flops-fit plan` uses. It once started at 1e11
+    # FLOPs, whose smallest target (N=3,608) lies below the smallest model of its grid.
+    study = resolve_study(load_study_config(preset="cpu-tiny"))
+    planner, plan = study.planner, study.plan
+    c = planner.config
+    assert plan.warnings == []
+    assert len(plan.experiments) == c.n_budgets * c.sizes_per_budget == 20
+    targets = target_of_each_experiment(planner)
+    for spec in plan.experiments:
+        assert abs(spec.params / targets[spec.id] - 1) <= c.param_tolerance
+        # The local trainer's rotary positions need an even integer head size.
+        assert spec.shape.d_model % spec.shape.n_heads == 0
+        assert (spec.shape.d_model // spec.shape.n_heads) % 2 == 0
+    # Still a sweep around the prior optimum spanning 8x each way, not a narrowed one.
+    budget, target = planner.targets()
+    assert (c.span, c.tokens_per_param, c.max_flops) == (8.0, 20.0, 3e12)
+    n0 = np.sqrt(budget / (6 * 20.0))
+    assert target == pytest.approx(n0 * 8.0 ** np.tile([-1, -0.5, 0, 0.5, 1], 4), rel=1e-12)
+
+
+def test_the_cpu_tiny_budgets_start_where_its_smallest_model_is_reachable():
+    # The cause of the old warning: d_model 16 (its multiple) and 1 layer hold 5,168
+    # parameters, the floor of the grid; a smallest target below 5,168 / 1.2 cannot be met.
+    study = resolve_study(load_study_config(preset="cpu-tiny"))
+    planner = study.planner
+    c = planner.config
+    floor = search_shapes(np.array([1.0]), planner.shape_grid())
+    assert (floor.d_model[0], floor.n_layers[0], floor.params[0]) == (16, 1, 5168)
+    smallest_target = np.sqrt(c.min_flops / (6 * c.tokens_per_param)) / c.span
+    assert smallest_target >= 5168 / (1 + c.param_tolerance)
+    lower = resolve_study(
+        load_study_config(preset="cpu-tiny", overrides=["planner.min_flops=1e11"])
+    ).plan
+    assert [w for w in lower.warnings if "not reachable" in w] == [
+        "budget 1e+11: target N=3608 is not reachable within 20%; nearest shape has "
+        "N=5,168 (+43.22%; d_model=16, n_layers=1)"
+    ]
 
 
 @pytest.mark.parametrize("flops", ["exact", "6n"])
