@@ -73,3 +73,29 @@ def test_running_again_trains_nothing(capsys, local_run, cache):
     outcome = flops_fit(capsys, "-q", *_args(local_run))
     assert outcome.code == 0, outcome.err
     assert (local_run / "results.jsonl").read_bytes() == before
+
+
+def test_changing_an_optimizer_option_trains_again_and_once(capsys, local_run, cache):
+    """Issue 11: results remember the trainer options that made them. A rerun with another
+    optimizer option trains every experiment again under it (and says so); a second rerun
+    with the same option trains nothing. (Last in the module: it changes `local_run`.)"""
+    run = local_run
+    first = {r["experiment_id"]: r["loss"] for r in read_jsonl(run / "results.jsonl")}
+    first_fit = (run / "fit.json").read_text()
+    changed = [*_args(run), "--set", "trainer.optimizer.beta2=0.99", "--json"]
+    outcome = flops_fit(capsys, *changed)
+    assert outcome.code == 0, outcome.err
+    assert outcome.json()["trained"] == 9
+    assert (
+        "9 results were trained with other trainer options (optimizer.beta2 0.95 -> 0.99); "
+        "training them again" in outcome.err
+    )
+    records = read_jsonl(run / "results.jsonl")[9:]
+    assert {r["experiment_id"] for r in records} == set(first)
+    assert all(r["trainer"]["options"]["optimizer"]["beta2"] == 0.99 for r in records)
+    assert all(r["loss"] != first[r["experiment_id"]] for r in records)
+    assert "beta2 = 0.99" in (run / "config.toml").read_text()
+    assert (run / "fit.json").read_text() != first_fit  # fitted to the new losses
+    again = flops_fit(capsys, *changed)
+    assert again.code == 0 and again.json()["trained"] == 0
+    assert len(read_jsonl(run / "results.jsonl")) == 18

@@ -161,11 +161,25 @@ def cli(ctx: click.Context, quiet: bool, verbose: bool) -> None:
 )
 @target_option
 @click.option("--retry-failed", is_flag=True, help="Retrain experiments that failed before.")
+@click.option(
+    "--keep-results",
+    is_flag=True,
+    help="Keep results trained under other trainer options instead of training them again.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @plugin_shortcuts("planner", "trainer", "executor", "fitter")
 @click.pass_obj
 def run(
-    state: State, config_path, preset, overrides, out, targets, retry_failed, as_json, **shortcuts
+    state: State,
+    config_path,
+    preset,
+    overrides,
+    out,
+    targets,
+    retry_failed,
+    keep_results,
+    as_json,
+    **shortcuts,
 ):
     """Run a whole study: plan, train what is missing, fit, compare, plot, report.
 
@@ -178,7 +192,13 @@ def run(
     run_dir = out or Path("runs") / (
         config_path.stem if config_path else (preset or DEFAULT_PRESET)
     )
-    summary = pipeline.run_study(study, run_dir, retry_failed=retry_failed, reporter=state.reporter)
+    summary = pipeline.run_study(
+        study,
+        run_dir,
+        retry_failed=retry_failed,
+        keep_results=keep_results,
+        reporter=state.reporter,
+    )
     failed = summary.training.failed + summary.training.failed_before
     if as_json:
         _echo_json(summary.as_dict(targets))
@@ -251,10 +271,11 @@ def _prediction_line(pred) -> str:
 @click.pass_obj
 def plan(state: State, config_path, preset, overrides, planner, output, dry_run, as_json):
     """Plan a sweep and write plan.json."""
-    study_config = _study_config(config_path, preset, overrides, planner=planner)
-    host = get_host()
-    options = dict(study_config.planner)
-    the_plan = host.create("planner", options.pop("name"), options).plan()
+    study = pipeline.resolve_study(
+        _study_config(config_path, preset, overrides, planner=planner)
+    )
+    the_plan = study.plan
+    study.validate()
     for warning in the_plan.warnings:
         state.reporter.message(f"plan warning: {warning}")
     if as_json:
@@ -290,6 +311,11 @@ def plan(state: State, config_path, preset, overrides, planner, output, dry_run,
     help="Results file (default: results.jsonl beside the plan).",
 )
 @click.option("--retry-failed", is_flag=True, help="Retrain experiments that failed before.")
+@click.option(
+    "--keep-results",
+    is_flag=True,
+    help="Keep results trained under other trainer options instead of training them again.",
+)
 @click.pass_obj
 def train(
     state: State,
@@ -301,23 +327,23 @@ def train(
     executor,
     results_path,
     retry_failed,
+    keep_results,
 ):
-    """Train a plan's experiments that have no result yet."""
+    """Train a plan's experiments that have no result yet (under these trainer options)."""
     the_plan = pipeline.read_plan(plan_path)
     study_config = _study_config(
         config_path, preset, overrides, beside=plan_path.parent, trainer=trainer, executor=executor
     )
-    host = get_host()
-    t_opts, e_opts = dict(study_config.trainer), dict(study_config.executor)
-    the_trainer = host.create("trainer", t_opts.pop("name"), t_opts)
-    the_executor = host.create("executor", e_opts.pop("name"), e_opts)
+    study = pipeline.resolve_study(study_config).with_plan(the_plan)
+    study.validate()
     results_path = results_path or plan_path.parent / pipeline.RESULTS_FILE
     summary = pipeline.train_plan(
         the_plan,
-        the_trainer,
-        the_executor,
+        study.trainer,
+        study.executor,
         results_path,
         retry_failed=retry_failed,
+        keep_results=keep_results,
         reporter=state.reporter,
     )
     if not state.quiet:
@@ -532,9 +558,11 @@ def config_show(config_path, preset, overrides):
 @config.command("validate")
 @config_options
 def config_validate(config_path, preset, overrides):
-    """Check a config: every plugin exists and every option is known and valid."""
-    pipeline.resolve_study(load_study_config(config_path, preset, overrides))
-    click.echo("config is valid")
+    """Check a config: every plugin exists, every option is known and valid, and the plugins
+    agree with each other and with the plan (what would otherwise fail every run)."""
+    study = pipeline.resolve_study(load_study_config(config_path, preset, overrides))
+    study.validate()
+    click.echo(f"config is valid ({len(study.plan.experiments)} experiments planned)")
 
 
 _COMMANDS_ADDED = False

@@ -38,6 +38,7 @@ from .schemas import (
     RunResult,
     StudyOutcome,
     SweepPlan,
+    TrainerInfo,
 )
 from .store import LoadedResults, ResultsStore
 
@@ -220,11 +221,17 @@ def read_fit(path: Path) -> FitResult:
 
 
 def pending_specs(
-    plan: SweepPlan, loaded: LoadedResults, retry_failed: bool
+    plan: SweepPlan,
+    loaded: LoadedResults,
+    retry_failed: bool,
+    *,
+    digest: str | None = None,
+    keep_other: bool = False,
 ) -> list[ExperimentSpec]:
-    """The plan's experiments that still need training: no `ok` record, and failed ones only
-    when `retry_failed`."""
-    statuses = loaded.statuses()
+    """The plan's experiments that still need training: no `ok` record (of the trainer
+    options `digest`, or of any options with `keep_other`), and failed ones only when
+    `retry_failed`."""
+    statuses = loaded.statuses(digest, keep_other)
     return [
         spec
         for spec in plan.experiments
@@ -239,6 +246,56 @@ class TrainSummary:
     skipped: int = 0
     failed_before: int = 0  # failed records left alone (no --retry-failed)
     errors: list[str] = field(default_factory=list)
+    #: experiments whose only results were made under other trainer options: trained again,
+    #: or (`keep_results`) kept
+    other_options: int = 0
+    kept_other: bool = False
+
+
+def options_note(
+    loaded: LoadedResults, info: TrainerInfo, ids: set[str], *, kept: bool
+) -> str | None:
+    """One line on the results of `ids` made under other trainer options than `info`'s:
+    `72 results were trained with other trainer options (seed 0 -> 7); training them again`.
+    None when every result matches."""
+    other = loaded.other_options(info.options_digest, ids) if info.options_digest else {}
+    if not other:
+        return None
+    changes: dict[str, int] = {}
+    for result in other.values():
+        change = info.differences(result.trainer)
+        changes[change] = changes.get(change, 0) + 1
+    said = "; ".join(sorted(changes, key=changes.get, reverse=True)[:2])
+    n = len(other)
+    were = "result was" if n == 1 else "results were"
+    then = "kept (--keep-results)" if kept else "training them again"
+    return f"{n} {were} trained with other trainer options ({said}); {then}"
+
+
+def results_notes(results_path: Path, info: TrainerInfo, ids: set[str] | None) -> list[str]:
+    """What a report must say about the options of the results it shows, given the trainer
+    its config describes: results kept from other options, results of unknown options."""
+    loaded = ResultsStore(results_path).load()
+    notes = []
+    if info.options_digest and (other := loaded.other_options(info.options_digest, ids)):
+        n = len(other)
+        change = "; ".join(sorted({info.differences(r.trainer) for r in other.values()})[:2])
+        notes.append(
+            f"{n} of these results were trained with other trainer options than the config "
+            f"records (results -> config: {change}), kept with --keep-results"
+        )
+    if note := unknown_options_note(loaded, ids):
+        notes.append(note)
+    return notes
+
+
+def unknown_options_note(loaded: LoadedResults, ids: set[str] | None) -> str | None:
+    """One line on results written before trainer options were recorded."""
+    n = loaded.unknown_options(ids)
+    if not n:
+        return None
+    were = "result was" if n == 1 else "results were"
+    return f"{n} {were} written before flops-fit recorded trainer options: their options are unknown"
 
 
 def train_plan(
@@ -248,10 +305,16 @@ def train_plan(
     results_path: Path,
     *,
     retry_failed: bool = False,
+    keep_results: bool = False,
     reporter: Reporter | None = None,
     cancel: threading.Event | None = None,
 ) -> TrainSummary:
-    """Train what the results file does not hold yet, appending each result as it arrives."""
+    """Train what the results file does not hold yet, appending each result as it arrives.
+
+    A result made under other trainer options (`Trainer.outcome_options`) does not satisfy
+    its experiment, which is trained again and said so, unless `keep_results`. Each result is
+    stamped with the trainer's options as the driver sees them, whatever the trainer wrote.
+    """
     reporter = reporter or SilentReporter()
     store = ResultsStore(results_path)
     loaded = store.load()
@@ -260,15 +323,26 @@ def train_plan(
             f"warning: {results_path}:{number} is a torn record (a write cut short by a "
             "crash); skipped: an experiment with no other result is trained again"
         )
-    todo = pending_specs(plan, loaded, retry_failed)
-    statuses = loaded.statuses()
-    summary = TrainSummary(skipped=len(plan.experiments) - len(todo))
+    info = trainer.info
+    digest = info.options_digest
+    ids = {s.id for s in plan.experiments}
+    todo = pending_specs(plan, loaded, retry_failed, digest=digest, keep_other=keep_results)
+    statuses = loaded.statuses(digest, keep_results)
+    summary = TrainSummary(skipped=len(plan.experiments) - len(todo), kept_other=keep_results)
     summary.failed_before = sum(
         1 for s in plan.experiments if not retry_failed and statuses.get(s.id) == "failed"
     )
+    summary.other_options = len(loaded.other_options(digest, ids)) if digest else 0
+    for note in (
+        options_note(loaded, info, ids, kept=keep_results),
+        unknown_options_note(loaded, ids),
+    ):
+        if note:
+            reporter.message(note)
     reporter.training_started(total=len(todo), skipped=summary.skipped)
 
     def on_result(result: RunResult) -> None:
+        result = result.model_copy(update={"trainer": info})
         store.append(result)
         if result.status == "ok":
             summary.trained += 1
@@ -314,22 +388,37 @@ def load_observations(
     *,
     params: ParamConvention | None = None,
     flops: FlopsConvention | None = None,
+    digest: str | None = None,
+    keep_other: bool = False,
 ) -> Observations:
     """The `ok` results of a results file (optionally only those of a plan) as observations.
 
     `params` and `flops` recount N and C under another convention than the results were
-    planned in (`Observations.from_results`); `None` keeps the recorded one.
+    planned in (`Observations.from_results`); `None` keeps the recorded one. `digest` takes
+    only results of those trainer options (and, with `keep_other`, of others where an
+    experiment has no other result); without it, each experiment's latest result, and a
+    warning when they were trained under different options.
     """
     if not Path(results_path).exists():
         raise InputError(f"results file not found: {results_path}")
-    ok = ResultsStore(results_path).load().ok(only_ids)
+    ok = ResultsStore(results_path).load().ok(only_ids, digest, keep_other)
     if not ok:
         raise InputError(f"{results_path}: no successful results to fit")
     conventions = None
     if params is not None or flops is not None:
         recorded = ok[0].spec.conventions
         conventions = Conventions(params=params or recorded.params, flops=flops or recorded.flops)
-    return Observations.from_results(ok, source=str(results_path), conventions=conventions)
+    observations = Observations.from_results(ok, source=str(results_path), conventions=conventions)
+    digests = {r.trainer.options_digest for r in ok} - {None}
+    if len(digests) > 1:
+        warning = (
+            f"{results_path}: these results were trained under {len(digests)} different sets "
+            "of trainer options"
+        )
+        observations = dataclasses.replace(
+            observations, warnings=(*observations.warnings, warning)
+        )
+    return observations
 
 
 def is_results_file(path: Path) -> bool:
@@ -472,6 +561,7 @@ def fit_comparisons(
     only_ids: set[str],
     reporter: Reporter,
     previously: set[str] = frozenset(),
+    selection: Mapping[str, Any] | None = None,
 ) -> tuple[list[FitResult], list[Observations], list[str]]:
     """Fit each `[[compare]]` fitter and write `fits/<name>.json`.
 
@@ -481,6 +571,7 @@ def fit_comparisons(
     that cannot fit this data (`FitError`, `InputError`: too few budgets or runs for it) does
     not fail the study, whose answer is its own fitter's: the reason is reported, kept in
     `fits/<name>.failed` for the report, and listed there.
+    `selection` (`digest`, `keep_other`) picks the results as in `load_observations`.
     """
     fits_dir = run_dir / FITS_DIR
     for name in sorted(set(previously) - {fitter.name for fitter in study.comparisons}):
@@ -492,7 +583,9 @@ def fit_comparisons(
     for fitter in study.comparisons:
         path = fits_dir / f"{fitter.name}.json"
         failed = fits_dir / f"{fitter.name}{FAILED_SUFFIX}"
-        data = load_observations(run_dir / RESULTS_FILE, only_ids, **requested_conventions(fitter))
+        data = load_observations(
+            run_dir / RESULTS_FILE, only_ids, **requested_conventions(fitter), **(selection or {})
+        )
         try:
             fit = fit_observations(data, fitter)
         except (FitError, InputError) as exc:
@@ -553,17 +646,23 @@ def run_study(
     run_dir: Path,
     *,
     retry_failed: bool = False,
+    keep_results: bool = False,
     reporter: Reporter | None = None,
     cancel: threading.Event | None = None,
     on_stage: Callable[[str], None] | None = None,
 ) -> RunSummary:
-    """The whole study in `run_dir`: plan, train what is missing, fit, compare, plot, report."""
+    """The whole study in `run_dir`: plan, train what is missing, fit, compare, plot, report.
+
+    Results made under other trainer options are trained again, or kept with `keep_results`
+    (the outcome then notes it, so the report says its results differ from `config.toml`).
+    """
     reporter = reporter or SilentReporter()
     stage = on_stage or reporter.message
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     stage("planning")
-    plan = study.planner.plan()
+    plan = study.plan
+    study.validate()
+    run_dir.mkdir(parents=True, exist_ok=True)
     for warning in plan.warnings:
         reporter.message(f"plan warning: {warning}")
     resolved = study.resolved()
@@ -577,13 +676,16 @@ def run_study(
         study.executor,
         run_dir / RESULTS_FILE,
         retry_failed=retry_failed,
+        keep_results=keep_results,
         reporter=reporter,
         cancel=cancel,
     )
     stage(f"fitting with {study.fitter.name!r}")
     only_ids = {s.id for s in plan.experiments}
+    info = study.trainer.info
+    selection = {"digest": info.options_digest, "keep_other": keep_results}
     observations = load_observations(
-        run_dir / RESULTS_FILE, only_ids, **requested_conventions(study.fitter)
+        run_dir / RESULTS_FILE, only_ids, **requested_conventions(study.fitter), **selection
     )
     try:
         fit = fit_observations(observations, study.fitter)
@@ -594,7 +696,10 @@ def run_study(
     write_atomic(run_dir / FIT_FILE, fit.model_dump_json(indent=2))
     if study.comparisons:
         stage("comparing with " + ", ".join(repr(f.name) for f in study.comparisons))
-    more_fits, more_data, notes = fit_comparisons(study, run_dir, only_ids, reporter, previously)
+    more_fits, more_data, notes = fit_comparisons(
+        study, run_dir, only_ids, reporter, previously, selection
+    )
+    notes = [*results_notes(run_dir / RESULTS_FILE, info, only_ids), *notes]
     fits, datasets = [fit, *more_fits], [observations, *more_data]
     outcome = StudyOutcome(
         fits=tuple(fits),
@@ -603,7 +708,7 @@ def run_study(
         config=resolved,
         run_dir=run_dir,
         notes=tuple(notes),
-        runs=latest_runs(run_dir / RESULTS_FILE, only_ids),
+        runs=latest_runs(run_dir / RESULTS_FILE, only_ids, **selection),
     )
     stage("plotting")
     drawn = draw_outcome(
@@ -661,17 +766,23 @@ def read_outcome(
         )
     plan = read_plan(run_dir / PLAN_FILE) if (run_dir / PLAN_FILE).exists() else None
     only_ids = {s.id for s in plan.experiments} if plan is not None and results is None else None
+    selection: dict[str, Any] = {}
+    if is_results_file(source) and (info := configured_trainer(config)) is not None:
+        selection = {"digest": info.options_digest, "keep_other": True}
+        notes = [*results_notes(source, info, only_ids), *notes]
     fits, datasets = [], []
     for path in paths:
         fit = read_fit(path)
         conv = fit.conventions
         if results is None:
-            data = load_observations(source, only_ids, params=conv.params, flops=conv.flops)
+            data = load_observations(
+                source, only_ids, params=conv.params, flops=conv.flops, **selection
+            )
         else:
             data = read_observations(source, mapping=mapping, params=conv.params, flops=conv.flops)
         fits.append(fit)
         datasets.append(data)
-    runs = latest_runs(source, only_ids) if is_results_file(source) else ()
+    runs = latest_runs(source, only_ids, **selection) if is_results_file(source) else ()
     return StudyOutcome(
         fits=tuple(fits),
         observations=tuple(datasets),
@@ -683,8 +794,28 @@ def read_outcome(
     )
 
 
-def latest_runs(results_path: Path, only_ids: set[str] | None = None) -> tuple[RunResult, ...]:
+def configured_trainer(config: Mapping[str, Any] | None) -> TrainerInfo | None:
+    """The trainer options a resolved config (`config.toml`) describes; None when its trainer
+    cannot be built here (not installed, or options this version does not know)."""
+    table = dict((config or {}).get("trainer") or {})
+    name = table.pop("name", None)
+    if not isinstance(name, str):
+        return None
+    try:
+        return get_host().create("trainer", name, table).info
+    except UsageError:
+        return None
+
+
+def latest_runs(
+    results_path: Path,
+    only_ids: set[str] | None = None,
+    *,
+    digest: str | None = None,
+    keep_other: bool = False,
+) -> tuple[RunResult, ...]:
     """Each experiment's latest record (its last `ok` one, else its last failure), in the
-    order the file first saw them; optionally only those of a plan."""
-    latest = ResultsStore(results_path).load().latest()
+    order the file first saw them; optionally only those of a plan, and of the trainer
+    options `digest` (as `load_observations`)."""
+    latest = ResultsStore(results_path).load().latest(digest, keep_other)
     return tuple(r for k, r in latest.items() if only_ids is None or k in only_ids)

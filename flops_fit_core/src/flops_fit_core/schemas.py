@@ -285,9 +285,41 @@ class TrainerInfo(StrictModel):
 
     @classmethod
     def made_by(cls, name: str, version: str, options: dict[str, Any]) -> TrainerInfo:
-        return cls(
-            name=name, version=version, options=options, options_digest=options_digest(name, options)
-        )
+        digest = options_digest(name, options)
+        return cls(name=name, version=version, options=options, options_digest=digest)
+
+    def differences(self, other: TrainerInfo, limit: int = 3) -> str:
+        """How `other`'s options become these, in a few words: `seed 0 -> 7`."""
+        if other.options is None:
+            return "options unknown"
+        if other.name != self.name:
+            return f"trainer {other.name} -> {self.name}"
+        mine, theirs = _flatten(self.options or {}), _flatten(other.options)
+        changed = [
+            f"{key} {_word(theirs.get(key))} -> {_word(mine.get(key))}"
+            for key in sorted(mine.keys() | theirs.keys())
+            if mine.get(key, _MISSING) != theirs.get(key, _MISSING)
+        ]
+        more = f", and {len(changed) - limit} more" if len(changed) > limit else ""
+        return ", ".join(changed[:limit]) + more
+
+
+_MISSING = object()
+
+
+def _flatten(options: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`{"optimizer": {"lr": 1e-3}}` -> `{"optimizer.lr": 1e-3}`."""
+    flat: dict[str, Any] = {}
+    for key, value in options.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _word(value: Any) -> str:
+    return "(unset)" if value is None else json.dumps(value) if isinstance(value, str) else str(value)
 
 
 def _now() -> datetime:

@@ -6,6 +6,12 @@ crash leaves a torn record (truncated JSON); the next append starts a fresh line
 torn record may sit anywhere: loading skips and reports torn records and keeps the rest, while
 any other malformed line is an error naming it. The last `ok` record of an id wins; failed
 records are kept for the record and retried only when asked.
+
+Each record carries the digest of the trainer options it was made under
+(`TrainerInfo.options_digest`). Asked for the records of one digest, the store lets only those
+(and records older than digests, whose options are unknown) satisfy an id; records made under
+other options count only when the caller keeps them (`keep_other`), and otherwise leave the
+id to be trained again.
 """
 
 from __future__ import annotations
@@ -24,12 +30,23 @@ from .schemas import RunResult
 __all__ = ["LoadedResults", "ResultsStore"]
 
 
+class _TrainerEntry(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    options_digest: str | None = None
+
+
 class _Entry(BaseModel):
-    """What resuming needs of a record: its id and status (parsed fast; the rest on demand)."""
+    """What resuming needs of a record: its id, status and trainer options digest (parsed
+    fast; the rest on demand)."""
 
     model_config = ConfigDict(extra="ignore")
     experiment_id: str
     status: Literal["ok", "failed"]
+    trainer: _TrainerEntry | None = None
+
+    @property
+    def digest(self) -> str | None:
+        return self.trainer.options_digest if self.trainer is not None else None
 
 
 _INDEX = TypeAdapter(list[_Entry])
@@ -69,32 +86,73 @@ class LoadedResults:
         """Every record in file order."""
         return [self._record(i) for i in range(len(self._entries))]
 
-    def _latest_index(self) -> dict[str, int]:
+    def _rank(self, entry: _Entry, digest: str | None, keep_other: bool) -> int:
+        """How well a record satisfies its id (0: not at all; higher wins, later breaks ties)."""
+        ok = entry.status == "ok"
+        if digest is None or entry.digest is None or entry.digest == digest:
+            return 4 if ok else 2
+        if keep_other:
+            return 3 if ok else 1
+        return 0
+
+    def _latest_index(self, digest: str | None = None, keep_other: bool = False) -> dict[str, int]:
         best: dict[str, int] = {}
+        ranks: dict[str, int] = {}
         for i, entry in enumerate(self._entries):
-            held = best.get(entry.experiment_id)
-            if entry.status == "ok" or held is None or self._entries[held].status != "ok":
+            rank = self._rank(entry, digest, keep_other)
+            if rank and rank >= ranks.get(entry.experiment_id, 0):
                 best[entry.experiment_id] = i
+                ranks[entry.experiment_id] = rank
         return best
 
-    def statuses(self) -> dict[str, str]:
-        """Per id `ok` if any record succeeded, else `failed` (no record is built)."""
-        return {k: self._entries[i].status for k, i in self._latest_index().items()}
+    def statuses(self, digest: str | None = None, keep_other: bool = False) -> dict[str, str]:
+        """Per id `ok` if a record succeeded, else `failed` (no record is built).
 
-    def latest(self) -> dict[str, RunResult]:
-        """Per id the last `ok` record, or the last failed one if it never succeeded."""
-        return {k: self._record(i) for k, i in self._latest_index().items()}
+        With `digest`, only records of those trainer options (or of unknown options) count,
+        and records of other options too with `keep_other`; an id with none is absent.
+        """
+        found = self._latest_index(digest, keep_other)
+        return {k: self._entries[i].status for k, i in found.items()}
 
-    def ok(self, ids: set[str] | None = None) -> list[RunResult]:
-        """The winning `ok` records (optionally only those of `ids`)."""
+    def latest(self, digest: str | None = None, keep_other: bool = False) -> dict[str, RunResult]:
+        """Per id the last `ok` record, or the last failed one if it never succeeded (of the
+        trainer options `digest`, as in `statuses`)."""
+        found = self._latest_index(digest, keep_other)
+        return {k: self._record(i) for k, i in found.items()}
+
+    def ok(
+        self, ids: set[str] | None = None, digest: str | None = None, keep_other: bool = False
+    ) -> list[RunResult]:
+        """The winning `ok` records (optionally only those of `ids`; of `digest`, as in
+        `statuses`)."""
         return [
             self._record(i)
-            for k, i in self._latest_index().items()
+            for k, i in self._latest_index(digest, keep_other).items()
             if self._entries[i].status == "ok" and (ids is None or k in ids)
         ]
 
     def failed(self) -> list[RunResult]:
         return [r for r in self.latest().values() if r.status == "failed"]
+
+    def other_options(self, digest: str, ids: set[str] | None = None) -> dict[str, RunResult]:
+        """The ids (optionally of `ids`) that no record of trainer options `digest` (or of
+        unknown options) satisfies, but one of other options does: per id the record that
+        `keep_other` would use."""
+        matching = self._latest_index(digest)
+        kept = self._latest_index(digest, keep_other=True)
+        return {
+            k: self._record(i)
+            for k, i in kept.items()
+            if k not in matching and (ids is None or k in ids)
+        }
+
+    def unknown_options(self, ids: set[str] | None = None) -> int:
+        """How many of the winning records were written before trainer options were recorded."""
+        return sum(
+            1
+            for k, i in self._latest_index().items()
+            if self._entries[i].digest is None and (ids is None or k in ids)
+        )
 
 
 def _bad_line(path: Path | None, number: int, exc: ValidationError) -> str:
