@@ -104,3 +104,41 @@ def test_concurrent_writers_interleave_whole_lines(tmp_path):
 
 def test_missing_file_is_empty(tmp_path):
     assert ResultsStore(tmp_path / "none.jsonl").load().records == []
+
+
+SEED0 = TrainerInfo.made_by("t", "1", {"seed": 0})
+SEED7 = TrainerInfo.made_by("t", "1", {"seed": 7})
+
+
+def test_only_records_of_the_asked_trainer_options_satisfy_an_id(tmp_path):
+    """Issue 11: a record made under other trainer options does not satisfy its experiment
+    unless kept; records from before digests (options unknown) satisfy as they always did."""
+    store = ResultsStore(tmp_path / "results.jsonl")
+    a, b, c = tiny_specs(3)
+    store.append(RunResult.success(a, SEED0, loss=3.0, tokens_trained=a.tokens))
+    store.append(RunResult.success(b, SEED0, loss=3.1, tokens_trained=b.tokens))
+    store.append(RunResult.success(b, SEED7, loss=3.2, tokens_trained=b.tokens))
+    store.append(RunResult.success(c, INFO, loss=3.3, tokens_trained=c.tokens))  # legacy
+    store.append(RunResult.failure(a, SEED7, "boom"))
+    loaded = store.load()
+    seven = SEED7.options_digest
+    assert loaded.statuses(seven) == {b.id: "ok", c.id: "ok", a.id: "failed"}
+    assert loaded.statuses(SEED0.options_digest) == {a.id: "ok", b.id: "ok", c.id: "ok"}
+    assert {r.experiment_id: r.loss for r in loaded.ok(digest=seven)} == {b.id: 3.2, c.id: 3.3}
+    # a has a record of seed 7 (its failure): not an id left only to other options
+    assert loaded.other_options(seven) == {}
+    other = loaded.other_options(SEED7.options_digest.replace(seven[0], "x"))  # a third digest
+    assert {k: r.loss for k, r in other.items()} == {a.id: 3.0, b.id: 3.2}
+    kept = loaded.statuses(seven, keep_other=True)
+    assert kept[a.id] == "ok"  # an ok result of other options beats a failure of these
+    assert loaded.unknown_options() == 1
+    assert loaded.statuses() == {a.id: "ok", b.id: "ok", c.id: "ok"}  # no digest: as before
+
+
+def test_differences_name_the_changed_options():
+    old = TrainerInfo.made_by("local", "1", {"optimizer": {"beta2": 0.95, "eps": 1e-8}, "x": 1})
+    new = TrainerInfo.made_by("local", "1", {"optimizer": {"beta2": 0.99, "eps": 1e-8}, "x": 1})
+    assert new.differences(old) == "optimizer.beta2 0.95 -> 0.99"
+    assert new.differences(INFO) == "options unknown"
+    assert old.options_digest != new.options_digest
+    assert TrainerInfo.made_by("local", "2", old.options).options_digest == old.options_digest
