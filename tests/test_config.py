@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tomllib
+
 import pytest
 
 from flops_fit_core import ConfigError, InputError, UnknownPluginError
@@ -13,6 +15,7 @@ from flops_fit_core.config import (
     parse_override,
 )
 from flops_fit_core.pipeline import resolve_study
+from tests.clirunner import assert_one_line_error, flops_fit
 
 
 def test_default_preset_is_the_real_cpu_study():
@@ -101,3 +104,37 @@ def test_a_shortcut_names_the_plugin_and_set_refines_it():
         preset="mock", overrides=["executor.workers=2"], shortcuts={"executor": "process"}
     )
     assert study.executor == {"name": "process", "workers": 2}
+
+
+def test_set_reaches_a_compared_fitter_by_its_name(capsys):
+    """Issue 11: `--set compare.NAME.KEY=VALUE` sets an option of a `[[compare]]` fitter."""
+    outcome = flops_fit(capsys, "config", "show", "--set", "compare.robust.bootstrap=200")
+    assert outcome.code == 0, outcome.err
+    compared = tomllib.loads(outcome.out)["compare"]
+    assert [t["name"] for t in compared] == ["empirical", "robust"]
+    assert compared[1]["bootstrap"] == 200
+
+
+def test_set_on_a_fitter_not_compared_names_those_that_are(capsys):
+    outcome = flops_fit(capsys, "config", "validate", "--set", "compare.vpnls.bootstrap=200")
+    assert_one_line_error(outcome, "compare.vpnls", "'empirical', 'robust'")
+
+
+def test_an_option_of_a_compared_fitter_set_on_the_fitter_says_where_it_goes(capsys):
+    outcome = flops_fit(capsys, "config", "validate", "--set", "fitter.bootstrap=200")
+    assert_one_line_error(outcome, "unknown key 'bootstrap'", "--set compare.robust.bootstrap=")
+
+
+def test_making_a_compared_fitter_the_study_fitter_keeps_the_others_compared(capsys):
+    """`--fitter robust` on the default preset: robust (with its compared options) becomes the
+    fitter, quadratic (the replaced one) is compared in its place, empirical stays, and the
+    swap is said."""
+    outcome = flops_fit(
+        capsys,
+        "config", "show", "--set", "compare.robust.bootstrap=100", "--set", "fitter.name=robust",
+    )  # fmt: skip
+    assert outcome.code == 0, outcome.err
+    config = tomllib.loads(outcome.out)
+    assert config["fitter"]["name"] == "robust" and config["fitter"]["bootstrap"] == 100
+    assert [t["name"] for t in config["compare"]] == ["empirical", "quadratic"]
+    assert "fitter 'robust' replaces 'quadratic', which is now compared in its place" in outcome.err

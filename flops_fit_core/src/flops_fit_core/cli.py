@@ -137,7 +137,12 @@ def _study_config(
         candidate = beside / pipeline.CONFIG_FILE
         if candidate.exists():
             config_path = candidate
-    return load_study_config(config_path, preset, overrides, shortcuts)
+    study_config = load_study_config(config_path, preset, overrides, shortcuts)
+    state = click.get_current_context().find_object(State)
+    for note in study_config.notes:
+        if state is not None:
+            state.reporter.message(note)
+    return study_config
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -186,7 +191,7 @@ def run(
     Ends with the headline: N*, D*, L* and D*/N* with intervals at the largest budget and at
     each --target, and the path of the HTML report.
     """
-    study_config = load_study_config(config_path, preset, overrides, shortcuts)
+    study_config = _study_config(config_path, preset, overrides, **shortcuts)
     targets = _add_targets(study_config, targets)
     study = pipeline.resolve_study(study_config)
     run_dir = out or Path("runs") / (
@@ -271,9 +276,7 @@ def _prediction_line(pred) -> str:
 @click.pass_obj
 def plan(state: State, config_path, preset, overrides, planner, output, dry_run, as_json):
     """Plan a sweep and write plan.json."""
-    study = pipeline.resolve_study(
-        _study_config(config_path, preset, overrides, planner=planner)
-    )
+    study = pipeline.resolve_study(_study_config(config_path, preset, overrides, planner=planner))
     the_plan = study.plan
     study.validate()
     for warning in the_plan.warnings:
@@ -364,11 +367,32 @@ def train(
         )
 
 
+def _percentage(ctx, param, value):
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise click.BadParameter(f"must be a positive percentage, got {value:g}")
+    return value
+
+
+def group_tolerance_option(func):
+    """--group-tolerance P: for a table off any budget grid, runs within P% of C form a budget."""
+    return click.option(
+        "--group-tolerance",
+        "group_tolerance",
+        type=float,
+        default=None,
+        callback=_percentage,
+        metavar="P",
+        help="For a table without budgets: runs whose C lie within P% of each other form one "
+        "budget.",
+    )(func)
+
+
 @cli.command()
 @click.argument("results_path", metavar="FILE", type=click.Path(path_type=Path))
 @config_options
 @click.option("--fitter", default=None, metavar="NAME", help="Shortcut for --set fitter.name=NAME.")
 @map_option
+@group_tolerance_option
 @click.option(
     "-o",
     "--output",
@@ -379,7 +403,16 @@ def train(
 @click.option("--json", "as_json", is_flag=True, help="Print fit.json on stdout.")
 @click.pass_obj
 def fit(
-    state: State, results_path, config_path, preset, overrides, fitter, mapping, output, as_json
+    state: State,
+    results_path,
+    config_path,
+    preset,
+    overrides,
+    fitter,
+    mapping,
+    group_tolerance,
+    output,
+    as_json,
 ):
     """Fit scaling laws to a results file or to your own table of runs.
 
@@ -393,7 +426,10 @@ def fit(
     options = dict(study_config.fitter)
     the_fitter = get_host().create("fitter", options.pop("name"), options)
     observations = pipeline.read_observations(
-        results_path, mapping=mapping, **pipeline.requested_conventions(the_fitter)
+        results_path,
+        mapping=mapping,
+        group_tolerance=group_tolerance,
+        **pipeline.requested_conventions(the_fitter),
     )
     result = pipeline.fit_observations(observations, the_fitter)
     output = output or results_path.parent / pipeline.FIT_FILE
@@ -436,6 +472,7 @@ def predict(fit_path, compute, as_json):
     help="Plotter to run (repeatable; default: the config's [plot] names).",
 )
 @map_option
+@group_tolerance_option
 @target_option
 @click.option(
     "-o",
@@ -454,6 +491,7 @@ def plot(
     overrides,
     plotters,
     mapping,
+    group_tolerance,
     targets,
     output,
 ):
@@ -474,8 +512,14 @@ def plot(
     instances = [host.create("plotter", name, options) for name in names]
     the_fit = pipeline.read_fit(fit_path)
     conventions = the_fit.conventions
+    if group_tolerance is None and not pipeline.is_results_file(results_path):
+        group_tolerance = the_fit.settings.get("group_tolerance")  # grouped as it was fitted
     observations = pipeline.read_observations(
-        results_path, mapping=mapping, params=conventions.params, flops=conventions.flops
+        results_path,
+        mapping=mapping,
+        params=conventions.params,
+        flops=conventions.flops,
+        group_tolerance=group_tolerance,
     )
     drawn = pipeline.draw_outcome(
         StudyOutcome.single(observations, the_fit),
@@ -499,6 +543,7 @@ def plot(
     help="The runs the fits were made from, when not RUN_DIR/results.jsonl (a table works).",
 )
 @map_option
+@group_tolerance_option
 @target_option
 @click.option(
     "--set",
@@ -508,7 +553,7 @@ def plot(
     help="Override a [plot] option, e.g. --set plot.targets=[1e21] (repeatable).",
 )
 @click.pass_obj
-def report(state: State, run_dir, results_path, mapping, targets, overrides):
+def report(state: State, run_dir, results_path, mapping, group_tolerance, targets, overrides):
     """Write RUN_DIR/report.html: one self-contained page with the study's answer.
 
     It shows fit.json and every fits/*.json side by side, with their figures, predictions
@@ -519,7 +564,9 @@ def report(state: State, run_dir, results_path, mapping, targets, overrides):
     options = dict(study_config.plot)
     options.pop("names", None)
     the_report = get_host().create("plotter", "report", options)
-    outcome = pipeline.read_outcome(run_dir, results=results_path, mapping=mapping)
+    outcome = pipeline.read_outcome(
+        run_dir, results=results_path, mapping=mapping, group_tolerance=group_tolerance
+    )
     files = the_report.draw(outcome, run_dir)
     if not state.quiet:
         for path in files:
@@ -551,7 +598,7 @@ def config():
 @config_options
 def config_show(config_path, preset, overrides):
     """Print the resolved config, every option included, as TOML."""
-    study = pipeline.resolve_study(load_study_config(config_path, preset, overrides))
+    study = pipeline.resolve_study(_study_config(config_path, preset, overrides))
     click.echo(tomli_w.dumps(study.resolved()), nl=False)
 
 
@@ -560,7 +607,7 @@ def config_show(config_path, preset, overrides):
 def config_validate(config_path, preset, overrides):
     """Check a config: every plugin exists, every option is known and valid, and the plugins
     agree with each other and with the plan (what would otherwise fail every run)."""
-    study = pipeline.resolve_study(load_study_config(config_path, preset, overrides))
+    study = pipeline.resolve_study(_study_config(config_path, preset, overrides))
     study.validate()
     click.echo(f"config is valid ({len(study.plan.experiments)} experiments planned)")
 

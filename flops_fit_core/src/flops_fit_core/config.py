@@ -11,6 +11,12 @@ rejected)::
 Layers merge in order: preset, file, overrides. When a later layer names a different plugin for
 a section, the earlier layers' options for that section are dropped: they belonged to the other
 plugin (`--trainer local` must not inherit the mock's `noise`).
+
+`[[compare]]` fitters are a list; a later layer's list replaces it, and a layer may address
+one compared fitter by its name instead (`--set compare.robust.bootstrap=200`, or a TOML
+table `[compare.robust]`). A layer that makes a compared fitter the study's own
+(`--fitter robust` on a preset that compares `robust`) swaps the two: the compared table's
+options become `[fitter]`'s and the replaced fitter is compared in its place, with a note.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from .errors import ConfigError, InputError
 from .schemas import SCHEMA_VERSION, StrictModel, parse_model
@@ -67,6 +73,12 @@ class StudyConfig(StrictModel):
     #: (`[[compare]]` / `name = "robust"` / options): the report shows them side by side.
     compare: list[dict[str, Any]] = Field(default_factory=list)
     plot: dict[str, Any] = Field(default_factory=lambda: {"names": list(DEFAULT_PLOTS)})
+    #: What loading did that a user should hear about (a swapped or dropped fitter).
+    _notes: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def notes(self) -> list[str]:
+        return self._notes
 
 
 def available_presets() -> list[str]:
@@ -114,7 +126,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     key, sep, raw = item.partition("=")
     path = [part.strip() for part in key.split(".")]
     if not sep or not all(path):
-        raise ConfigError(f"--set expects key=value (e.g. trainer.seed=1), got {item!r}")
+        raise ConfigError(f"--set expects key=value (e.g. trainer.curve_points=16), got {item!r}")
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
@@ -147,11 +159,19 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def merge_layers(layers: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Merge config layers; a section whose plugin `name` changes starts afresh."""
+def merge_layers(
+    layers: Iterable[dict[str, Any]], notes: list[str] | None = None
+) -> dict[str, Any]:
+    """Merge config layers; a section whose plugin `name` changes starts afresh. `notes`
+    collects what a user should hear (a fitter swapped with a compared one)."""
+    notes = notes if notes is not None else []
     merged: dict[str, Any] = {}
     for layer in layers:
         layer = dict(layer)
+        if isinstance(layer.get("compare"), dict):  # compared fitters addressed by name
+            merged["compare"] = _address_compare(merged.get("compare", []), layer.pop("compare"))
+        if "compare" not in layer:
+            _swap_fitter(merged, layer, notes)
         for section in SECTIONS:
             new, old = layer.get(section), merged.get(section)
             if (
@@ -163,6 +183,56 @@ def merge_layers(layers: Iterable[dict[str, Any]]) -> dict[str, Any]:
                 merged[section] = {}
         merged = _merge(merged, layer)
     return merged
+
+
+def _compare_names(tables: Any) -> list[str]:
+    if not isinstance(tables, list):
+        return []
+    return [t.get("name") for t in tables if isinstance(t, dict)]
+
+
+def _address_compare(tables: Any, addressed: dict[str, Any]) -> list[dict[str, Any]]:
+    """Options for compared fitters by name (`compare.robust.bootstrap=200`) merged into the
+    `[[compare]]` table of that name."""
+    tables = copy.deepcopy(tables) if isinstance(tables, list) else []
+    names = _compare_names(tables)
+    for name, options in addressed.items():
+        if name not in names:
+            listed = ", ".join(repr(n) for n in names) or "none"
+            raise ConfigError(
+                f"config: compare.{name}: no [[compare]] fitter is named {name!r} "
+                f"(compared: {listed})"
+            )
+        if not isinstance(options, dict):
+            raise ConfigError(
+                f"config: compare.{name} must be a table of options "
+                f"(e.g. --set compare.{name}.KEY=VALUE)"
+            )
+        i = names.index(name)
+        tables[i] = _merge(tables[i], options)
+    return tables
+
+
+def _swap_fitter(merged: dict[str, Any], layer: dict[str, Any], notes: list[str]) -> None:
+    """When `layer` names as `[fitter]` a fitter the study compares, that compared table
+    becomes the fitter (then `layer`'s options on top) and the replaced fitter is compared in
+    its place: `--fitter robust` keeps robust's options and still compares the old fitter."""
+    new, old = layer.get("fitter"), merged.get("fitter")
+    if not (isinstance(new, dict) and isinstance(old, dict) and "name" in new):
+        return
+    name, before = new["name"], old.get("name")
+    if name == before:
+        return
+    names = _compare_names(merged.get("compare"))
+    if name not in names:
+        if before is not None and names:
+            notes.append(f"fitter {name!r} replaces {before!r}")
+        return
+    i = names.index(name)
+    promoted = merged["compare"][i]
+    merged["compare"] = [*merged["compare"][:i], old, *merged["compare"][i + 1 :]]
+    merged["fitter"] = promoted
+    notes.append(f"fitter {name!r} replaces {before!r}, which is now compared in its place")
 
 
 def load_study_config(
@@ -185,9 +255,11 @@ def load_study_config(
     if short:
         layers.append(short)
     layers.append(apply_overrides(overrides))
-    merged = merge_layers(layers)
+    notes: list[str] = []
+    merged = merge_layers(layers, notes)
     where = str(config_path) if config_path else f"preset {preset or DEFAULT_PRESET!r}"
     study = parse_model(StudyConfig, merged, f"config ({where})")
+    study.notes.extend(notes)
     for section in SECTIONS:
         name = getattr(study, section).get("name")
         if not isinstance(name, str) or not name:
@@ -202,8 +274,8 @@ def load_study_config(
 def _check_compare(study: StudyConfig) -> None:
     """Each `[[compare]]` table names a fitter, once: each fit is written to
     `fits/<name>.json`, so two of one name would overwrite each other. A table naming the
-    study's own fitter is dropped (`--fitter robust` on a preset that compares `robust` must
-    just work): that fit is `fit.json` already."""
+    study's own fitter (one file that lists it as both) is dropped, with a note: that fit is
+    `fit.json` already."""
     seen: set[str] = set()
     for i, table in enumerate(study.compare):
         name = table.get("name")
@@ -212,4 +284,7 @@ def _check_compare(study: StudyConfig) -> None:
         if name in seen:
             raise ConfigError(f"config: [[compare]] lists {name!r} twice; list each fitter once")
         seen.add(name)
-    study.compare = [t for t in study.compare if t["name"] != study.fitter.get("name")]
+    own = study.fitter.get("name")
+    if own in seen:
+        study.notes.append(f"[[compare]] {own!r} dropped: it is the study's own fitter")
+        study.compare = [t for t in study.compare if t["name"] != own]

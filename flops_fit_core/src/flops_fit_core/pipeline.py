@@ -27,7 +27,7 @@ from pydantic import BaseModel, ValidationError
 from . import headline, tables
 from .bases import Executor, Fitter, Planner, Plotter, Trainer
 from .config import SECTIONS, StudyConfig
-from .errors import FitError, InputError, NothingToDraw, UsageError
+from .errors import ConfigError, FitError, InputError, NothingToDraw, UsageError
 from .flops import FlopsConvention, ParamConvention
 from .plugins import PluginHost, get_host
 from .schemas import (
@@ -165,7 +165,12 @@ def resolve_study(config: StudyConfig, host: PluginHost | None = None) -> Study:
     built: dict[str, Any] = {}
     for section, kind in SECTIONS.items():
         options = dict(getattr(config, section))
-        built[section] = host.create(kind, options.pop("name"), options)
+        try:
+            built[section] = host.create(kind, options.pop("name"), options)
+        except ConfigError as exc:
+            if section == "fitter" and (hint := _compared_option_hint(config, options, host)):
+                raise ConfigError(f"{exc}; {hint}") from None
+            raise
     plot_options = dict(config.plot)
     names = plot_options.pop("names")
     plotters = [host.create("plotter", name, plot_options) for name in names]
@@ -174,6 +179,23 @@ def resolve_study(config: StudyConfig, host: PluginHost | None = None) -> Study:
         options = dict(table)
         comparisons.append(host.create("fitter", options.pop("name"), options))
     return Study(config=config, plotters=plotters, comparisons=comparisons, **built)
+
+
+def _compared_option_hint(
+    config: StudyConfig, options: Mapping[str, Any], host: PluginHost
+) -> str | None:
+    """For a `[fitter]` option its fitter does not know but a compared fitter does: how to
+    set it there (`--set fitter.bootstrap=200` on a study that compares `robust`)."""
+    for table in config.compare:
+        try:
+            known = host.get("fitter", table["name"]).Config.model_fields
+        except UsageError:
+            continue
+        keys = [key for key in options if key in known]
+        if keys:
+            name = table["name"]
+            return f"the compared {name!r} takes it: --set compare.{name}.{keys[0]}=..."
+    return None
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -295,7 +317,7 @@ def unknown_options_note(loaded: LoadedResults, ids: set[str] | None) -> str | N
     if not n:
         return None
     were = "result was" if n == 1 else "results were"
-    return f"{n} {were} written before flops-fit recorded trainer options: their options are unknown"
+    return f"{n} {were} written before flops-fit recorded trainer options: options unknown"
 
 
 def train_plan(
@@ -415,9 +437,7 @@ def load_observations(
             f"{results_path}: these results were trained under {len(digests)} different sets "
             "of trainer options"
         )
-        observations = dataclasses.replace(
-            observations, warnings=(*observations.warnings, warning)
-        )
+        observations = dataclasses.replace(observations, warnings=(*observations.warnings, warning))
     return observations
 
 
@@ -450,12 +470,14 @@ def read_observations(
     mapping: Mapping[str, str] | None = None,
     params: ParamConvention | None = None,
     flops: FlopsConvention | None = None,
+    group_tolerance: float | None = None,
 ) -> Observations:
     """Observations from our own `results.jsonl` or from a user's table (`tables`).
 
     A table is counted under `params`/`flops`, defaulting to `tables.DEFAULT_CONVENTIONS`
-    (total parameters, C = 6ND); `mapping` names its columns. A mapping given for a results
-    file is a `UsageError`: its fields are not columns.
+    (total parameters, C = 6ND); `mapping` names its columns; `group_tolerance` (a
+    percentage) groups its runs into budgets by C (`tables.group_by_tolerance`). A mapping or
+    a tolerance given for a results file is a `UsageError`: its budgets are the plan's.
     """
     path = Path(path)
     if not path.exists():
@@ -465,10 +487,15 @@ def read_observations(
             raise UsageError(
                 f"--map is for tables; {path} is a flops-fit results file, whose fields are fixed"
             )
+        if group_tolerance is not None:
+            raise UsageError(
+                f"--group-tolerance is for tables; {path} is a flops-fit results file, whose "
+                "runs keep the budgets they were planned for"
+            )
         return load_observations(path, params=params, flops=flops)
     default = tables.DEFAULT_CONVENTIONS
     conventions = Conventions(params=params or default.params, flops=flops or default.flops)
-    return tables.read_table(path, mapping, conventions)
+    return tables.read_table(path, mapping, conventions, group_tolerance)
 
 
 def fit_observations(observations: Observations, fitter: Fitter) -> FitResult:
@@ -722,13 +749,15 @@ def read_outcome(
     *,
     results: Path | None = None,
     mapping: Mapping[str, str] | None = None,
+    group_tolerance: float | None = None,
 ) -> StudyOutcome:
     """A run directory's outcome, for `flops-fit report`.
 
     `fit.json`, then `fits/*.json` by name, each with the results counted under that fit's
     conventions; the plan and resolved config when present. `results` (a results file or a
     user's table, with `mapping` naming its columns) replaces the directory's
-    `results.jsonl`, so a fit of data trained elsewhere gets a report too.
+    `results.jsonl`, so a fit of data trained elsewhere gets a report too. A table is grouped
+    into budgets as each fit recorded (`settings.group_tolerance`), or by `group_tolerance`.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -742,6 +771,8 @@ def read_outcome(
     config = read_run_config(run_dir)
     if mapping and results is None:
         raise UsageError("--map names the columns of a table given with --results")
+    if group_tolerance is not None and results is None:
+        raise UsageError("--group-tolerance groups the runs of a table given with --results")
     # The study's comparisons in its config's order, then any fit added by hand, by name.
     order = [t.get("name") for t in (config or {}).get("compare", []) if isinstance(t, dict)]
     rank = {name: i for i, name in enumerate(order)}
@@ -779,7 +810,16 @@ def read_outcome(
                 source, only_ids, params=conv.params, flops=conv.flops, **selection
             )
         else:
-            data = read_observations(source, mapping=mapping, params=conv.params, flops=conv.flops)
+            tolerance = group_tolerance
+            if tolerance is None and not is_results_file(source):
+                tolerance = fit.settings.get("group_tolerance")
+            data = read_observations(
+                source,
+                mapping=mapping,
+                params=conv.params,
+                flops=conv.flops,
+                group_tolerance=tolerance,
+            )
         fits.append(fit)
         datasets.append(data)
     runs = latest_runs(source, only_ids, **selection) if is_results_file(source) else ()
