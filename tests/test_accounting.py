@@ -1,4 +1,4 @@
-"""Parameter and FLOP accounting (DESIGN section 7)."""
+"""Parameter and FLOP accounting: N, C and their conventions, against hand counts."""
 
 from __future__ import annotations
 

@@ -61,3 +61,40 @@ def test_every_built_in_class_is_tested_through_its_contract():
         if record.cls.__name__ not in subclassed.get(contract, set()):
             missing.append(f"{record.kind} {record.name!r} ({record.cls.__name__}) via {contract}")
     assert not missing, "built-ins without a contract test: " + "; ".join(missing)
+
+
+def _written_tree() -> dict[str, tuple[str | None, int | None]]:
+    """errors.py's docstring tree: class -> (parent, exit code written beside it or above)."""
+    import re
+
+    from flops_fit_core import errors
+
+    tree: dict[str, tuple[str | None, int | None]] = {}
+    stack: list[tuple[int, str, int | None]] = []  # (depth, name, exit code)
+    for line in errors.__doc__.splitlines():
+        found = re.match(r"^\s*([│├└─\s]*)([A-Z][a-z]+[A-Z]\w+)\s{2,}(.*)$", line)
+        if not found:
+            continue
+        depth = len(found.group(1))
+        while stack and stack[-1][0] >= depth:
+            stack.pop()
+        code = re.match(r"exit (\d+)", found.group(3))
+        inherited = stack[-1][2] if stack else None
+        exit_code = int(code.group(1)) if code else inherited
+        tree[found.group(2)] = (stack[-1][1] if stack else None, exit_code)
+        stack.append((depth, found.group(2), exit_code))
+    return tree
+
+
+def test_the_exception_tree_in_errors_py_says_what_the_code_does():
+    """Issue 11: every class of the tree, its parent and exit code, as the code has them."""
+    from flops_fit_core import errors
+
+    tree = _written_tree()
+    assert set(tree) == set(errors.__all__)
+    for name, (parent, code) in tree.items():
+        cls = getattr(errors, name)
+        if parent is not None:
+            assert cls.__base__.__name__ == parent, name
+        assert cls.exit_code == code, name
+    assert not issubclass(errors.TrainingCancelled, errors.TrainingError)

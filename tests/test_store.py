@@ -1,4 +1,4 @@
-"""The append-only results store (DESIGN section 6)."""
+"""The append-only results store: durable appends, torn records, which record satisfies an id."""
 
 from __future__ import annotations
 

@@ -137,12 +137,18 @@ def _study_config(
         candidate = beside / pipeline.CONFIG_FILE
         if candidate.exists():
             config_path = candidate
-    study_config = load_study_config(config_path, preset, overrides, shortcuts)
+    return load_study_config(config_path, preset, overrides, shortcuts)
+
+
+def _resolve(study_config: StudyConfig) -> pipeline.Study:
+    """The study of a config, every plugin built; then what loading the config did that the
+    user should hear (a swapped fitter), said once the study is known to be valid."""
+    study = pipeline.resolve_study(study_config)
     state = click.get_current_context().find_object(State)
     for note in study_config.notes:
         if state is not None:
             state.reporter.message(note)
-    return study_config
+    return study
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -193,7 +199,7 @@ def run(
     """
     study_config = _study_config(config_path, preset, overrides, **shortcuts)
     targets = _add_targets(study_config, targets)
-    study = pipeline.resolve_study(study_config)
+    study = _resolve(study_config)
     run_dir = out or Path("runs") / (
         config_path.stem if config_path else (preset or DEFAULT_PRESET)
     )
@@ -276,7 +282,7 @@ def _prediction_line(pred) -> str:
 @click.pass_obj
 def plan(state: State, config_path, preset, overrides, planner, output, dry_run, as_json):
     """Plan a sweep and write plan.json."""
-    study = pipeline.resolve_study(_study_config(config_path, preset, overrides, planner=planner))
+    study = _resolve(_study_config(config_path, preset, overrides, planner=planner))
     the_plan = study.plan
     study.validate()
     for warning in the_plan.warnings:
@@ -337,7 +343,7 @@ def train(
     study_config = _study_config(
         config_path, preset, overrides, beside=plan_path.parent, trainer=trainer, executor=executor
     )
-    study = pipeline.resolve_study(study_config).with_plan(the_plan)
+    study = _resolve(study_config).with_plan(the_plan)
     study.validate()
     results_path = results_path or plan_path.parent / pipeline.RESULTS_FILE
     summary = pipeline.train_plan(
@@ -598,7 +604,7 @@ def config():
 @config_options
 def config_show(config_path, preset, overrides):
     """Print the resolved config, every option included, as TOML."""
-    study = pipeline.resolve_study(_study_config(config_path, preset, overrides))
+    study = _resolve(_study_config(config_path, preset, overrides))
     click.echo(tomli_w.dumps(study.resolved()), nl=False)
 
 
@@ -607,7 +613,7 @@ def config_show(config_path, preset, overrides):
 def config_validate(config_path, preset, overrides):
     """Check a config: every plugin exists, every option is known and valid, and the plugins
     agree with each other and with the plan (what would otherwise fail every run)."""
-    study = pipeline.resolve_study(_study_config(config_path, preset, overrides))
+    study = _resolve(_study_config(config_path, preset, overrides))
     study.validate()
     click.echo(f"config is valid ({len(study.plan.experiments)} experiments planned)")
 

@@ -1,17 +1,21 @@
 """The exception tree, written out in one place.
 
-    FlopsFitError                  every error flops-fit raises on purpose
+    FlopsFitError                  exit 1: every error flops-fit raises on purpose
     ├── UsageError                 exit 2: the request itself is wrong
-    │   ├── ConfigError            a config file, key, value or --set override is invalid
+    │   ├── ConfigError            a config file, key, value or --set override is invalid, or
+    │   │                          the plugins of a study disagree (`validate_study`)
     │   ├── UnknownPluginError     a plugin name that nothing registered
     │   └── InputError             a missing, unreadable or malformed input file or data set
     │       └── NothingToDraw      a plotter has nothing to show for this outcome (no curves,
     │                              no parametric fit); `run` and the report skip it and say why
-    ├── PluginError                a plugin is broken (two classes with one name, a bad class)
-    ├── FitError                   the data cannot support the requested fit (exit 1)
-    ├── TrainingError              a run failed; trainers raise it, executors record it (exit 1)
-    │   └── TrainingCancelled      the user or the executor cancelled a run; nothing is recorded
-    └── RunFailed                  a stage finished but left failed experiments (exit 1)
+    ├── PluginError                exit 2: a plugin is broken (two classes with one name, a bad
+    │                              class)
+    ├── FitError                   exit 1: the data cannot support the requested fit (too few
+    │                              budgets, strict R² not met)
+    ├── TrainingError              exit 1: a run failed; trainers raise it, executors record it
+    ├── TrainingCancelled          exit 130: the user or the executor cancelled a run; not a
+    │                              failure, so nothing is recorded and the next run trains it
+    └── RunFailed                  exit 1: a stage finished but left failed experiments
 
 The CLI turns each into one line on stderr and the exit code its class names (`exit_code`), so
 a user never sees a traceback for a mistake of theirs.
@@ -83,7 +87,7 @@ class TrainingError(FlopsFitError):
     """A training run failed; executors turn it into a `failed` RunResult."""
 
 
-class TrainingCancelled(TrainingError):
+class TrainingCancelled(FlopsFitError):
     """A run was cancelled; it is not recorded, so the next invocation trains it again."""
 
     exit_code = 130

@@ -25,12 +25,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-import numpy as np
-
 __all__ = [
     "FlopsConvention",
     "ParamConvention",
-    "compute_flops",
     "flops_per_token",
     "flops_per_token_6n",
     "flops_per_token_exact",
@@ -101,8 +98,3 @@ def flops_per_token(
     if convention == "6n":
         return flops_per_token_6n(d_model, n_layers, d_ff, vocab_size, params)
     raise ValueError(f"unknown FLOPs convention {convention!r}; use 'exact' or '6n'")
-
-
-def compute_flops(tokens, per_token):
-    """Training compute C = D x FLOPs per token (float, since C overflows int64 quickly)."""
-    return np.asarray(tokens, dtype=float) * np.asarray(per_token, dtype=float)

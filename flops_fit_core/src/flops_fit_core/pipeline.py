@@ -56,7 +56,6 @@ __all__ = [
     "latest_runs",
     "load_observations",
     "pending_specs",
-    "plot_fit",
     "previous_config",
     "read_fit",
     "read_observations",
@@ -500,13 +499,6 @@ def read_observations(
 
 def fit_observations(observations: Observations, fitter: Fitter) -> FitResult:
     return fitter.fit(observations)
-
-
-def plot_fit(
-    observations: Observations, fit: FitResult, plotters: list[Plotter], out_dir: Path
-) -> list[Path]:
-    """Draw one fit of one data set with each plotter (the Python API's `flops-fit plot`)."""
-    return draw_outcome(StudyOutcome.single(observations, fit), plotters, out_dir).files
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flops_fit_core import FitError, InputError, PowerLaw
+from flops_fit_core import FitError, PowerLaw
 from flops_fit_fitters.checks import (
     check_monotonic,
     check_n_budgets,
@@ -30,7 +30,7 @@ def test_running_extreme_masks():
 
 def test_check_n_budgets_names_have_and_need():
     check_n_budgets(3, 3, "empirical")
-    with pytest.raises(InputError, match=r"at least 4 compute budgets.*has 2") as info:
+    with pytest.raises(FitError, match=r"at least 4 compute budgets.*has 2") as info:
         check_n_budgets(2, 4, "empirical", "results.jsonl")
     assert str(info.value).startswith("results.jsonl: ")
 

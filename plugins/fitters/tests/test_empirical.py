@@ -388,14 +388,14 @@ def test_too_few_budgets_left_after_exclusion_is_a_fit_error():
 def test_too_few_budgets_is_an_input_error(n_budgets, config):
     obs = chinchilla_observations(BUDGETS[:n_budgets])
     need = config.get("min_budgets", 3)
-    with pytest.raises(InputError, match=rf"at least {need} compute budgets.*has {n_budgets}"):
+    with pytest.raises(FitError, match=rf"at least {need} compute budgets.*has {n_budgets}"):
         EmpiricalFitter(config).fit(obs)
 
 
-def test_no_observations_is_an_input_error():
+def test_no_observations_is_a_fit_error():
     empty = np.array([])
     obs = Observations(budget=empty, params=empty, tokens=empty, compute=empty, loss=empty, ids=())
-    with pytest.raises(InputError, match="has 0"):
+    with pytest.raises(FitError, match="has 0"):
         EmpiricalFitter().fit(obs)
 
 

@@ -171,7 +171,7 @@ def test_fixed_parameters_stay_fixed_and_bounds_hold():
 
 def test_too_few_runs_or_budgets_is_a_clear_error():
     obs = isoflop_observations((1e18, 1e19), 7, 8.0, 0.01, 0)
-    with pytest.raises(InputError, match="at least 3 compute budgets"):
+    with pytest.raises(FitError, match="at least 3 compute budgets"):
         fit(obs)
     tiny = isoflop_observations(BUDGETS, 1, 8.0, 0.01, 0)
     with pytest.raises(InputError, match="at least 6 runs"):

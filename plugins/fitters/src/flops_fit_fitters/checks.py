@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from flops_fit_core import FitError, InputError, PowerLaw
+from flops_fit_core import FitError, PowerLaw
 
 __all__ = [
     "EXCLUDED_FLAG",
@@ -52,14 +52,14 @@ def format_budgets(budgets: Iterable[float]) -> str:
 
 
 def check_n_budgets(n_budgets: int, min_budgets: int, fitter: str, source: str = "") -> None:
-    """Raise `InputError` when the data has fewer budgets than the fit needs.
+    """Raise `FitError` when the data has fewer budgets than the fit needs.
 
     A law over budgets is a line through the per-budget optima: with fewer budgets than
     `min_budgets` there is no honest interval on its exponent, so no answer is given at all.
     """
     if n_budgets < min_budgets:
         where = f"{source}: " if source else ""
-        raise InputError(
+        raise FitError(
             f"{where}the {fitter} fitter needs at least {min_budgets} compute budgets "
             f"(min_budgets), but the data has {n_budgets}"
         )

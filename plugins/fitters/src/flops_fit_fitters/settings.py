@@ -2,7 +2,7 @@
 
 `empirical`, `quadratic` and `robust` read the same keys with the same meaning and defaults, so
 a study can switch fitters with `--fitter NAME` and keep its `[fitter]` section. Each key is
-consumed by every fitter and recorded in `fit.json`'s `settings` (DESIGN §8); the conventions
+consumed by every fitter and recorded in `fit.json`'s `settings`; the conventions
 (`params`, `flops`) come from the core's `FitterConfig` and are applied by the pipeline when it
 builds the observations.
 """
