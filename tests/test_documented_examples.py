@@ -77,14 +77,7 @@ SETUP: dict[str, list[str]] = {
 }
 
 # (document, command as written, comment dropped) -> why it is not run.
-SKIPS: dict[tuple[str, str], str] = {
-    ("docs/plugins.md", "flops-fit plugins"): (
-        "lists the flops-fit-toy plugin the guide builds, which is not installed here"
-    ),
-    ("docs/plugins.md", "flops-fit train plan.json --trainer toy"): (
-        "needs the flops-fit-toy plugin the guide builds, which is not installed here"
-    ),
-}
+SKIPS: dict[tuple[str, str], str] = {}
 
 # (document, command) -> the source bug that makes it fail; strict: it must fail.
 XFAILS: dict[tuple[str, str], str] = {}
@@ -387,12 +380,41 @@ def run_examples(examples: list[Example], sandbox: Path, fail_fast: bool = False
     return problems
 
 
+@contextlib.contextmanager
+def _toy_plugin(text: str, sandbox: Path) -> Iterator[None]:
+    """The plugin guide's `flops-fit-toy`, from its own code block, installed for its examples:
+    the module on sys.path (process workers inherit it) and registered like an entry point."""
+    from flops_fit_core.plugins import get_host
+
+    blocks = [body for info, _, body in _fences(text) if info == "python"]
+    source = next(b for b in blocks if any("class ToyTrainer" in ln for ln in b))
+    package = sandbox / "_site" / "flops_fit_toy"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("\n".join(source) + "\n")
+    sys.path.insert(0, str(package.parent))
+    try:
+        import flops_fit_toy
+
+        get_host().register(flops_fit_toy, "toy", "flops-fit-toy", "0.1.0")
+        yield
+    finally:
+        sys.path.remove(str(package.parent))
+        sys.modules.pop("flops_fit_toy", None)
+        reset_host()
+
+
+# A document whose examples need something installed first: a context manager(text, sandbox).
+PREPARE = {"docs/plugins.md": _toy_plugin}
+
+
 def run_document(doc: str, sandbox: Path, text: str | None = None, **kw) -> list[str]:
     text = (ROOT / doc).read_text() if text is None else text
     setup = [Example(f"SETUP[{doc}]", i, c) for i, c in enumerate(SETUP.get(doc, []))]
     problems = run_examples(setup, sandbox)
     assert not problems, problems
-    return run_examples(collect_examples(text, doc), sandbox, **kw)
+    prepare = PREPARE.get(doc)
+    with prepare(text, sandbox) if prepare else contextlib.nullcontext():
+        return run_examples(collect_examples(text, doc), sandbox, **kw)
 
 
 # --------------------------------------------------------------------------- help blocks
@@ -483,7 +505,7 @@ def test_no_stale_skips_or_xfails():
     keys = {e.key for doc in DOCS for e in collect_examples((ROOT / doc).read_text(), doc)}
     stale = [k for k in [*SKIPS, *XFAILS] if k not in keys]
     assert not stale, f"SKIPS/XFAILS entries that match no documented example: {stale}"
-    assert not set(SETUP) - set(DOCS), "SETUP names a document that does not exist"
+    assert not {*SETUP, *PREPARE} - set(DOCS), "SETUP/PREPARE name a missing document"
 
 
 @pytest.mark.parametrize("doc", DOCS)
