@@ -319,7 +319,9 @@ def _flatten(options: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _word(value: Any) -> str:
-    return "(unset)" if value is None else json.dumps(value) if isinstance(value, str) else str(value)
+    if value is None:
+        return "(unset)"
+    return json.dumps(value) if isinstance(value, str) else str(value)
 
 
 def _now() -> datetime:
@@ -473,13 +475,6 @@ class PowerLaw(StrictModel):
         centre = self.offset + term
         return centre - half, centre + half
 
-    def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PowerLaw:
-        return parse_model(cls, data, "power law")
-
 
 class Optimum(StrictModel):
     """A budget's compute-optimal point as a fitter estimated it."""
@@ -566,7 +561,7 @@ class FitResult(StrictModel):
             "[[Fit]]",
             f"    fitter:      {self.fitter}",
             f"    conventions: N = {conv.params} parameters, C = {conv.flops} FLOPs",
-            f"    budgets:     {len(self.optima)}",
+            f"    budgets:     {len(self.optima)}{_budgets_note(self)}",
         ]
         lines.append("[[Laws]]  X*(C) = k * C^a")
         for name in (*LAW_NAMES, *sorted(set(self.laws) - set(LAW_NAMES))):
@@ -625,6 +620,16 @@ class FitResult(StrictModel):
         return "\n".join(lines)
 
 
+def _budgets_note(fit: FitResult) -> str:
+    """How the fit's budgets came about, when not from a plan or a budget column."""
+    tolerance = fit.settings.get("group_tolerance")
+    if isinstance(tolerance, int | float):
+        return f" (runs whose C lie within {tolerance:g}% grouped: --group-tolerance {tolerance:g})"
+    if fit.diagnostics.get("n_budgets") == 0 and fit.optima:
+        return " (the data has none: optima at log-spaced C across the runs)"
+    return ""
+
+
 def _short(value: Any) -> str:
     """A diagnostic as the report prints it: floats to 4 significant digits, lists inline."""
     if isinstance(value, float):
@@ -640,10 +645,12 @@ class Observations:
 
     Built from `RunResult`s (`from_results`) or from a user's own table (`tables.read_table`).
     Rows are grouped by `budget`, the planned compute a run belongs to — never by rounding its
-    measured compute.
+    measured compute. A table whose compute lies on no budget grid has none: `budget` is None,
+    `no_budgets` says why, and a fitter that needs budgets calls `require_budgets` (`robust`
+    fits every run without them).
     """
 
-    budget: np.ndarray
+    budget: np.ndarray | None
     params: np.ndarray
     tokens: np.ndarray
     compute: np.ndarray
@@ -655,10 +662,17 @@ class Observations:
     #: What reading the data noticed but did not refuse (dropped duplicate rows, a derived
     #: column); every fitter copies these into its `FitResult.warnings`.
     warnings: tuple[str, ...] = field(default=())
+    #: P when the budgets were formed by grouping runs whose C lie within P% of each other
+    #: (`tables.group_by_tolerance`, `--group-tolerance P`); fits record it (`record`).
+    group_tolerance: float | None = None
+    #: Why `budget` is None, in a few words (what `require_budgets` tells the user).
+    no_budgets: str = ""
 
     def __post_init__(self) -> None:
         n = len(self.ids)
         for name in ("budget", "params", "tokens", "compute", "loss"):
+            if name == "budget" and self.budget is None:
+                continue
             arr = np.asarray(getattr(self, name), dtype=float)
             object.__setattr__(self, name, arr)
             if arr.shape != (n,):
@@ -678,12 +692,40 @@ class Observations:
         return len(self.ids)
 
     @property
+    def has_budgets(self) -> bool:
+        """Whether each row belongs to a budget (False for a table off any budget grid)."""
+        return self.budget is not None
+
+    @property
     def budgets(self) -> np.ndarray:
-        """The distinct planned budgets, ascending."""
-        return np.unique(self.budget)
+        """The distinct planned budgets, ascending (none when the rows have no budgets)."""
+        return np.empty(0) if self.budget is None else np.unique(self.budget)
+
+    def require_budgets(self, who: str) -> None:
+        """Raise `InputError` naming both remedies when the rows have no budgets.
+
+        `who` is what needs them, e.g. "the quadratic fitter".
+        """
+        if self.budget is not None:
+            return
+        why = self.no_budgets or "these runs have none"
+        raise InputError(
+            f"{self.source or 'observations'}: {who} needs each run's compute budget, but {why}; "
+            f"name a budget column with --map budget=COLUMN, or group runs whose C lie within "
+            f"P% of each other with --group-tolerance P (or fit every run with --fitter robust)"
+        )
+
+    def record(self) -> dict[str, Any]:
+        """What a fit of these rows records in its `settings` about how they were read:
+        `{"group_tolerance": P}` when budgets were formed by `--group-tolerance P`, else {}."""
+        return {} if self.group_tolerance is None else {"group_tolerance": self.group_tolerance}
 
     def groups(self) -> list[tuple[float, np.ndarray]]:
-        """(budget, row indices sorted by N) for each planned budget, ascending."""
+        """(budget, row indices sorted by N) for each planned budget, ascending.
+
+        Rows without budgets are an `InputError` (`require_budgets`).
+        """
+        self.require_budgets("grouping runs by budget")
         out = []
         for b in self.budgets:
             idx = np.flatnonzero(self.budget == b)

@@ -16,11 +16,13 @@ What this module refuses rather than guesses, and why:
   a scaling law is fitted in log space, and one silently dropped run moves an optimum;
 * a missing N or D under the `exact` FLOPs convention: C = D x FLOPs-per-token needs each
   model's shape, which a table does not have (under `6n`, C = 6ND gives the missing one);
-* compute values that do not fall into clearly separated budgets (`group_compute`): grouping
-  runs into the wrong budgets moves every optimum, so the user is asked for a budget column.
+* a budget column together with `group_tolerance`: one of the two is not meant.
 
-What it accepts with a note in `Observations.warnings`: a derived column and exact duplicate
-rows (dropped: a run listed twice would count twice).
+What it accepts with a note in `Observations.warnings`: a derived column, exact duplicate
+rows (dropped: a run listed twice would count twice), and compute values that do not fall
+into clearly separated budgets (`group_compute`, `_budgets_of`): grouping runs into the wrong
+budgets moves every optimum, so such a table has no budgets, `robust` fits it as it is, and a
+fitter that needs budgets asks for a budget column or `--group-tolerance P`.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ __all__ = [
     "FIELDS",
     "FORMATS",
     "RELATIVE_GAP",
+    "group_by_tolerance",
     "group_compute",
     "parse_mapping",
     "read_table",
@@ -120,15 +123,20 @@ def read_table(
     path: str | Path,
     mapping: Mapping[str, str] | None = None,
     conventions: Conventions | None = None,
+    group_tolerance: float | None = None,
 ) -> Observations:
-    """A user's table of runs as `Observations`, grouped into budgets.
+    """A user's table of runs as `Observations`, grouped into budgets where it has them.
 
     `mapping` ({field: column}) names columns explicitly and wins over the names in `FIELDS`
     and `ALIASES`. `conventions` states how the table counts N and C (default
     `DEFAULT_CONVENTIONS`); a missing N or D is derived from C only under `6n`. Rows are
     grouped by the `budget` column when there is one, else by clustering compute
-    (`group_compute`). Every refusal is an `InputError` (a `ConfigError` for a bad mapping)
-    that names the file, the column and the rows.
+    (`group_compute`) when that is unambiguous (`_budgets_of`); otherwise the observations
+    have no budgets (`Observations.no_budgets` says why, a warning notes it). With
+    `group_tolerance` (a percentage), runs whose C lie within it are grouped instead
+    (`group_by_tolerance`; a budget column with it is a `ConfigError`). Every refusal is an
+    `InputError` (a `ConfigError` for a bad mapping) that names the file, the column and the
+    rows.
     """
     path = Path(path)
     mapping = dict(mapping or {})
@@ -147,10 +155,24 @@ def read_table(
     values = {field: arr[keep] for field, arr in values.items()}
     warnings += _derive(source, values, columns, conventions)
 
-    if "budget" in values:
+    no_budgets = ""
+    if group_tolerance is not None:
+        if "budget" in values:
+            raise ConfigError(
+                f"{source}: --group-tolerance groups runs by their compute, but the table has a "
+                f"budget column ({columns['budget']!r}); use one or the other"
+            )
+        budget = group_by_tolerance(values["compute"], group_tolerance)
+    elif "budget" in values:
         budget = values["budget"]
     else:
-        budget = group_compute(values["compute"], ids, source)
+        budget, why = _budgets_of(values["compute"], ids)
+        if budget is None:
+            no_budgets = f"the table has no budget column and {why}"
+            warnings.append(
+                f"no budgets: {why}; robust fits every run, while fitters that need budgets "
+                f"ask for --map budget=COLUMN or --group-tolerance P"
+            )
     return Observations(
         budget=budget,
         params=values["params"],
@@ -162,6 +184,8 @@ def read_table(
         source=source,
         curves=(None,) * len(ids),
         warnings=tuple(warnings),
+        group_tolerance=group_tolerance,
+        no_budgets=no_budgets,
     )
 
 
@@ -452,6 +476,17 @@ def group_compute(
     A budget's value is the geometric mean of its runs' compute (exactly the value when they
     all agree), the centre of its spread on the log scale the laws are fitted on.
     """
+    budget, chain = _cluster(compute, ids)
+    if budget is None:
+        raise InputError(
+            f"{source}: {chain}; add a column with each run's budget and name it with "
+            f"--map budget=COLUMN, or group runs whose C lie within P% with --group-tolerance P"
+        )
+    return budget
+
+
+def _cluster(compute: np.ndarray, ids: Iterable[str] = ()) -> tuple[np.ndarray | None, str]:
+    """`group_compute`'s budgets, or None and why the compute values are ambiguous."""
     compute = np.asarray(compute, dtype=float)
     ids = list(ids) or [f"row {i + 1}" for i in range(compute.size)]
     order = np.argsort(compute, kind="stable")
@@ -464,11 +499,55 @@ def group_compute(
         if hi > lo * (1 + RELATIVE_GAP):
             rows = [ids[i] for i in members[np.argsort(values, kind="stable")]]
             named = ", ".join(rows if len(rows) <= 3 else [*rows[:2], "...", rows[-1]])
-            raise InputError(
-                f"{source}: compute values from {lo:.4g} to {hi:.4g} ({named}) run together "
-                f"in steps under {RELATIVE_GAP:.0%} but spread {hi / lo - 1:.1%}, so which runs "
-                f"share a budget is ambiguous; add a column with each run's budget and name "
-                f"it with --map budget=COLUMN"
+            return None, (
+                f"compute values from {lo:.4g} to {hi:.4g} ({named}) run together in steps "
+                f"under {RELATIVE_GAP:.0%} but spread {hi / lo - 1:.1%}, so which runs share a "
+                f"budget is ambiguous"
             )
         budget[members] = lo if lo == hi else float(np.exp(np.mean(np.log(values))))
+    return budget, ""
+
+
+def _budgets_of(compute: np.ndarray, ids: list[str]) -> tuple[np.ndarray | None, str]:
+    """A table's budgets from its compute when they are unambiguous, else None and why.
+
+    Unambiguous: `_cluster` finds no chain of close values, and at most half the runs are
+    alone in their budget (or there is one budget). Compute spread continuously (each run its
+    own C) clusters into one-run "budgets" that no IsoFLOP fit can use: no budgets then.
+    """
+    budget, chain = _cluster(compute, ids)
+    if budget is None:
+        return None, f"its compute values fall into no clearly separated budgets ({chain})"
+    _, counts = np.unique(budget, return_counts=True)
+    alone = int((counts == 1).sum())
+    if counts.size > 1 and alone > budget.size / 2:
+        return None, (
+            f"its compute values do not fall into budgets: {alone} of {budget.size} runs are "
+            f"alone at their C (no other run within {RELATIVE_GAP:.0%})"
+        )
+    return budget, ""
+
+
+def group_by_tolerance(compute: np.ndarray, tolerance: float) -> np.ndarray:
+    """Each row's budget when runs whose C lie within `tolerance` percent are grouped.
+
+    Sorted by C, a run joins the current budget while its C is at most `tolerance`% above the
+    budget's smallest C, and starts a new budget otherwise; so every budget's runs lie within
+    `tolerance`% of each other, and the grouping does not depend on row order. A budget's
+    value is the geometric mean of its runs' C, as in `group_compute`.
+    """
+    if not (math.isfinite(tolerance) and tolerance > 0):
+        raise ConfigError(f"--group-tolerance must be a positive percentage, got {tolerance:g}")
+    compute = np.asarray(compute, dtype=float)
+    factor = 1.0 + tolerance / 100.0
+    order = np.argsort(compute, kind="stable")
+    budget = np.empty_like(compute)
+    members: list[int] = []
+    for i in order:
+        if members and compute[i] > compute[members[0]] * factor:
+            budget[members] = np.exp(np.mean(np.log(compute[members])))
+            members = []
+        members.append(int(i))
+    if members:
+        budget[members] = np.exp(np.mean(np.log(compute[members])))
     return budget

@@ -15,7 +15,6 @@ from flops_fit_core import (
     Conventions,
     FitError,
     FitResult,
-    InputError,
     Observations,
 )
 from flops_fit_core import hookspecs as core_hookspecs

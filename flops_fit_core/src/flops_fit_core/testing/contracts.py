@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 from ..bases import Executor, Fitter, Planner, Plotter, PluginBase, Trainer, TrainerContext
-from ..errors import ConfigError, InputError, TrainingCancelled
+from ..errors import ConfigError, FitError, TrainingCancelled
 from ..schemas import FitResult, Observations, PluginConfig, RunResult, StudyOutcome, SweepPlan
 from .synthetic import CHINCHILLA, isoflop_observations, truth_fit
 from .trainers import EchoTrainer, tiny_specs
@@ -200,7 +200,7 @@ class FitterContract(_PluginContract):
 
     def test_refuses_two_budgets(self, plugin, plugin_config):
         two = isoflop_observations(budgets=(1e18, 1e19), sizes_per_budget=7)
-        with pytest.raises(InputError):
+        with pytest.raises(FitError):
             plugin(plugin_config).fit(two)
 
 

@@ -77,11 +77,12 @@ class EmpiricalFitter(Fitter):
         """Find each budget's best run, check the optima, and fit N*, D*, L*, D*/N* over C.
 
         Warnings the observations carry (from reading the data) come first in the result's.
-        Raises `InputError` when there are fewer than `min_budgets` budgets, and `FitError`
+        Raises `InputError` for runs without budgets or fewer than `min_budgets`, and `FitError`
         when too few survive the monotonicity rule or, with `strict`, when a law's R² is below
         `min_r_squared`.
         """
         cfg = self.config
+        observations.require_budgets(f"the {self.name} fitter")
         groups = observations.groups()
         check_n_budgets(len(groups), cfg.min_budgets, self.name, observations.source)
 
@@ -177,7 +178,7 @@ class EmpiricalFitter(Fitter):
         }
         return FitResult(
             fitter=self.name,
-            settings=cfg.model_dump(mode="json"),
+            settings={**cfg.model_dump(mode="json"), **observations.record()},
             conventions=observations.conventions,
             laws=laws,
             optima=optima,

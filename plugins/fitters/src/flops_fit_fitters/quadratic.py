@@ -234,11 +234,12 @@ class QuadraticFitter(Fitter):
     def fit(self, observations: Observations) -> FitResult:
         """Fit each budget's parabolas, check their vertices, and fit N*, D*, L*, D*/N* over C.
 
-        Raises `InputError` when there are fewer than `min_budgets` budgets, and `FitError`
+        Raises `InputError` for runs without budgets or fewer than `min_budgets`, and `FitError`
         when fewer than `min_budgets` survive the checks or, with `strict`, when a law's R² is
         below `min_r_squared`.
         """
         cfg = self.config
+        observations.require_budgets(f"the {self.name} fitter")
         groups = observations.groups()
         check_n_budgets(len(groups), cfg.min_budgets, self.name, observations.source)
 
@@ -302,7 +303,7 @@ class QuadraticFitter(Fitter):
         }
         return FitResult(
             fitter=self.name,
-            settings=cfg.model_dump(mode="json"),
+            settings={**cfg.model_dump(mode="json"), **observations.record()},
             conventions=observations.conventions,
             laws=laws,
             optima=[b.optimum() for b in budgets],

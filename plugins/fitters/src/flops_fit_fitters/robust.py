@@ -62,6 +62,10 @@ Param = Literal["E", "A", "B", "alpha", "beta"]
 #: Flag of a budget whose model optimum lies outside the sizes it sampled (an extrapolation).
 OUTSIDE_FLAG = "optimum outside sampled sizes"
 
+#: Without budgets (a table whose compute lies on no grid), the optima are reported at this
+#: many C, log-spaced from the smallest run's C to the largest's.
+UNBUDGETED_OPTIMA = 6
+
 #: ln of the largest float, less a margin: exp of more than this overflows.
 _LN_FLOAT_MAX = 700.0
 
@@ -173,16 +177,26 @@ class RobustFitter(Fitter):
     def fit(self, observations: Observations) -> FitResult:
         """Fit L(N, D) to every run and derive N*, D*, L* and their laws with intervals.
 
+        Runs without budgets are fitted all the same (the surface needs none): the optima
+        are then reported at `UNBUDGETED_OPTIMA` log-spaced C across the runs, and the
+        per-budget checks (monotonicity, leave-one-budget-out) are skipped.
+
         Raises `InputError` for fewer than `min_budgets` budgets and `FitError` when the
         optimiser finds no finite optimum.
         """
         cfg = self.config
-        groups = observations.groups()
-        check_n_budgets(len(groups), cfg.min_budgets, self.name, observations.source)
+        budgeted = observations.has_budgets
+        if budgeted:
+            groups = observations.groups()
+            check_n_budgets(len(groups), cfg.min_budgets, self.name, observations.source)
+        elif cfg.resample == "budget":
+            observations.require_budgets("the robust fitter's resample = 'budget'")
+        else:
+            groups = []
         warnings = list(observations.warnings)
         used, excluded = self._monotonic_rows(observations, groups, warnings)
         n_kept = len(groups) - len(excluded)
-        if n_kept < cfg.min_budgets:
+        if budgeted and n_kept < cfg.min_budgets:
             raise FitError(
                 f"only {n_kept} of {len(groups)} budgets remain after excluding non-monotonic "
                 f"ones, fewer than min_budgets = {cfg.min_budgets}; inspect those runs, or set "
@@ -218,7 +232,8 @@ class RobustFitter(Fitter):
                 )
 
         r2, rms = _r_squared(best, data)
-        laws = self._laws(point, reps, level, r2, len(groups))
+        reported = groups if budgeted else _nearest_budgets(observations, UNBUDGETED_OPTIMA)
+        laws = self._laws(point, reps, level, r2, len(reported))
         warnings.extend(self._surface_warnings(r2, rms))
         if reps is None:
             warnings.append(
@@ -227,7 +242,7 @@ class RobustFitter(Fitter):
                 "(about 70-75% for a nominal 95% in our tests)"
             )
         parametric = self._parametric(best, replicates, search, level, warnings)
-        optima = self._optima(observations, groups, point, reps, level, k_flops, used)
+        optima = self._optima(observations, reported, point, reps, level, k_flops, used)
         warnings.extend(_optimum_warnings(optima))
         warnings.extend(self._search_warnings(search))
         if failed:
@@ -284,7 +299,15 @@ class RobustFitter(Fitter):
                 observations.ids[rows[np.argmin(observations.loss[rows])]] for _, rows in groups
             ],
         }
-        if cfg.leave_one_out:
+        if not budgeted:
+            lo, hi = reported[0][0], reported[-1][0]
+            diagnostics["optima_at"] = (
+                f"{len(reported)} log-spaced C from {lo:.3g} to {hi:.3g} (the runs have no "
+                "budgets; an optimum's runs are those nearest its C)"
+            )
+            if cfg.leave_one_out:
+                diagnostics["leave_one_out"] = "skipped: no budgets to leave out"
+        elif cfg.leave_one_out:
             diagnostics["leave_one_out"] = self._leave_one_out(
                 observations, groups, used, data, objective, best, free, lower, upper, k_flops
             )
@@ -296,7 +319,7 @@ class RobustFitter(Fitter):
             )
         return FitResult(
             fitter=self.name,
-            settings=cfg.model_dump(mode="json"),
+            settings={**cfg.model_dump(mode="json"), **observations.record()},
             conventions=observations.conventions,
             parametric=parametric,
             laws=laws,
@@ -546,7 +569,7 @@ class RobustFitter(Fitter):
 
             flags = []
             sizes = observations.params[rows]
-            if not sizes.min() <= values["n"][0] <= sizes.max():
+            if sizes.size and not sizes.min() <= values["n"][0] <= sizes.max():
                 flags.append(OUTSIDE_FLAG)
             if rows.size < MIN_RUNS_PER_BUDGET:
                 flags.append("few runs")
@@ -746,6 +769,20 @@ def _sandwich(theta, data: Data, objective: Objective, free, level):
         # An unsupported term (a coefficient at 0) has no finite interval: None says so.
         intervals[name] = [float(e) for e in ends] if np.isfinite(ends).all() else None
     return cov, intervals
+
+
+def _nearest_budgets(observations: Observations, count: int) -> list[tuple[float, np.ndarray]]:
+    """`count` log-spaced C from the runs' smallest to their largest, each with the rows
+    (sorted by N) whose C is nearest it in log C: where a fit of runs without budgets states
+    its optima, and which runs each optimum's flags speak for."""
+    ln_c = np.log(observations.compute)
+    centres = np.linspace(ln_c.min(), ln_c.max(), count if ln_c.max() > ln_c.min() else 1)
+    nearest = np.argmin(np.abs(ln_c[:, None] - centres[None, :]), axis=1)
+    out = []
+    for j, centre in enumerate(centres):
+        rows = np.flatnonzero(nearest == j)
+        out.append((float(np.exp(centre)), rows[np.argsort(observations.params[rows])]))
+    return out
 
 
 def _resample_units(observations: Observations, resample: str) -> np.ndarray:

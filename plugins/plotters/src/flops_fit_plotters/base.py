@@ -35,12 +35,15 @@ if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn: it costs ~1 
 __all__ = [
     "FigureConfig",
     "FigurePlotter",
+    "compute_colorbar",
+    "compute_scale",
     "draw_law",
     "draw_optima",
     "interval_errors",
     "is_positive",
     "law_band",
     "match_optima",
+    "nearest_groups",
     "usable_law",
     "usable_optima",
 ]
@@ -103,6 +106,57 @@ class FigurePlotter(Plotter):
     def plot(self, observations: Observations, fit: FitResult, out_dir: Path) -> list[Path]:
         """Draw one fit of one data set (what `flops-fit plot` does)."""
         return self.draw(StudyOutcome.single(observations, fit), out_dir)
+
+
+def compute_scale(compute) -> tuple:
+    """(norm, cmap) colouring runs by their compute C on one log scale: for runs without
+    budgets, where a colour per budget has nothing to stand for. Plasma, perceptually uniform,
+    without its palest end (it nearly vanishes on white)."""
+    from matplotlib import colormaps
+    from matplotlib.colors import ListedColormap, LogNorm
+
+    values = np.asarray(compute, dtype=float)
+    lo, hi = float(values.min()), float(values.max())
+    if lo == hi:  # a norm needs a range
+        lo, hi = lo / 2, hi * 2
+    cmap = ListedColormap(colormaps["plasma"](np.linspace(0.0, 0.88, 256)), name="flops_fit_c")
+    return LogNorm(vmin=lo, vmax=hi), cmap
+
+
+def compute_colorbar(fig, axes, norm, cmap, flops: str, location: str = "bottom") -> None:
+    """The colour bar of `compute_scale`, labelled with the fit's FLOPs convention (below
+    the axes by default: their right side holds the legend)."""
+    from matplotlib.cm import ScalarMappable
+
+    from .style import FONT_SIZES, flops_kind
+
+    bar = fig.colorbar(
+        ScalarMappable(norm=norm, cmap=cmap),
+        ax=axes,
+        location=location,
+        shrink=0.8,
+        aspect=40 if location in ("bottom", "top") else 20,
+    )
+    bar.solids.set_gid("colorbar")
+    bar.set_label(f"Compute C (FLOPs, {flops_kind(flops)})", fontsize=FONT_SIZES["label"])
+    bar.ax.tick_params(labelsize=FONT_SIZES["tick"])
+
+
+def nearest_groups(observations: Observations, budgets: Sequence[float]) -> list:
+    """(budget, rows sorted by N) for each of `budgets`, each run with the budget nearest its
+    C in log C: how figures that draw per budget show runs without budgets, against the C a
+    fit reported its optima at (`robust` fits every run and reports log-spaced C)."""
+    centres = np.log(np.sort(np.asarray(budgets, dtype=float)))
+    if not centres.size or not len(observations):
+        return []
+    ln_c = np.log(observations.compute)
+    nearest = np.argmin(np.abs(ln_c[:, None] - centres[None, :]), axis=1)
+    out = []
+    for j, centre in enumerate(centres):
+        rows = np.flatnonzero(nearest == j)
+        if rows.size:
+            out.append((float(np.exp(centre)), rows[np.argsort(observations.params[rows])]))
+    return out
 
 
 def is_positive(x: float) -> bool:

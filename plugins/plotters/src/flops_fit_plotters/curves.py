@@ -78,10 +78,12 @@ class CurvesPlotter(FigurePlotter):
         }
         if not curves:
             raise NothingToDraw(NO_CURVES)
-        panels = [
-            (budget, [int(r) for r in rows if int(r) in curves])
-            for budget, rows in observations.groups()
-        ]
+        groups = (
+            observations.groups()
+            if observations.has_budgets
+            else [(None, np.argsort(observations.params, kind="stable"))]  # one panel: all runs
+        )
+        panels = [(budget, [int(r) for r in rows if int(r) in curves]) for budget, rows in groups]
         panels = [(budget, rows) for budget, rows in panels if rows]
         shown = [row for _, rows in panels for row in rows]
 
@@ -97,7 +99,11 @@ class CurvesPlotter(FigurePlotter):
         fig = new_figure(2.9 * ncols + 1.4, 2.5 * nrows + 1.1)
         grid = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False)
         axes = grid.ravel()
-        labels = format_budgets([budget for budget, _ in panels])
+        labels = (
+            format_budgets([budget for budget, _ in panels])
+            if observations.has_budgets
+            else ["all runs (no budgets)"]
+        )
         for ax, (_, rows), label in zip(axes, panels, labels, strict=False):
             for row in rows:
                 points = curves[row]
@@ -125,7 +131,8 @@ class CurvesPlotter(FigurePlotter):
                     gid=f"final-{run}",
                 )
             ax.set_title(
-                f"C = {label} FLOPs ({len(rows)} run{'s' if len(rows) > 1 else ''})",
+                (f"C = {label} FLOPs" if observations.has_budgets else label)
+                + f" ({len(rows)} run{'s' if len(rows) > 1 else ''})",
                 fontsize=FONT_SIZES["legend"] + 0.5,
             )
             ax.set_xscale("log")

@@ -5,6 +5,10 @@ fitter's optimum should sit at its bottom. The fit's own model of the valley is 
 the runs (dashed): the parabola in ln N of a `quadratic` fit, or the iso-FLOP slice of a
 parametric L(N, D). A minimum at the edge of a curve, a flagged (off-centre) budget, or an
 optimum far from the lowest runs shows at a glance that the sweep or the fit needs another look.
+
+Runs without budgets (a table whose compute lies on no grid, fitted by `robust`) have no
+curves to join: each run is a point coloured by its C on one log scale (a colour bar), and the
+fit's valleys are drawn at the C it reported its optima at, in the same colours.
 """
 
 from __future__ import annotations
@@ -15,7 +19,14 @@ import numpy as np
 
 from flops_fit_core import FitResult, InputError, Observations
 
-from .base import FigurePlotter, interval_errors, match_optima, usable_optima
+from .base import (
+    FigurePlotter,
+    compute_colorbar,
+    compute_scale,
+    interval_errors,
+    match_optima,
+    usable_optima,
+)
 from .models import LossModel, isoflop_lines, loss_model
 from .style import (
     FONT_SIZES,
@@ -45,6 +56,8 @@ class IsoFlopPlotter(FigurePlotter):
         """Draw the IsoFLOP profiles; artists carry gids (`series-i`, `optimum-i`, ...)."""
         from matplotlib.lines import Line2D
 
+        if not observations.has_budgets and len(observations):
+            return self._unbudgeted(observations, fit)
         groups = observations.groups()
         if not groups:
             raise InputError(
@@ -139,6 +152,112 @@ class IsoFlopPlotter(FigurePlotter):
         ax.set_ylabel("Final eval loss (nats/token)", fontsize=FONT_SIZES["label"])
         ax.set_title(f"IsoFLOP profiles — {fit.fitter} fit", fontsize=FONT_SIZES["title"])
         legend_outside(ax, handles, title="Compute budget")
+        return fig
+
+    def _unbudgeted(self, observations: Observations, fit: FitResult) -> Figure:
+        """Runs without budgets: points coloured by C, the fit's valley and optimum at each C
+        it reported (the iso-FLOP line D = C / (k N), k the runs' median C / (N D))."""
+        from matplotlib.lines import Line2D
+
+        optima = usable_optima(fit, ("params", "loss"), self.name)
+        model = loss_model(fit)
+        norm, cmap = compute_scale([*observations.compute, *(o.budget for o in optima)])
+        fig = new_figure(8.2, 5.8)
+        ax = fig.add_subplot()
+        ax.scatter(
+            observations.params,
+            observations.loss,
+            c=observations.compute,
+            norm=norm,
+            cmap=cmap,
+            s=16,
+            alpha=0.8,
+            linewidths=0,
+            zorder=2,
+            gid="runs",
+        )
+        k = float(np.median(observations.compute / (observations.params * observations.tokens)))
+        lo_n, hi_n = float(observations.params.min()), float(observations.params.max())
+        any_model = any_interval = any_flagged = False
+        for i, opt in enumerate(optima):
+            colour = cmap(norm(opt.budget))
+            if model is not None:
+                centre = opt.params.value
+                grid = np.geomspace(max(lo_n, centre / 8) / 1.25, min(hi_n, centre * 8) * 1.25, 120)
+                curve = model.predict(opt.budget, grid, opt.budget / (k * grid))
+                if np.all(np.isfinite(curve)):
+                    ax.plot(
+                        grid,
+                        curve,
+                        color=colour,
+                        linestyle="--",
+                        linewidth=1.6,
+                        zorder=2.5,
+                        label="_nolegend_",
+                        gid=f"model-{i}",
+                    )
+                    any_model = True
+            shown_interval, flagged = self._mark_optimum(ax, opt, colour, f"{i}")
+            any_interval |= shown_interval
+            any_flagged |= flagged
+        handles: list[Line2D] = [
+            Line2D(
+                [],
+                [],
+                linestyle="none",
+                marker="o",
+                markersize=5,
+                color=NEUTRAL,
+                label=f"run ({len(observations)}; colour: its C)",
+            ),
+        ]
+        if any_model:
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    color=NEUTRAL,
+                    linestyle="--",
+                    linewidth=1.6,
+                    label=f"{model.label},\nalong D = C/({k:.3g} N) at each C",
+                )
+            )
+        star_label = f"fitted optimum ({fit.fitter})" + (
+            ",\nbars: its interval" if any_interval else ""
+        )
+        handles.append(
+            Line2D(
+                [],
+                [],
+                linestyle="none",
+                color=NEUTRAL,
+                markerfacecolor=NEUTRAL,
+                label=star_label,
+                **_STAR,
+            )
+        )
+        if any_flagged:
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    linestyle="none",
+                    color=NEUTRAL,
+                    markerfacecolor="white",
+                    label="flagged optimum\n(see fit warnings)",
+                    **_STAR,
+                )
+            )
+        ax.set_xscale("log")
+        style_axes(ax)
+        params_kind = observations.conventions.params.replace("_", "-")
+        ax.set_xlabel(f"Parameters N ({params_kind})", fontsize=FONT_SIZES["label"])
+        ax.set_ylabel("Final eval loss (nats/token)", fontsize=FONT_SIZES["label"])
+        ax.set_title(
+            f"Loss against N, runs without budgets — {fit.fitter} fit", fontsize=FONT_SIZES["title"]
+        )
+        legend_outside(ax, handles, title=f"Valleys at {len(optima)} C")
+        compute_colorbar(fig, ax, norm, cmap, fit.conventions.flops)
         return fig
 
     @staticmethod

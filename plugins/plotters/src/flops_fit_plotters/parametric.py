@@ -26,7 +26,7 @@ from flops_fit_core import (
     StudyOutcome,
 )
 
-from .base import FigurePlotter, is_positive, match_optima, usable_law
+from .base import FigurePlotter, is_positive, match_optima, nearest_groups, usable_law
 from .models import IsoFlopLine, isoflop_lines, parametric_loss, parametric_values
 from .style import (
     EXTRAPOLATE_DECADES,
@@ -175,7 +175,16 @@ class ParametricPlotter(FigurePlotter):
         from matplotlib.lines import Line2D
 
         values = self._values(fit)
-        groups = observations.groups()
+        budgeted = observations.has_budgets
+        if budgeted:
+            groups = observations.groups()
+        else:  # each run with the reported C nearest its own: the optima's iso-FLOP lines
+            groups = nearest_groups(observations, [o.budget for o in fit.optima])
+            if len(observations) and not groups:
+                raise NothingToDraw(
+                    f"the runs have no budgets and the {fit.fitter} fit reports no optima to "
+                    "draw iso-FLOP lines at"
+                )
         if not groups:
             raise InputError(
                 f"plotter {self.name!r}: no finished runs to draw "
@@ -307,7 +316,8 @@ class ParametricPlotter(FigurePlotter):
             ncols=2,
             frameon=False,
             fontsize=FONT_SIZES["legend"],
-            title=f"Compute C in FLOPs ({compute_kind}); runs and lines coloured by budget",
+            title=f"Compute C in FLOPs ({compute_kind}); runs and lines coloured by budget"
+            + ("" if budgeted else "\n(runs without budgets: by the optimum's C nearest theirs)"),
             title_fontsize=FONT_SIZES["legend"],
         )
         return fig

@@ -152,13 +152,13 @@ def _law_text(fit: FitResult, key: str) -> str:
 
 
 def _runs_summary(outcome: StudyOutcome, observations: Observations) -> dict[str, Any]:
-    budgets = observations.budgets
+    budgets = observations.budgets if observations.has_budgets else observations.compute
     devices = Counter(r.device or "unknown" for r in outcome.runs)
     trainers = Counter(f"{r.trainer.name} {r.trainer.version}" for r in outcome.runs)
     failed = [r for r in outcome.runs if r.status == "failed"]
     return {
         "n_ok": len(observations),
-        "n_budgets": len(budgets),
+        "n_budgets": len(budgets) if observations.has_budgets else 0,
         "budget_range": (format_budget(budgets.min()), format_budget(budgets.max())),
         "devices": ", ".join(f"{d} ({n})" for d, n in sorted(devices.items())),
         "trainers": ", ".join(f"{t} ({n})" for t, n in sorted(trainers.items())),
@@ -193,11 +193,15 @@ def _run_rows(outcome: StudyOutcome, observations: Observations) -> list[dict[st
             }
             for r in rows
         ]
-    order = sorted(range(len(observations)), key=lambda i: (observations.budget[i], i))
+    budget = observations.budget if observations.has_budgets else None
+    order = sorted(
+        range(len(observations)),
+        key=lambda i: (observations.compute[i] if budget is None else budget[i], i),
+    )
     return [
         {
             "id": observations.ids[i],
-            "budget": format_budget(observations.budget[i], 2),
+            "budget": "" if budget is None else format_budget(budget[i], 2),
             "params": f"{observations.params[i]:.4g}",
             "tokens": f"{observations.tokens[i]:.4g}",
             "loss": f"{observations.loss[i]:.4f}",
@@ -302,6 +306,8 @@ class ReportPlotter(FigurePlotter):
         fit, observations = outcome.fit, outcome.primary_observations
         planned = list(outcome.plan.budgets) if outcome.plan is not None else []
         budgets = planned or [float(b) for b in observations.budgets]
+        if not budgets and fit.optima:  # runs without budgets: the C the fit reported at
+            budgets = [o.budget for o in fit.optima]
         at = computes(budgets, self.config.targets)
         # By position, not by name: two fits of one fitter (different options) stay apart.
         predictions = [headline.predictions(f, at) for f in outcome.fits]

@@ -5,7 +5,8 @@ goes wrong. Residuals against compute show whether a budget as a whole sits off 
 against model size they show structure a good model leaves none of: a U or a slope across N
 means the functional form, not the noise, is off. Only fits that model a single run's loss can
 be shown (a parametric law, or the quadratic fitter's per-budget parabolas); when a study has
-several fits, the figure takes the first that can.
+several fits, the figure takes the first that can. Runs without budgets are drawn against
+their own C and N, coloured by C (a colour bar).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 
 from flops_fit_core import FitResult, InputError, NothingToDraw, Observations, StudyOutcome
 
-from .base import FigurePlotter
+from .base import FigurePlotter, compute_colorbar, compute_scale
 from .models import LossModel, loss_model
 from .style import (
     FONT_SIZES,
@@ -74,6 +75,8 @@ class ResidualsPlotter(FigurePlotter):
         model = loss_model(fit)
         if model is None:
             raise NothingToDraw(_no_model([fit.fitter]))
+        if not observations.has_budgets and len(observations):
+            return self._unbudgeted(observations, fit, model)
         groups = observations.groups()
         if not groups:
             raise InputError(
@@ -163,6 +166,58 @@ class ResidualsPlotter(FigurePlotter):
             fontsize=FONT_SIZES["title"],
         )
         legend_outside(by_n, handles, title="Compute budget")
+        return fig
+
+    def _unbudgeted(self, observations: Observations, fit: FitResult, model: LossModel) -> Figure:
+        """Runs without budgets: residuals against each run's C and N, coloured by C."""
+        predicted = np.asarray(
+            model.predict(float("nan"), observations.params, observations.tokens), dtype=float
+        )
+        ok = np.isfinite(predicted)
+        if not ok.any():
+            raise NothingToDraw(
+                f"the {fit.fitter} fit predicts the loss of none of the {len(observations)} runs"
+            )
+        resid = observations.loss[ok] - predicted[ok]
+        compute = observations.compute[ok]
+        rms = float(np.sqrt(np.mean(resid**2)))
+        norm, cmap = compute_scale(compute)
+        fig = new_figure(11.0, 5.4)
+        by_c, by_n = fig.subplots(1, 2, sharey=True)
+        for ax, x, tag in ((by_c, compute, "compute"), (by_n, observations.params[ok], "params")):
+            ax.scatter(
+                x,
+                resid,
+                c=compute,
+                norm=norm,
+                cmap=cmap,
+                s=16,
+                alpha=0.85,
+                linewidths=0,
+                zorder=3,
+                gid=f"residuals-{tag}",
+            )
+            ax.axhline(0.0, color=NEUTRAL, linewidth=1.0, zorder=2, gid="zero")
+            ax.set_xscale("log")
+            style_axes(ax)
+        limit = 1.15 * float(np.max(np.abs(resid))) or 1.0
+        by_c.set_ylim(-limit, limit)
+        compute_kind = flops_kind(fit.conventions.flops)
+        params_kind = observations.conventions.params.replace("_", "-")
+        by_c.set_xlabel(f"Compute C (FLOPs, {compute_kind})", fontsize=FONT_SIZES["label"])
+        by_n.set_xlabel(f"Parameters N ({params_kind})", fontsize=FONT_SIZES["label"])
+        by_c.set_ylabel(
+            "Residual: observed - fitted loss (nats/token)", fontsize=FONT_SIZES["label"]
+        )
+        by_c.set_title("by compute (runs without budgets)", fontsize=FONT_SIZES["label"])
+        by_n.set_title("by model size", fontsize=FONT_SIZES["label"])
+        by_n.tick_params(axis="y", labelleft=True)
+        fig.suptitle(
+            f"Loss residuals — {fit.fitter} fit ({_KIND.get(model.kind, model.kind)}): "
+            f"RMS {rms:.3g} nats/token over {len(resid)} runs",
+            fontsize=FONT_SIZES["title"],
+        )
+        compute_colorbar(fig, [by_c, by_n], norm, cmap, fit.conventions.flops)
         return fig
 
     @staticmethod
