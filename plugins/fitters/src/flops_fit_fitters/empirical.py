@@ -77,9 +77,9 @@ class EmpiricalFitter(Fitter):
         """Find each budget's best run, check the optima, and fit N*, D*, L*, D*/N* over C.
 
         Warnings the observations carry (from reading the data) come first in the result's.
-        Raises `InputError` for runs without budgets or fewer than `min_budgets`, and `FitError`
-        when too few survive the monotonicity rule or, with `strict`, when a law's R² is below
-        `min_r_squared`.
+        Raises `InputError` for runs without budgets, and `FitError` for fewer than `min_budgets`
+        budgets, when too few survive the monotonicity rule or, with `strict`, when a law's R² is
+        below `min_r_squared`.
         """
         cfg = self.config
         observations.require_budgets(f"the {self.name} fitter")

@@ -234,9 +234,9 @@ class QuadraticFitter(Fitter):
     def fit(self, observations: Observations) -> FitResult:
         """Fit each budget's parabolas, check their vertices, and fit N*, D*, L*, D*/N* over C.
 
-        Raises `InputError` for runs without budgets or fewer than `min_budgets`, and `FitError`
-        when fewer than `min_budgets` survive the checks or, with `strict`, when a law's R² is
-        below `min_r_squared`.
+        Raises `InputError` for runs without budgets, and `FitError` for fewer than `min_budgets`
+        budgets, when fewer than `min_budgets` survive the checks or, with `strict`, when a law's
+        R² is below `min_r_squared`.
         """
         cfg = self.config
         observations.require_budgets(f"the {self.name} fitter")

@@ -181,7 +181,7 @@ class RobustFitter(Fitter):
         are then reported at `UNBUDGETED_OPTIMA` log-spaced C across the runs, and the
         per-budget checks (monotonicity, leave-one-budget-out) are skipped.
 
-        Raises `InputError` for fewer than `min_budgets` budgets and `FitError` when the
+        Raises `FitError` for fewer than `min_budgets` budgets and when the
         optimiser finds no finite optimum.
         """
         cfg = self.config

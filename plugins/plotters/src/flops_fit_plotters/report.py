@@ -348,7 +348,9 @@ class ReportPlotter(FigurePlotter):
                     "b": _law_text(f, "d_opt"),
                     "loss": _law_text(f, "loss_opt"),
                     "r2": "" if f.laws["n_opt"].r2 is None else f"{f.laws['n_opt'].r2:.4f}",
-                    "budgets": len(f.optima),
+                    "budgets": len(f.optima)
+                    if f.diagnostics.get("n_budgets") != 0
+                    else f"none ({len(f.optima)} C)",
                     "level": f"{f.laws['n_opt'].level:.0%}",
                     "conventions": f"{f.conventions.params.replace('_', '-')} N, "
                     f"{flops_convention(f.conventions.flops)}",
