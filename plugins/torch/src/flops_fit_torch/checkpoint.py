@@ -6,7 +6,9 @@ the result reports, under the hash of the configuration that produced it. It is 
 temporary file in the same folder, flushed and fsynced, then renamed over the old one, so a
 kill at any moment leaves either the previous checkpoint or the new one, never half of one.
 A checkpoint whose hash differs from the run's (another spec, other trainer settings, other
-data) is ignored, never resumed from.
+data, another thread count) is ignored, never resumed from; the checkpoint also stores what
+was hashed, so the run can say which options differ (an older checkpoint without them was
+"made under unknown options").
 """
 
 from __future__ import annotations
@@ -46,11 +48,19 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(folder: Path, config_hash: str, state: dict[str, Any]) -> Path:
-    """Write `state` (plus the hash and the RNG states) atomically to `folder`."""
+def save_checkpoint(
+    folder: Path, config_hash: str, state: dict[str, Any], inputs: dict[str, Any] | None = None
+) -> Path:
+    """Write `state` (plus the hash, what was hashed and the RNG states) atomically to `folder`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    payload = {"format": FORMAT_VERSION, "config_hash": config_hash, "rng": capture_rng(), **state}
+    payload = {
+        "format": FORMAT_VERSION,
+        "config_hash": config_hash,
+        "hash_inputs": inputs,
+        "rng": capture_rng(),
+        **state,
+    }
     target = folder / CHECKPOINT_FILE
     fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=folder)
     try:
@@ -65,19 +75,74 @@ def save_checkpoint(folder: Path, config_hash: str, state: dict[str, Any]) -> Pa
     return target
 
 
-def load_checkpoint(folder: Path, config_hash: str) -> dict[str, Any] | None:
+def load_checkpoint(
+    folder: Path,
+    config_hash: str,
+    inputs: dict[str, Any] | None = None,
+    notes: list[str] | None = None,
+) -> dict[str, Any] | None:
     """The checkpoint in `folder` if it belongs to this configuration, else None.
 
     A checkpoint that cannot be read (truncated by a full disk, written by another version)
-    is treated as absent: the run starts over rather than failing.
+    is treated as absent: the run starts over rather than failing. Whenever a checkpoint is
+    there but not resumed, one line saying why is appended to `notes` (naming the options that
+    differ from `inputs`, what this run hashes, when the checkpoint recorded its own).
     """
     path = Path(folder) / CHECKPOINT_FILE
     if not path.is_file():
         return None
+    note = notes.append if notes is not None else (lambda line: None)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception:
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        note(f"checkpoint not resumed, it could not be read ({reason}); trained from the start")
         return None
-    if payload.get("format") != FORMAT_VERSION or payload.get("config_hash") != config_hash:
+    if not isinstance(payload, dict):
+        note("checkpoint not resumed, it is not one of this trainer's; trained from the start")
         return None
-    return payload
+    if payload.get("format") == FORMAT_VERSION and payload.get("config_hash") == config_hash:
+        return payload
+    step = payload.get("step")
+    at = f" at step {step}" if isinstance(step, int) else ""
+    old = payload.get("hash_inputs") if payload.get("format") == FORMAT_VERSION else None
+    if isinstance(old, dict) and inputs is not None:
+        changes = differences(old, inputs)
+        what = f"other options ({changes})" if changes else "other options"
+    else:
+        what = "unknown options (an older version of the trainer)"
+    note(f"checkpoint{at} not resumed: it was made under {what}; trained from the start")
+    return None
+
+
+def differences(old: dict[str, Any], new: dict[str, Any], limit: int = 4) -> str:
+    """`key old -> new` for each (dotted) key whose value differs, the first `limit` of them."""
+    a, b = _flatten(old), _flatten(new)
+    missing = object()
+    changed = [
+        f"{key} {_show(a.get(key, missing))} -> {_show(b.get(key, missing))}"
+        for key in sorted(set(a) | set(b))
+        if a.get(key, missing) != b.get(key, missing)
+    ]
+    more = f" and {len(changed) - limit} more" if len(changed) > limit else ""
+    return "; ".join(changed[:limit]) + more
+
+
+def _flatten(value: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if isinstance(item, dict) and item:
+            out.update(_flatten(item, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = item
+    return out
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return repr(list(value))
+    if value is None:
+        return "(none)"
+    return "(absent)" if type(value) is object else str(value)

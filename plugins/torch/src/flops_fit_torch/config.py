@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from flops_fit_core import PluginConfig
 
@@ -22,6 +22,10 @@ Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
 
 
+#: The model options only u-muP reads (see `model`); under "sp" they must keep their defaults.
+UMUP_ONLY = ("attn_mult", "readout_mult", "residual_attn_ratio", "residual_mult")
+
+
 class ModelConfig(PluginConfig):
     """The GPT's parametrization: u-muP (default) with its hyperparameters, or standard."""
 
@@ -31,6 +35,25 @@ class ModelConfig(PluginConfig):
     residual_attn_ratio: Positive = 1.0
     readout_mult: Positive = 1.0
     norm_eps: Positive = 1e-6
+
+    @model_validator(mode="after")
+    def _umup_only(self) -> ModelConfig:
+        """u-muP's multipliers mean nothing under standard parametrization: an error there."""
+        if self.parametrization == "sp":
+            fields = type(self).model_fields
+            changed = [
+                name
+                for name in UMUP_ONLY
+                if getattr(self, name) != fields[name].get_default(call_default_factory=True)
+            ]
+            if changed:
+                one = len(changed) == 1
+                raise ValueError(
+                    f"{', '.join(changed)} only appl{'ies' if one else 'y'} to parametrization "
+                    f"= 'umup' (standard parametrization ignores {'it' if one else 'them'}); "
+                    f"remove {'it' if one else 'them'} or use parametrization = 'umup'"
+                )
+        return self
 
 
 class OptimizerConfig(PluginConfig):
@@ -86,13 +109,20 @@ class LocalConfig(PluginConfig):
     log_every_steps: Annotated[int, Field(ge=1)] = 10
 
     def training_fields(self) -> dict:
-        """The options that change what a run computes (checkpoints are keyed by them)."""
+        """The options that change what a run computes: results and checkpoints are keyed by them.
+
+        Left out: what only changes speed or bookkeeping (checkpoint and log cadence, where the
+        token cache lives) and `threads`, which changes a loss only in its last bits (the order
+        of floating-point sums): a checkpoint hash adds the resolved thread count, so a resume
+        stays bitwise exact, but a study rerun on another machine keeps its results.
+        """
         return self.model_dump(
             mode="json",
             exclude={
-                "threads",
-                "checkpoint_interval_s",
-                "checkpoint_every_steps",
-                "log_every_steps",
+                "threads": True,
+                "checkpoint_interval_s": True,
+                "checkpoint_every_steps": True,
+                "log_every_steps": True,
+                "data": {"cache_dir"},
             },
         )

@@ -213,18 +213,24 @@ class Tally:
     sessions: int = 0
 
 
+def hash_inputs(
+    spec: ExperimentSpec, config: LocalConfig, data: TokenData, runtime: Runtime
+) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed: spec, training options, data, numerics and
+    the resolved thread count (which changes the order of floating-point sums)."""
+    return {
+        "spec": spec.id,
+        "trainer": config.training_fields(),
+        "data": data.fingerprint,
+        "precision": runtime.precision,
+        "device": runtime.device.type,
+        "threads": runtime.threads,
+    }
+
+
 def config_hash(spec: ExperimentSpec, config: LocalConfig, data: TokenData, runtime: Runtime):
-    """What a checkpoint must match to be resumed: spec, training options, data, numerics."""
-    text = json.dumps(
-        {
-            "spec": spec.id,
-            "trainer": config.training_fields(),
-            "data": data.fingerprint,
-            "precision": runtime.precision,
-            "device": runtime.device.type,
-        },
-        sort_keys=True,
-    )
+    """The digest of `hash_inputs`, which a checkpoint is saved under."""
+    text = json.dumps(hash_inputs(spec, config, data, runtime), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -270,8 +276,10 @@ def _train_spec(trainer, spec: ExperimentSpec, context: TrainerContext) -> RunRe
     schedule = Schedule(spec.schedule, steps, s.warmup, s.final_ratio, s.decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     key = config_hash(spec, config, data, runtime)
+    inputs = hash_inputs(spec, config, data, runtime)
     tally = Tally()
-    state = load_checkpoint(context.checkpoint_dir, key)
+    warnings: list[str] = []  # a checkpoint not resumed says why here
+    state = load_checkpoint(context.checkpoint_dir, key, inputs, warnings)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -325,6 +333,7 @@ def _train_spec(trainer, spec: ExperimentSpec, context: TrainerContext) -> RunRe
                 "cursor": tally.step * spec.batch_size,
                 "tally": asdict(tally),
             },
+            inputs,
         )
 
     session_start = [started]
@@ -417,7 +426,6 @@ def _train_spec(trainer, spec: ExperimentSpec, context: TrainerContext) -> RunRe
     if data.entropy_rate is not None:
         metrics["entropy_rate"] = data.entropy_rate
         metrics["excess_loss"] = final - data.entropy_rate
-    warnings = []
     if metrics["epochs"] > 1:
         warnings.append(
             f"trained {metrics['epochs']:.2f} epochs of the corpus ({tokens_trained:,} tokens "

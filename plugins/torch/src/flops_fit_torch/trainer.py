@@ -6,11 +6,12 @@ for importing torch (seconds); only `train` does, through `loop`.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from flops_fit_core import ExperimentSpec, RunResult, Trainer, TrainerContext
+from flops_fit_core import ConfigError, ExperimentSpec, RunResult, Trainer, TrainerContext
 
 from .config import LocalConfig
+from .schedule import SCHEDULES
 
 __all__ = ["LocalTrainer"]
 
@@ -26,6 +27,60 @@ class LocalTrainer(Trainer):
     Config = LocalConfig
     config: LocalConfig
     deterministic: ClassVar[bool] = True
+
+    def outcome_options(self) -> dict[str, Any]:
+        """What results are keyed by: every option that can change a loss (`training_fields`),
+        not threads, checkpoint or log cadence, or where the token cache lives."""
+        return self.config.training_fields()
+
+    def validate_study(self, study: Any) -> None:
+        """Refuse a plan every run of which would fail here, in one line, before training.
+
+        Cheap: reads the plan and the options only (no data, no tokenizer training, no torch).
+        """
+        specs = study.plan.experiments
+        if not specs:
+            return
+        where = f"trainer {self.name!r}"
+        unknown = sorted({s.schedule for s in specs} - set(SCHEDULES))
+        if unknown:
+            raise ConfigError(
+                f"{where}: planner.schedule = {unknown[0]!r} is not a schedule this trainer "
+                f"knows; use one of: {', '.join(SCHEDULES)}"
+            )
+        data = self.config.data
+        needed = data.vocab_size
+        smallest = min(s.shape.vocab_size for s in specs)
+        if smallest < needed:
+            raise ConfigError(
+                f"{where}: the plan's vocab_size {smallest} is below the "
+                f"{data.tokenizer_kind!r} tokenizer's {needed} tokens; set "
+                f"planner.vocab_size={needed} (or more)"
+            )
+        window = max(s.shape.seq_len for s in specs) + 1
+        if data.eval_tokens < window:
+            raise ConfigError(
+                f"{where}: trainer.data.eval_tokens = {data.eval_tokens} holds no evaluation "
+                f"window of seq_len + 1 = {window} tokens; set trainer.data.eval_tokens={window} "
+                "(or more)"
+            )
+        # a synthetic corpus in symbols or bytes has exactly `tokens` tokens (BPE: fewer)
+        corpus = data.synthetic.tokens
+        if data.source == "synthetic" and data.tokenizer_kind != "bpe" and corpus < window:
+            raise ConfigError(
+                f"{where}: trainer.data.synthetic.tokens = {corpus} is shorter than one "
+                f"training sequence of seq_len + 1 = {window} tokens; set "
+                f"trainer.data.synthetic.tokens={window} (or more)"
+            )
+        for spec in specs:
+            shape = spec.shape
+            head = shape.d_model / shape.n_heads
+            if shape.d_model % shape.n_heads or head % 2:
+                raise ConfigError(
+                    f"{where}: experiment {spec.id} has d_model {shape.d_model} with "
+                    f"{shape.n_heads} heads, a head size of {head:g}; rotary positions need "
+                    "an even integer head size (plan even head sizes)"
+                )
 
     def train(self, spec: ExperimentSpec, context: TrainerContext) -> RunResult:
         from .loop import train_spec

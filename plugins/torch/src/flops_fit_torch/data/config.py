@@ -8,6 +8,7 @@ the chosen source or tokenizer would ignore (a hub `name` with `source = "files"
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import ConfigDict, Field, model_validator
@@ -131,6 +132,11 @@ class DataConfig(PluginConfig):
             raise ValueError("source = 'hub' needs 'name' (e.g. 'roneneldan/TinyStories')")
         if self.source == "files" and self.files is None:
             raise ValueError("source = 'files' needs 'files' (paths or globs)")
+        if self.source == "files" and not re.fullmatch(r"train(\[[^\]]*\])?", self.split):
+            raise ValueError(
+                f"split = {self.split!r} does not exist for source = 'files': local files are "
+                "one split, 'train' (a slice such as 'train[:90%]' works too)"
+            )
         if self.tokenizer == "symbols" and self.source != "synthetic":
             raise ValueError("tokenizer = 'symbols' only applies to source = 'synthetic'")
         if "bpe_vocab_size" in changed and self.tokenizer != "bpe":
@@ -143,3 +149,12 @@ class DataConfig(PluginConfig):
         if self.tokenizer == "auto":
             return "symbols" if self.source == "synthetic" else "byte"
         return self.tokenizer
+
+    @property
+    def vocab_size(self) -> int:
+        """The tokenizer's vocabulary, known without building it (BPE: the configured size,
+        which every id it learns stays below)."""
+        kind = self.tokenizer_kind
+        if kind == "symbols":
+            return len(ALPHABET)
+        return 256 if kind == "byte" else self.bpe_vocab_size
