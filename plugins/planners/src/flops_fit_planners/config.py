@@ -73,6 +73,9 @@ class IsoFlopConfig(PluginConfig):
     max_layers: Annotated[int, Field(ge=1)] = 64
     head_options: tuple[Annotated[int, Field(ge=1)], ...] = (4, 8, 16, 32, 64)
     head_dim: Annotated[int, Field(ge=1)] = 64
+    #: Every head's size (d_model / n_heads) is a multiple of this: 2 for a trainer whose
+    #: rotary positions rotate pairs of dimensions (the `local` trainer), 1 for no constraint.
+    head_dim_multiple: Annotated[int, Field(ge=1)] = 1
     ffn_ratio: Positive = 4.0
     aspect_ratio: Positive = 64.0
     param_tolerance: Annotated[float, Field(gt=0, lt=1)] = 0.05

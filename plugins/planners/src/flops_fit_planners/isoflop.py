@@ -72,6 +72,7 @@ class IsoFlopPlanner(Planner):
             max_layers=c.max_layers,
             head_options=tuple(c.head_options),
             head_dim=c.head_dim,
+            head_dim_multiple=c.head_dim_multiple,
             ffn_ratio=c.ffn_ratio,
             aspect_ratio=c.aspect_ratio,
             param_tolerance=c.param_tolerance,

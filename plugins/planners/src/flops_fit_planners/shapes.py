@@ -44,6 +44,8 @@ class ShapeGrid:
     aspect_ratio: float
     param_tolerance: float
     param_convention: ParamConvention = "total"
+    #: every head size d_model / n_heads is a multiple of this
+    head_dim_multiple: int = 1
 
 
 @dataclass(frozen=True)
@@ -74,24 +76,30 @@ def d_ff_for(d_model: np.ndarray, ffn_ratio: float) -> np.ndarray:
 
 
 def _heads_scores(d_model: np.ndarray, grid: ShapeGrid) -> tuple[np.ndarray, np.ndarray]:
-    """(index into sorted head options, whether any option divides d_model), per d_model.
+    """(index into sorted head options, whether any option fits d_model), per d_model.
 
-    Options are sorted ascending so a tie in |d/h - head_dim| goes to the larger head dim.
+    An option fits when it divides d_model into heads whose size is a multiple of
+    `head_dim_multiple`. Options are sorted ascending so a tie in |d/h - head_dim| goes to the
+    larger head dim.
     """
     heads = np.array(sorted(grid.head_options), dtype=np.int64)
     d = np.asarray(d_model, dtype=np.int64)[..., None]
-    divides = d % heads == 0
+    divides = d % (heads * grid.head_dim_multiple) == 0
     distance = np.where(divides, np.abs(d / heads - grid.head_dim), np.inf)
     return np.argmin(distance, axis=-1), divides.any(axis=-1)
 
 
 def choose_heads(d_model: np.ndarray, grid: ShapeGrid) -> np.ndarray:
-    """The head count among `head_options` dividing d_model whose head dim is nearest head_dim."""
+    """The head count among `head_options` fitting d_model whose head dim is nearest head_dim."""
     index, ok = _heads_scores(d_model, grid)
     if not ok.all():
         bad = np.asarray(d_model)[~ok][0]
+        into = f" into heads of a multiple of {grid.head_dim_multiple}" * (
+            grid.head_dim_multiple > 1
+        )
         raise ConfigError(
-            f"planner 'isoflop': no head option in {list(grid.head_options)} divides d_model {bad}"
+            f"planner 'isoflop': no head option in {list(grid.head_options)} divides d_model "
+            f"{bad}{into}"
         )
     return np.array(sorted(grid.head_options), dtype=np.int64)[index]
 
@@ -99,13 +107,15 @@ def choose_heads(d_model: np.ndarray, grid: ShapeGrid) -> np.ndarray:
 def _bracketing_widths(width: np.ndarray, grid: ShapeGrid) -> np.ndarray:
     """The valid widths just below and just above each real root `width`, stacked last.
 
-    Valid: a multiple of d_model_multiple that some head option divides, i.e. a multiple of
-    lcm(m, h) for some h. When an option divides m that is every multiple of m; otherwise the
+    Valid: a multiple of d_model_multiple that some head option h divides into heads of a
+    multiple of q = head_dim_multiple, i.e. a multiple of lcm(m, h q) for some h. When some
+    h q divides m that is every multiple of m; otherwise the
     nearest valid width on each side is the best over the options' coarser steps. Below the
     smallest valid width there is nothing, so both sides are the smallest valid width.
     """
     m = grid.d_model_multiple
-    steps = sorted({m * h // math.gcd(m, h) for h in grid.head_options})
+    q = grid.head_dim_multiple
+    steps = sorted({m * h * q // math.gcd(m, h * q) for h in grid.head_options})
     if steps[0] == m:  # the usual case: an option divides m, so every multiple of m is valid
         j = np.floor(width / m)
         return np.stack([np.maximum(j, 1.0) * m, (j + 1.0) * m], axis=-1)
