@@ -99,3 +99,56 @@ def test_a_torn_last_line_is_reported_and_the_rest_used(capsys, tmp_path, study)
     assert "trained 1," in outcome.out  # only the torn experiment is trained again
     fit = flops_fit(capsys, "fit", results, "--json")
     assert fit.code == 0 and fit.json()["diagnostics"]["n_runs"] == len(lines)
+
+
+#: What would fail every run of the default study, each caught before anything trains.
+EVERY_RUN_FAILS = [
+    (["planner.schedule=cosin"], ["'cosin' is not a schedule", "cosine, wsd, constant"]),
+    (["planner.vocab_size=32"], ["vocab_size 32 is below", "planner.vocab_size=64"]),
+    (
+        ["trainer.model.parametrization=sp", "trainer.model.attn_mult=2.0"],
+        ["attn_mult only applies to parametrization = 'umup'"],
+    ),
+]
+
+
+def _sets(items):
+    return [arg for item in items for arg in ("--set", item)]
+
+
+@pytest.mark.parametrize(("items", "needles"), EVERY_RUN_FAILS)
+def test_config_validate_catches_what_would_fail_every_run(capsys, items, needles):
+    """Issue 11: one line, exit 2, for each of these (each passed validation before)."""
+    assert_one_line_error(flops_fit(capsys, "config", "validate", *_sets(items)), *needles)
+
+
+def test_config_validate_catches_a_split_local_files_do_not_have(capsys, tmp_path):
+    study = tmp_path / "study.toml"
+    study.write_text(
+        '[trainer]\nname = "local"\n'
+        'data = { source = "files", files = ["corpus.txt"], split = "test" }\n'
+    )
+    outcome = flops_fit(capsys, "config", "validate", "-c", study)
+    assert_one_line_error(outcome, "split = 'test' does not exist for source = 'files'")
+
+
+@pytest.mark.parametrize(("items", "needles"), EVERY_RUN_FAILS[:2])
+def test_plan_and_run_refuse_them_before_writing_anything(capsys, tmp_path, items, needles):
+    plan = tmp_path / "plan.json"
+    assert_one_line_error(flops_fit(capsys, "plan", "-o", plan, *_sets(items)), *needles)
+    assert not plan.exists()
+    run = tmp_path / "run"
+    assert_one_line_error(flops_fit(capsys, "run", "--out", run, *_sets(items)), *needles)
+    assert not run.exists()
+
+
+def test_train_checks_the_plan_it_is_given(capsys, tmp_path):
+    """A plan file made for another trainer: `train` checks it against this one's options."""
+    plan = tmp_path / "plan.json"
+    made = flops_fit(
+        capsys, "plan", "--preset", "mock", "--set", "planner.schedule=cosin", "-o", plan
+    )
+    assert made.code == 0, made.err
+    outcome = flops_fit(capsys, "train", plan, "--preset", "cpu-tiny")
+    assert_one_line_error(outcome, "'cosin' is not a schedule")
+    assert not (tmp_path / "results.jsonl").exists()

@@ -200,6 +200,7 @@ def run(
     study_config = _study_config(config_path, preset, overrides, **shortcuts)
     targets = _add_targets(study_config, targets)
     study = _resolve(study_config)
+    study.validate()  # before any stage is announced: a refusal is one line
     run_dir = out or Path("runs") / (
         config_path.stem if config_path else (preset or DEFAULT_PRESET)
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import tomllib
@@ -14,7 +15,7 @@ from flops_fit_core import ConfigError, SweepPlan
 from flops_fit_core.config import load_study_config
 from flops_fit_core.pipeline import resolve_study
 from flops_fit_planners import IsoFlopPlanner
-from flops_fit_planners.shapes import search_shapes
+from flops_fit_planners.shapes import ShapeGrid, choose_heads, search_shapes
 
 SMALL = {"min_flops": 1e18, "max_flops": 1e20, "n_budgets": 3, "sizes_per_budget": 5}
 
@@ -71,8 +72,8 @@ def test_the_mock_preset_plans_cleanly():
 
 
 def test_the_cpu_tiny_preset_plans_every_size_within_tolerance():
-    # The default study, through the same door `flops-fit plan` uses. It once started at 1e11
-    # FLOPs, whose smallest target (N=3,608) lies below the smallest model of its grid.
+    # The default study, through the same door `flops-fit plan` uses (issue 11: it once
+    # started with "budget 1e+11: target N=3608 is not reachable within 20%").
     study = resolve_study(load_study_config(preset="cpu-tiny"))
     planner, plan = study.planner, study.plan
     c = planner.config
@@ -84,30 +85,45 @@ def test_the_cpu_tiny_preset_plans_every_size_within_tolerance():
         # The local trainer's rotary positions need an even integer head size.
         assert spec.shape.d_model % spec.shape.n_heads == 0
         assert (spec.shape.d_model // spec.shape.n_heads) % 2 == 0
-    # Still a sweep around the prior optimum spanning 8x each way, not a narrowed one.
+    study.validate()  # and the local trainer agrees
+    # Still the sweep it was: 1e11 to 3e12, 8x each way around 20 tokens per parameter.
     budget, target = planner.targets()
-    assert (c.span, c.tokens_per_param, c.max_flops) == (8.0, 20.0, 3e12)
+    assert (c.min_flops, c.max_flops, c.span, c.tokens_per_param) == (1e11, 3e12, 8.0, 20.0)
     n0 = np.sqrt(budget / (6 * 20.0))
     assert target == pytest.approx(n0 * 8.0 ** np.tile([-1, -0.5, 0, 0.5, 1], 4), rel=1e-12)
 
 
-def test_the_cpu_tiny_budgets_start_where_its_smallest_model_is_reachable():
-    # The cause of the old warning: d_model 16 (its multiple) and 1 layer hold 5,168
-    # parameters, the floor of the grid; a smallest target below 5,168 / 1.2 cannot be met.
+def test_the_grid_reaches_the_smallest_cpu_tiny_target_with_even_heads():
+    # The cause of the old warning: with d_model a multiple of 16 the grid's floor was d_model
+    # 16, 1 layer, 5,168 parameters, 43% above the smallest target (3,608). A multiple of 4
+    # reaches d_model 12 (3,300), and head_dim_multiple = 2 keeps heads even on the way.
     study = resolve_study(load_study_config(preset="cpu-tiny"))
-    planner = study.planner
-    c = planner.config
-    floor = search_shapes(np.array([1.0]), planner.shape_grid())
-    assert (floor.d_model[0], floor.n_layers[0], floor.params[0]) == (16, 1, 5168)
-    smallest_target = np.sqrt(c.min_flops / (6 * c.tokens_per_param)) / c.span
-    assert smallest_target >= 5168 / (1 + c.param_tolerance)
-    lower = resolve_study(
-        load_study_config(preset="cpu-tiny", overrides=["planner.min_flops=1e11"])
+    grid = study.planner.shape_grid()
+    floor = search_shapes(np.array([3608.0]), grid)
+    assert (floor.d_model[0], floor.n_layers[0], floor.params[0]) == (12, 1, 3300)
+    old = resolve_study(
+        load_study_config(preset="cpu-tiny", overrides=["planner.d_model_multiple=16"])
     ).plan
-    assert [w for w in lower.warnings if "not reachable" in w] == [
+    assert [w for w in old.warnings if "not reachable" in w] == [
         "budget 1e+11: target N=3608 is not reachable within 20%; nearest shape has "
         "N=5,168 (+43.22%; d_model=16, n_layers=1)"
     ]
+    # Without the head constraint a multiple of 4 would plan heads of odd size (68 / 4 = 17)
+    odd = dataclasses.replace(grid, head_dim_multiple=1)
+    assert choose_heads(np.array([68]), odd)[0] == 4
+    assert choose_heads(np.array([68]), grid)[0] == 2
+
+
+def test_head_dim_multiple_leaves_only_widths_with_such_heads():
+    grid = ShapeGrid(
+        vocab_size=64, seq_len=64, d_model_multiple=4, min_layers=1, max_layers=4,
+        head_options=(4, 8), head_dim=16, ffn_ratio=4.0, aspect_ratio=16.0,
+        param_tolerance=0.2, head_dim_multiple=4,
+    )  # fmt: skip
+    shapes = search_shapes(np.geomspace(2e3, 2e6, 200), grid)
+    assert np.all(shapes.d_model % (shapes.n_heads * 4) == 0)  # every head a multiple of 4
+    with pytest.raises(ConfigError, match="into heads of a multiple of 4"):
+        choose_heads(np.array([24]), grid)
 
 
 @pytest.mark.parametrize("flops", ["exact", "6n"])
