@@ -118,38 +118,7 @@ class IsoFlopPlotter(FigurePlotter):
             handles.append(
                 Line2D([], [], color=NEUTRAL, linestyle="--", linewidth=1.6, label=model.label)
             )
-        star_label = f"fitted optimum ({fit.fitter})"
-        if any_interval:
-            star_label += ",\nbars: its interval"
-        handles.append(
-            Line2D(
-                [],
-                [],
-                linestyle="none",
-                color=NEUTRAL,
-                markerfacecolor=NEUTRAL,
-                label=star_label,
-                **_STAR,
-            )
-        )
-        if any_flagged:
-            handles.append(
-                Line2D(
-                    [],
-                    [],
-                    linestyle="none",
-                    color=NEUTRAL,
-                    markerfacecolor="white",
-                    label="flagged optimum\n(see fit warnings)",
-                    **_STAR,
-                )
-            )
-
-        ax.set_xscale("log")
-        style_axes(ax)
-        params_kind = observations.conventions.params.replace("_", "-")
-        ax.set_xlabel(f"Parameters N ({params_kind})", fontsize=FONT_SIZES["label"])
-        ax.set_ylabel("Final eval loss (nats/token)", fontsize=FONT_SIZES["label"])
+        _finish(ax, handles, observations, fit, any_interval, any_flagged)
         ax.set_title(f"IsoFLOP profiles — {fit.fitter} fit", fontsize=FONT_SIZES["title"])
         legend_outside(ax, handles, title="Compute budget")
         return fig
@@ -222,37 +191,7 @@ class IsoFlopPlotter(FigurePlotter):
                     label=f"{model.label},\nalong D = C/({k:.3g} N) at each C",
                 )
             )
-        star_label = f"fitted optimum ({fit.fitter})" + (
-            ",\nbars: its interval" if any_interval else ""
-        )
-        handles.append(
-            Line2D(
-                [],
-                [],
-                linestyle="none",
-                color=NEUTRAL,
-                markerfacecolor=NEUTRAL,
-                label=star_label,
-                **_STAR,
-            )
-        )
-        if any_flagged:
-            handles.append(
-                Line2D(
-                    [],
-                    [],
-                    linestyle="none",
-                    color=NEUTRAL,
-                    markerfacecolor="white",
-                    label="flagged optimum\n(see fit warnings)",
-                    **_STAR,
-                )
-            )
-        ax.set_xscale("log")
-        style_axes(ax)
-        params_kind = observations.conventions.params.replace("_", "-")
-        ax.set_xlabel(f"Parameters N ({params_kind})", fontsize=FONT_SIZES["label"])
-        ax.set_ylabel("Final eval loss (nats/token)", fontsize=FONT_SIZES["label"])
+        _finish(ax, handles, observations, fit, any_interval, any_flagged)
         ax.set_title(
             f"Loss against N, runs without budgets — {fit.fitter} fit", fontsize=FONT_SIZES["title"]
         )
@@ -325,3 +264,20 @@ class IsoFlopPlotter(FigurePlotter):
             **_STAR,
         )
         return xerr is not None or yerr is not None, flagged
+
+
+def _finish(ax, handles, observations: Observations, fit: FitResult, interval, flagged) -> None:
+    """What both IsoFLOP figures end with: the optimum's legend entries, log N, the labels."""
+    from matplotlib.lines import Line2D
+
+    star_label = f"fitted optimum ({fit.fitter})" + (",\nbars: its interval" if interval else "")
+    marker = {"linestyle": "none", "color": NEUTRAL, **_STAR}
+    handles.append(Line2D([], [], markerfacecolor=NEUTRAL, label=star_label, **marker))
+    if flagged:
+        label = "flagged optimum\n(see fit warnings)"
+        handles.append(Line2D([], [], markerfacecolor="white", label=label, **marker))
+    ax.set_xscale("log")
+    style_axes(ax)
+    params_kind = observations.conventions.params.replace("_", "-")
+    ax.set_xlabel(f"Parameters N ({params_kind})", fontsize=FONT_SIZES["label"])
+    ax.set_ylabel("Final eval loss (nats/token)", fontsize=FONT_SIZES["label"])
