@@ -8,6 +8,10 @@ from pathlib import Path
 
 from flops_fit_core.cli import main
 
+#: `--set` that draws no figures and no report: they are most of a mock study's seconds, and
+#: a test that reads neither (results, fits, messages) passes it to stay fast.
+NO_FIGURES = ("--set", "plot.names=[]")
+
 
 @dataclass
 class Outcome:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.clirunner import flops_fit
+from tests.clirunner import NO_FIGURES, flops_fit
 
 #: The default preset's shapes and trainer, at budgets small enough for the test suite, on a
 #: small synthetic corpus, fitted with `empirical` (which needs no particular curve shape).
@@ -82,7 +82,8 @@ def test_changing_an_optimizer_option_trains_again_and_once(capsys, local_run, c
     run = local_run
     first = {r["experiment_id"]: r["loss"] for r in read_jsonl(run / "results.jsonl")}
     first_fit = (run / "fit.json").read_text()
-    changed = [*_args(run), "--set", "trainer.optimizer.beta2=0.99", "--json"]
+    # (no figures: training is what this checks, and the figures are most of a rerun's cost)
+    changed = [*_args(run), "--set", "trainer.optimizer.beta2=0.99", *NO_FIGURES, "--json"]
     outcome = flops_fit(capsys, *changed)
     assert outcome.code == 0, outcome.err
     assert outcome.json()["trained"] == 9

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from flops_fit_core.testing import CHINCHILLA
-from tests.clirunner import flops_fit
+from tests.clirunner import NO_FIGURES, flops_fit
 from tests.test_plugin_host import BUILT_INS
 
 TRUE_A = CHINCHILLA.a  # beta / (alpha + beta) of the mock's default law
@@ -75,6 +75,7 @@ def test_more_sizes_keep_old_ids_and_train_only_the_new(capsys, tmp_path, mock_r
         "--json",
         "--set",
         "planner.sizes_per_budget=17",
+        *NO_FIGURES,
     )
     assert outcome.code == 0, outcome.err
     new_ids = {s["id"] for s in json.loads((run / "plan.json").read_text())["experiments"]}
@@ -89,7 +90,16 @@ def test_more_sizes_keep_old_ids_and_train_only_the_new(capsys, tmp_path, mock_r
 def test_without_noise_the_fit_is_exactly_the_grid_argmin(capsys, tmp_path):
     run = tmp_path / "run"
     outcome = flops_fit(
-        capsys, "-q", "run", "--preset", "mock", "--out", run, "--set", "trainer.noise=0.0"
+        capsys,
+        "-q",
+        "run",
+        "--preset",
+        "mock",
+        "--out",
+        run,
+        "--set",
+        "trainer.noise=0.0",
+        *NO_FIGURES,
     )
     assert outcome.code == 0, outcome.err
     results = [r for r in read_jsonl(run / "results.jsonl") if r["status"] == "ok"]
@@ -118,6 +128,7 @@ def test_the_process_executor_gives_the_same_results(capsys, tmp_path, mock_run)
         "executor.name=process",
         "--set",
         "executor.workers=2",
+        *NO_FIGURES,
     )
     assert outcome.code == 0, outcome.err
 

@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from tests.clirunner import flops_fit
+from tests.clirunner import NO_FIGURES, flops_fit
 
 
 def read_jsonl(path):
@@ -22,7 +22,7 @@ def seed0(tmp_path_factory):
     from flops_fit_core.cli import main
 
     out = tmp_path_factory.mktemp("options") / "run"
-    assert main(["-q", "run", "--preset", "mock", "--out", str(out)]) == 0
+    assert main(["-q", "run", "--preset", "mock", "--out", str(out), *NO_FIGURES]) == 0
     return out
 
 
@@ -35,6 +35,7 @@ def run_dir(seed0, tmp_path):
 def test_a_new_seed_trains_every_experiment_again_then_nothing(capsys, run_dir):
     before = {r["experiment_id"]: r["loss"] for r in read_jsonl(run_dir / "results.jsonl")}
     args = ["run", "--preset", "mock", "--out", str(run_dir), "--set", "trainer.seed=7"]
+    args += NO_FIGURES
     outcome = flops_fit(capsys, *args, "--json")
     assert outcome.code == 0, outcome.err
     assert outcome.json()["trained"] == len(before) == 72
@@ -60,7 +61,9 @@ def test_a_new_seed_trains_every_experiment_again_then_nothing(capsys, run_dir):
     assert "other trainer options" not in again.err
     assert len(read_jsonl(run_dir / "results.jsonl")) == 144
     # and going back to seed 0 finds its results again: nothing trains
-    back = flops_fit(capsys, "run", "--preset", "mock", "--out", str(run_dir), "--json")
+    back = flops_fit(
+        capsys, "run", "--preset", "mock", "--out", str(run_dir), *NO_FIGURES, "--json"
+    )
     assert back.code == 0 and back.json()["trained"] == 0
 
 
@@ -97,7 +100,7 @@ def test_results_from_before_options_were_recorded_load_as_before(capsys, run_di
 
 def test_fitting_a_file_that_mixes_trainer_options_warns(capsys, run_dir):
     args = ["run", "--preset", "mock", "--out", str(run_dir), "--set", "trainer.seed=7"]
-    assert flops_fit(capsys, "-q", *args).code == 0
+    assert flops_fit(capsys, "-q", *args, *NO_FIGURES).code == 0
     results = run_dir / "results.jsonl"
     records = read_jsonl(results)
     mixed = run_dir / "mixed.jsonl"  # seed 0 for half the experiments, seed 7 for the rest
