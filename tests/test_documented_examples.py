@@ -11,7 +11,8 @@ What is collected:
   equal the command's real `--help` at 80 columns.
 - every `e.g. ...` in the help text of every option of every command: `e.g. --set KEY=VALUE`
   is run as written, `e.g. 1e21` as `--OPTION 1e21`, against its own command on the mock preset
-  (a mock run directory for `report`), and must exit 0.
+  (a mock run directory for `report`), and must exit 0 (a command's examples run together, in
+  one invocation).
 
 How an example runs: the examples of one document run in order, in one fresh directory (later
 ones read what earlier ones wrote), `flops-fit` in-process through `flops_fit_core.cli.main`.
@@ -540,7 +541,7 @@ def mock_study(tmp_path_factory):
     sandbox = tmp_path_factory.mktemp("mock-study")
     setup = [
         *SETUP["docs/cli.md"],
-        "flops-fit -q run --preset mock --out r",
+        "flops-fit -q run --preset mock --out r --set plot.names=[]",  # figures: not needed
     ]
     reset_host()
     problems = run_examples([Example("mock_study", i, c) for i, c in enumerate(setup)], sandbox)
@@ -556,9 +557,21 @@ def test_help_examples_are_found():
     assert not unknown, f"commands with an e.g. in their help but no BASE_ARGS: {unknown}"
 
 
+def help_examples_by_command() -> list[tuple[tuple[str, ...], list[str]]]:
+    """Each command with all of its options' examples, to run in one invocation.
+
+    The options are independent, so one run checks them all (any that fails fails it), at one
+    mock study's cost per command rather than one per example.
+    """
+    grouped: dict[tuple[str, ...], list[str]] = {}
+    for path, words in collect_help_examples():
+        grouped.setdefault(path, []).extend(words)
+    return list(grouped.items())
+
+
 @pytest.mark.parametrize(
     "path,words",
-    collect_help_examples(),
+    help_examples_by_command(),
     ids=lambda v: " ".join(v) if isinstance(v, tuple | list) else str(v),
 )
 def test_help_examples_run(path, words, mock_study, monkeypatch):

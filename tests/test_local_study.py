@@ -70,7 +70,7 @@ def test_the_default_preset_study_trains_for_real(local_run, cache):
 
 def test_running_again_trains_nothing(capsys, local_run, cache):
     before = (local_run / "results.jsonl").read_bytes()
-    outcome = flops_fit(capsys, "-q", *_args(local_run))
+    outcome = flops_fit(capsys, "-q", *_args(local_run), *NO_FIGURES)
     assert outcome.code == 0, outcome.err
     assert (local_run / "results.jsonl").read_bytes() == before
 
