@@ -13,6 +13,12 @@ from flops_fit_core.cli import main
 NO_FIGURES = ("--set", "plot.names=[]")
 
 
+def mock_study_args(out, *options: str) -> list[str]:
+    """`-q run --preset mock --out OUT`, no figures (`NO_FIGURES`), then `options`: the
+    arguments of a mock study for tests that read its results, fits and messages only."""
+    return ["-q", "run", "--preset", "mock", "--out", str(out), *NO_FIGURES, *map(str, options)]
+
+
 @dataclass
 class Outcome:
     code: int

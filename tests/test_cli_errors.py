@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.clirunner import NO_FIGURES, assert_one_line_error, flops_fit
+from tests.clirunner import assert_one_line_error, flops_fit, mock_study_args
 
 
 @pytest.fixture(scope="module")
@@ -13,7 +13,7 @@ def study(tmp_path_factory):
     from flops_fit_core.cli import main
 
     out = tmp_path_factory.mktemp("study") / "run"
-    assert main(["-q", "run", "--preset", "mock", "--out", str(out), *NO_FIGURES]) == 0
+    assert main(mock_study_args(out)) == 0
     return out
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from flops_fit_core.pipeline import read_observations
 from flops_fit_core.store import ResultsStore
-from tests.clirunner import NO_FIGURES, assert_one_line_error, flops_fit, snapshot
+from tests.clirunner import assert_one_line_error, flops_fit, mock_study_args, snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 CS336 = ROOT / "tests/data/cs336/isoflops_curves.csv"
@@ -33,7 +33,7 @@ def mock_run(tmp_path_factory):
     from flops_fit_core.cli import main
 
     out = tmp_path_factory.mktemp("mock") / "run"
-    assert main(["-q", "run", "--preset", "mock", "--out", str(out), *NO_FIGURES]) == 0
+    assert main(mock_study_args(out)) == 0
     return out
 
 

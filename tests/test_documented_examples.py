@@ -58,6 +58,7 @@ import click
 import pytest
 
 from flops_fit_core.plugins import reset_host
+from tests.clirunner import mock_study_args
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ["README.md", *sorted(p.relative_to(ROOT).as_posix() for p in ROOT.glob("docs/*.md"))]
@@ -541,7 +542,7 @@ def mock_study(tmp_path_factory):
     sandbox = tmp_path_factory.mktemp("mock-study")
     setup = [
         *SETUP["docs/cli.md"],
-        "flops-fit -q run --preset mock --out r --set plot.names=[]",  # figures: not needed
+        "flops-fit " + shlex.join(mock_study_args("r")),
     ]
     reset_host()
     problems = run_examples([Example("mock_study", i, c) for i, c in enumerate(setup)], sandbox)

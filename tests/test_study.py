@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from flops_fit_core.testing import CHINCHILLA
-from tests.clirunner import NO_FIGURES, flops_fit
+from tests.clirunner import NO_FIGURES, flops_fit, mock_study_args
 from tests.test_plugin_host import BUILT_INS
 
 TRUE_A = CHINCHILLA.a  # beta / (alpha + beta) of the mock's default law
@@ -89,18 +89,7 @@ def test_more_sizes_keep_old_ids_and_train_only_the_new(capsys, tmp_path, mock_r
 
 def test_without_noise_the_fit_is_exactly_the_grid_argmin(capsys, tmp_path):
     run = tmp_path / "run"
-    outcome = flops_fit(
-        capsys,
-        "-q",
-        "run",
-        "--preset",
-        "mock",
-        "--out",
-        run,
-        "--set",
-        "trainer.noise=0.0",
-        *NO_FIGURES,
-    )
+    outcome = flops_fit(capsys, *mock_study_args(run, "--set", "trainer.noise=0.0"))
     assert outcome.code == 0, outcome.err
     results = [r for r in read_jsonl(run / "results.jsonl") if r["status"] == "ok"]
     fit = json.loads((run / "fit.json").read_text())
@@ -116,20 +105,8 @@ def test_without_noise_the_fit_is_exactly_the_grid_argmin(capsys, tmp_path):
 
 def test_the_process_executor_gives_the_same_results(capsys, tmp_path, mock_run):
     run = tmp_path / "run"
-    outcome = flops_fit(
-        capsys,
-        "-q",
-        "run",
-        "--preset",
-        "mock",
-        "--out",
-        run,
-        "--set",
-        "executor.name=process",
-        "--set",
-        "executor.workers=2",
-        *NO_FIGURES,
-    )
+    workers = ["--set", "executor.name=process", "--set", "executor.workers=2"]
+    outcome = flops_fit(capsys, *mock_study_args(run, *workers))
     assert outcome.code == 0, outcome.err
 
     def losses(path):

@@ -29,7 +29,7 @@ from flops_fit_core.pipeline import (
 )
 from flops_fit_core.store import ResultsStore
 from flops_fit_core.tables import group_compute, parse_mapping, read_table
-from tests.clirunner import NO_FIGURES
+from tests.clirunner import mock_study_args
 
 ROOT = Path(__file__).resolve().parents[1]
 CS336 = ROOT / "tests/data/cs336/isoflops_curves.csv"
@@ -357,7 +357,7 @@ def mock_results(tmp_path_factory):
     from flops_fit_core.cli import main
 
     out = tmp_path_factory.mktemp("mock") / "run"
-    assert main(["-q", "run", "--preset", "mock", "--out", str(out), *NO_FIGURES]) == 0
+    assert main(mock_study_args(out)) == 0
     return out / "results.jsonl"
 
 

@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from tests.clirunner import NO_FIGURES, flops_fit
+from tests.clirunner import NO_FIGURES, flops_fit, mock_study_args
 
 
 def read_jsonl(path):
@@ -22,7 +22,7 @@ def seed0(tmp_path_factory):
     from flops_fit_core.cli import main
 
     out = tmp_path_factory.mktemp("options") / "run"
-    assert main(["-q", "run", "--preset", "mock", "--out", str(out), *NO_FIGURES]) == 0
+    assert main(mock_study_args(out)) == 0
     return out
 
 
