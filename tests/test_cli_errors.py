@@ -93,12 +93,17 @@ def test_a_torn_last_line_is_reported_and_the_rest_used(capsys, tmp_path, study)
     results = run / "results.jsonl"
     lines = results.read_text().splitlines()
     results.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:100])  # killed mid-write
+    fit = flops_fit(capsys, "fit", results, "--json", "-o", tmp_path / "fit.json")
+    assert fit.code == 0 and fit.json()["diagnostics"]["n_runs"] == len(lines) - 1
+    assert f"skipped 1 torn record (line {len(lines)}: a write cut short" in fit.err
     outcome = flops_fit(capsys, "train", run / "plan.json")
     assert outcome.code == 0, outcome.err
-    assert f"results.jsonl:{len(lines)} is a torn record" in outcome.err
+    assert "results.jsonl ended in a torn record" in outcome.err
+    assert "set aside to results.jsonl.torn-" in outcome.err
     assert "trained 1," in outcome.out  # only the torn experiment is trained again
-    fit = flops_fit(capsys, "fit", results, "--json")
+    fit = flops_fit(capsys, "fit", results, "--json", "-o", tmp_path / "fit.json")
     assert fit.code == 0 and fit.json()["diagnostics"]["n_runs"] == len(lines)
+    assert "torn" not in fit.err
 
 
 #: What would fail every run of the default study, each caught before anything trains.

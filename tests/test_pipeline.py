@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flops_fit_core import SweepPlan
+import pytest
+
+from flops_fit_core import SweepPlan, TrainingCancelled
 from flops_fit_core.executors import SerialExecutor
 from flops_fit_core.pipeline import train_plan
 from flops_fit_core.store import ResultsStore
@@ -51,11 +53,12 @@ def test_a_set_cancel_flag_trains_nothing_and_records_nothing(tmp_path):
     cancel = threading.Event()
     cancel.set()
     results = tmp_path / "results.jsonl"
-    summary = train_plan(
-        SweepPlan(planner="t", experiments=tiny_specs(3)),
-        EchoTrainer(),
-        SerialExecutor(),
-        results,
-        cancel=cancel,
-    )
-    assert summary.trained == 0 and not results.exists()
+    with pytest.raises(TrainingCancelled, match="3 of 3 experiments not trained yet"):
+        train_plan(
+            SweepPlan(planner="t", experiments=tiny_specs(3)),
+            EchoTrainer(),
+            SerialExecutor(),
+            results,
+            cancel=cancel,
+        )
+    assert not results.exists() or not results.read_bytes()

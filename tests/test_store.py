@@ -53,12 +53,69 @@ def test_a_torn_last_line_is_reported_and_the_rest_kept(tmp_path):
         fh.write(full[: len(full) // 2])  # a kill -9 mid-write
     loaded = store.load()
     assert loaded.torn_lines == [3]
+    assert "skipped 1 torn record (line 3" in loaded.skipped_note()
     assert [r.experiment_id for r in loaded.records] == [specs[0].id, specs[1].id]
-    # The next append starts a fresh line: the torn record stays reported, nothing is lost.
+    # The next append sets the torn bytes aside and truncates the file first: nothing lost.
     store.append(ok(specs[2]))
     again = store.load()
-    assert again.torn_lines == [3]
+    assert again.torn_lines == []
     assert set(again.latest()) == {s.id for s in specs}
+    (aside,) = tmp_path.glob("results.jsonl.torn-*")
+    assert aside.read_text() == full[: len(full) // 2]
+
+
+def test_every_prefix_of_a_last_line_is_torn_and_healed(tmp_path):
+    """Issue 12: a torn line of any length (a full disk left `{"schema_v`) is skipped on
+    load and set aside by `heal`, leaving the file byte for byte as before the append."""
+    path = tmp_path / "results.jsonl"
+    store = ResultsStore(path)
+    a, b = tiny_specs(2)
+    store.append(ok(a))
+    finished = path.read_bytes()
+    line = ok(b).model_dump_json().encode()
+    for n in range(1, len(line)):
+        path.write_bytes(finished + line[:n])
+        loaded = store.load()
+        assert (len(loaded), loaded.torn_lines) == (1, [2]), n
+        aside = store.heal()
+        assert aside is not None and aside.read_bytes() == line[:n], n
+        assert path.read_bytes() == finished, n
+        aside.unlink()
+    # the whole record without its newline is complete: only the newline is added
+    path.write_bytes(finished + line)
+    assert store.heal() is None
+    assert path.read_bytes() == finished + line + b"\n"
+    assert len(store.load()) == 2
+
+
+def test_a_second_writer_is_refused_naming_the_first(tmp_path):
+    from flops_fit_core import StudyLocked
+
+    store = ResultsStore(tmp_path / "results.jsonl")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(store.path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        with pytest.raises(StudyLocked, match=rf"in use by another flops-fit \(pid {holder.pid} "):
+            with store.writer():
+                pass
+    finally:
+        holder.kill()
+        holder.wait(10)
+    # the kernel released the dead holder's lock: it is taken over
+    with store.writer():
+        store.append(ok(tiny_specs(1)[0]))
+    assert len(store.load()) == 1
+
+
+HOLDER = """
+import sys, time
+from flops_fit_core.store import ResultsStore
+with ResultsStore(sys.argv[1]).writer():
+    print("holding", flush=True)
+    time.sleep(60)
+"""
 
 
 def test_a_corrupt_middle_line_is_an_error_naming_it(tmp_path):

@@ -24,13 +24,16 @@ from .errors import (
     FlopsFitError,
     InputError,
     NothingToDraw,
+    OutputError,
     PluginError,
     RunFailed,
+    StudyLocked,
     TrainingCancelled,
     TrainingError,
     UnknownPluginError,
     UsageError,
 )
+from .files import write_atomic
 from .hookspecs import hookimpl
 from .schemas import (
     SCHEMA_VERSION,
@@ -72,6 +75,7 @@ __all__ = [
     "NothingToDraw",
     "Observations",
     "Optimum",
+    "OutputError",
     "Planner",
     "Plotter",
     "PlotterConfig",
@@ -82,6 +86,7 @@ __all__ = [
     "Prediction",
     "RunFailed",
     "RunResult",
+    "StudyLocked",
     "StudyOutcome",
     "SweepPlan",
     "Trainer",
@@ -94,4 +99,5 @@ __all__ = [
     "__version__",
     "hookimpl",
     "run_one",
+    "write_atomic",
 ]

@@ -123,6 +123,9 @@ class TrainerContext:
     progress: Callable[[float, str | None], None] = field(
         default=lambda fraction, message=None: None
     )
+    #: The sweep's cancel event (anything with `is_set()`): set by the first Ctrl-C or the
+    #: Python API's cancel. A trainer checks it at least once per step, and when it is set
+    #: saves what a resume needs and raises `TrainingCancelled` (`check_cancelled`).
     cancel_event: Any = field(default_factory=threading.Event)
 
     def cancelled(self) -> bool:
@@ -153,6 +156,14 @@ class Trainer(PluginBase):
     @property
     def info(self) -> TrainerInfo:
         return TrainerInfo.made_by(self.name, self.version, self.outcome_options())
+
+    def checkpoint_bytes(self, spec: ExperimentSpec) -> int:
+        """About how many bytes a checkpoint of `spec` takes on disk (0: none is written).
+
+        Training refuses to start on a disk without room for the largest one, so that no
+        run is trained and then lost to a full disk.
+        """
+        return 0
 
     def train(self, spec: ExperimentSpec, context: TrainerContext) -> RunResult:
         raise NotImplementedError

@@ -21,10 +21,12 @@ import tomli_w
 from . import __version__, headline, pipeline, tables
 from .bases import PlotterConfig
 from .config import DEFAULT_PRESET, StudyConfig, load_study_config
-from .errors import ConfigError, FlopsFitError, RunFailed
+from .errors import ConfigError, FlopsFitError, RunFailed, TrainingCancelled
+from .files import check_output, os_error_cause
 from .plugins import get_host
 from .progress import ConsoleReporter
-from .schemas import StudyOutcome, parse_model
+from .schemas import FitResult, StudyOutcome, SweepPlan, parse_model
+from .store import ResultsStore
 
 __all__ = ["cli", "main"]
 
@@ -109,6 +111,28 @@ def config_options(func):
         help="Study config file (TOML or YAML).",
     )(func)
     return func
+
+
+def force_option(func):
+    """--force: write -o even over an existing file that is not what the command writes."""
+    return click.option(
+        "--force",
+        is_flag=True,
+        help="Overwrite -o even when it holds something else (never an input).",
+    )(func)
+
+
+def _is_json_of(model):
+    """Whether a file is a `model` flops-fit wrote (what -o may overwrite without --force)."""
+
+    def check(path: Path) -> bool:
+        try:
+            model.model_validate_json(path.read_bytes())
+        except (OSError, ValueError):
+            return False
+        return True
+
+    return check
 
 
 def plugin_shortcuts(*sections: str):
@@ -280,9 +304,13 @@ def _prediction_line(pred) -> str:
 )
 @click.option("--dry-run", is_flag=True, help="Print the plan's summary; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON on stdout.")
+@force_option
 @click.pass_obj
-def plan(state: State, config_path, preset, overrides, planner, output, dry_run, as_json):
+def plan(state: State, config_path, preset, overrides, planner, output, dry_run, as_json, force):
     """Plan a sweep and write plan.json."""
+    if not dry_run:
+        inputs = [config_path] if config_path is not None else []
+        check_output(output, inputs, force=force, is_ours=_is_json_of(SweepPlan), what="plan")
     study = _resolve(_study_config(config_path, preset, overrides, planner=planner))
     the_plan = study.plan
     study.validate()
@@ -408,6 +436,7 @@ def group_tolerance_option(func):
     help="Where to write fit.json (default: beside FILE).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print fit.json on stdout.")
+@force_option
 @click.pass_obj
 def fit(
     state: State,
@@ -420,6 +449,7 @@ def fit(
     group_tolerance,
     output,
     as_json,
+    force,
 ):
     """Fit scaling laws to a results file or to your own table of runs.
 
@@ -427,6 +457,9 @@ def fit(
     per run: the loss and two of N (params), D (tokens) and C (compute), plus optionally the
     budget each run belongs to.
     """
+    output = output or results_path.parent / pipeline.FIT_FILE
+    inputs = [results_path, *([config_path] if config_path is not None else [])]
+    check_output(output, inputs, force=force, is_ours=_is_json_of(FitResult), what="fit")
     study_config = _study_config(
         config_path, preset, overrides, beside=results_path.parent, fitter=fitter
     )
@@ -438,8 +471,10 @@ def fit(
         group_tolerance=group_tolerance,
         **pipeline.requested_conventions(the_fitter),
     )
+    results_file = pipeline.is_results_file(results_path)
+    if results_file and (note := ResultsStore(results_path).load().skipped_note()):
+        state.reporter.message(f"warning: {note}")
     result = pipeline.fit_observations(observations, the_fitter)
-    output = output or results_path.parent / pipeline.FIT_FILE
     pipeline.write_atomic(output, result.model_dump_json(indent=2))
     if as_json:
         click.echo(result.model_dump_json(indent=2))
@@ -645,9 +680,13 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         print(f"Error: {exc.format_message()}", file=sys.stderr)
         return exc.exit_code
+    except TrainingCancelled as exc:
+        print(f"Interrupted: {exc}", file=sys.stderr)
+        return exc.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt):
         print(
-            "Interrupted: finished results are saved; rerun the same command to resume.",
+            "Interrupted: stopped at once (runs in flight keep their last checkpoint); "
+            "finished results are saved; rerun the same command to resume.",
             file=sys.stderr,
         )
         return 130
@@ -656,6 +695,9 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except BrokenPipeError:
         return 1
+    except OSError as exc:  # a disk error no stage named: still the machine's, not a bug
+        print(f"Error: {exc.filename or 'a file'}: {os_error_cause(exc)}", file=sys.stderr)
+        return 2
     except Exception as exc:
         if verbose:
             traceback.print_exc()

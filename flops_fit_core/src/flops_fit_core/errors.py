@@ -5,9 +5,12 @@
     │   ├── ConfigError            a config file, key, value or --set override is invalid, or
     │   │                          the plugins of a study disagree (`validate_study`)
     │   ├── UnknownPluginError     a plugin name that nothing registered
-    │   └── InputError             a missing, unreadable or malformed input file or data set
-    │       └── NothingToDraw      a plotter has nothing to show for this outcome (no curves,
-    │                              no parametric fit); `run` and the report skip it and say why
+    │   ├── InputError             a missing, unreadable or malformed input file or data set
+    │   │   └── NothingToDraw      a plotter has nothing to show for this outcome (no curves,
+    │   │                          no parametric fit); `run` and the report skip it and say why
+    │   ├── OutputError            a file cannot be written (permission, read-only, full disk,
+    │   │                          a directory in the way), or would overwrite an input
+    │   └── StudyLocked            another flops-fit process is writing this run directory
     ├── PluginError                exit 2: a plugin is broken (two classes with one name, a bad
     │                              class)
     ├── FitError                   exit 1: the data cannot support the requested fit (too few
@@ -29,8 +32,10 @@ __all__ = [
     "FlopsFitError",
     "InputError",
     "NothingToDraw",
+    "OutputError",
     "PluginError",
     "RunFailed",
+    "StudyLocked",
     "TrainingCancelled",
     "TrainingError",
     "UnknownPluginError",
@@ -71,6 +76,15 @@ class NothingToDraw(InputError):
     """A plotter cannot draw this outcome: it lacks what the figure shows (curves, a
     parametric law). Asked for by name, that is a usage error; as part of a study's figures,
     the pipeline and the report skip the figure and say why."""
+
+
+class OutputError(UsageError):
+    """A file or directory cannot be written (permission, read-only, full disk, a directory
+    where a file should go), or writing it would overwrite one of the command's inputs."""
+
+
+class StudyLocked(UsageError):
+    """Another flops-fit process holds this run directory's writer lock."""
 
 
 class PluginError(FlopsFitError):

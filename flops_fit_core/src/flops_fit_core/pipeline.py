@@ -12,8 +12,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import os
-import tempfile
+import shutil
 import threading
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -27,8 +26,19 @@ from pydantic import BaseModel, ValidationError
 from . import headline, tables
 from .bases import Executor, Fitter, Planner, Plotter, Trainer
 from .config import SECTIONS, StudyConfig
-from .errors import ConfigError, FitError, InputError, NothingToDraw, UsageError
+from .errors import (
+    ConfigError,
+    FitError,
+    InputError,
+    NothingToDraw,
+    OutputError,
+    RunFailed,
+    TrainingCancelled,
+    UsageError,
+)
+from .files import output_error, read_inside, remove_temp_files, write_atomic
 from .flops import FlopsConvention, ParamConvention
+from .interrupts import cancel_on_interrupt
 from .plugins import PluginHost, get_host
 from .schemas import (
     Conventions,
@@ -197,24 +207,6 @@ def _compared_option_hint(
     return None
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write a whole file so a crash leaves the old or the new one, never half of either."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; keep files as readable as others
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _read_model(path: Path, model: type[BaseModel], what: str):
     path = Path(path)
     try:
@@ -250,13 +242,15 @@ def pending_specs(
     keep_other: bool = False,
 ) -> list[ExperimentSpec]:
     """The plan's experiments that still need training: no `ok` record (of the trainer
-    options `digest`, or of any options with `keep_other`), and failed ones only when
-    `retry_failed`."""
+    options `digest`, or of any options with `keep_other`), failed ones whose machine failed
+    them (`RunResult.retried_on_rerun`), and the other failed ones only when `retry_failed`."""
     statuses = loaded.statuses(digest, keep_other)
+    infra = loaded.retried_on_rerun(digest, keep_other)
     return [
         spec
         for spec in plan.experiments
-        if (status := statuses.get(spec.id)) is None or (status == "failed" and retry_failed)
+        if (status := statuses.get(spec.id)) is None
+        or (status == "failed" and (retry_failed or spec.id in infra))
     ]
 
 
@@ -338,6 +332,32 @@ def train_plan(
     """
     reporter = reporter or SilentReporter()
     store = ResultsStore(results_path)
+    with store.writer():
+        return _train_locked(
+            plan, trainer, executor, store, retry_failed, keep_results, reporter, cancel
+        )
+
+
+def _train_locked(
+    plan: SweepPlan,
+    trainer: Trainer,
+    executor: Executor,
+    store: ResultsStore,
+    retry_failed: bool,
+    keep_results: bool,
+    reporter: Reporter,
+    cancel: threading.Event | None,
+) -> TrainSummary:
+    results_path = store.path
+    run_dir = results_path.parent
+    for leftover in remove_temp_files(_write_folders(run_dir)):
+        reporter.message(f"removed {leftover}: a temporary file of a write cut short")
+    if (aside := store.heal()) is not None:
+        reporter.message(
+            f"warning: {results_path} ended in a torn record (a write cut short by a crash or "
+            f"a full disk): set aside to {aside.name} and the file truncated to its last "
+            "complete record; an experiment with no other result is trained again"
+        )
     loaded = store.load()
     for number in loaded.torn_lines:
         reporter.message(
@@ -349,17 +369,30 @@ def train_plan(
     ids = {s.id for s in plan.experiments}
     todo = pending_specs(plan, loaded, retry_failed, digest=digest, keep_other=keep_results)
     statuses = loaded.statuses(digest, keep_results)
+    infra = loaded.retried_on_rerun(digest, keep_results) & ids
     summary = TrainSummary(skipped=len(plan.experiments) - len(todo), kept_other=keep_results)
     summary.failed_before = sum(
-        1 for s in plan.experiments if not retry_failed and statuses.get(s.id) == "failed"
+        1
+        for s in plan.experiments
+        if not retry_failed and statuses.get(s.id) == "failed" and s.id not in infra
     )
     summary.other_options = len(loaded.other_options(digest, ids)) if digest else 0
-    for note in (
+    notes = [
         options_note(loaded, info, ids, kept=keep_results),
         unknown_options_note(loaded, ids),
-    ):
+    ]
+    if infra:
+        n = len(infra)
+        notes.append(
+            f"{n} experiment{'' if n == 1 else 's'} failed earlier because the worker died "
+            "(killed, out of memory): training again"
+        )
+    for note in notes:
         if note:
             reporter.message(note)
+    cancel = cancel if cancel is not None else threading.Event()
+    if todo and not cancel.is_set():
+        check_room(run_dir, trainer, todo)
     reporter.training_started(total=len(todo), skipped=summary.skipped)
 
     def on_result(result: RunResult) -> None:
@@ -372,19 +405,70 @@ def train_plan(
             summary.errors.append(f"{result.experiment_id}: {result.error}")
         reporter.run_finished(result)
 
+    def said_stop() -> None:
+        reporter.message(
+            "stopping: the runs in flight checkpoint and stop at their next step (Ctrl-C "
+            "again to stop at once)"
+        )
+
     try:
-        if todo:
-            executor.map(
-                trainer,
-                todo,
-                on_result,
-                run_dir=Path(results_path).parent,
-                cancel=cancel,
-                on_progress=reporter.run_progress,
-            )
+        if todo and not cancel.is_set():
+            with cancel_on_interrupt(cancel, said_stop):
+                executor.map(
+                    trainer,
+                    todo,
+                    on_result,
+                    run_dir=run_dir,
+                    cancel=cancel,
+                    on_progress=reporter.run_progress,
+                )
     finally:
         reporter.training_finished()
+    if cancel.is_set():
+        left = len(todo) - summary.trained - summary.failed
+        raise TrainingCancelled(
+            f"{left} of {len(todo)} experiments not trained yet (the runs in flight stopped "
+            f"at a checkpoint); finished results are saved in {results_path}; rerun the same "
+            "command to resume"
+        )
     return summary
+
+
+def _write_folders(run_dir: Path) -> list[Path]:
+    """The folders of a run directory whose files are written atomically."""
+    checkpoints = run_dir / "checkpoints"
+    folders = [run_dir, run_dir / FITS_DIR, run_dir / FIGURES_DIR]
+    if checkpoints.is_dir() and not checkpoints.is_symlink():
+        folders.extend(p for p in checkpoints.iterdir() if p.is_dir() and not p.is_symlink())
+    return folders
+
+
+#: Room left for the results file and logs beside the checkpoints (bytes).
+_SLACK_BYTES = 8 << 20
+
+
+def check_room(run_dir: Path, trainer: Trainer, todo: Sequence[ExperimentSpec]) -> None:
+    """Refuse (`OutputError`) to start training where its work could not be kept: a run
+    directory or results file that cannot be written, or a disk without room for the
+    largest checkpoint (`Trainer.checkpoint_bytes`, twice: an atomic write holds the old and
+    the new one) and the records."""
+    results = run_dir / RESULTS_FILE
+    try:
+        with open(results, "ab"):
+            pass
+    except OSError as exc:
+        raise output_error(exc, results) from None
+    need = 2 * max(int(trainer.checkpoint_bytes(spec)) for spec in todo) + _SLACK_BYTES
+    try:
+        free = shutil.disk_usage(run_dir).free
+    except OSError:
+        return
+    if free < need:
+        raise OutputError(
+            f"cannot train into {run_dir}: {free / 2**20:.0f} MiB free on its disk, and a run "
+            f"needs about {need / 2**20:.0f} MiB (its checkpoint and results); free some "
+            "space and run again"
+        )
 
 
 def requested_conventions(fitter: Any) -> dict[str, str | None]:
@@ -681,7 +765,24 @@ def run_study(
     stage("planning")
     plan = study.plan
     study.validate()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise OutputError(f"cannot use {run_dir} as a run directory: it is a file")
+    with ResultsStore(run_dir / RESULTS_FILE).writer():
+        return _run_locked(
+            study, plan, run_dir, retry_failed, keep_results, reporter, cancel, stage
+        )
+
+
+def _run_locked(
+    study: Study,
+    plan: SweepPlan,
+    run_dir: Path,
+    retry_failed: bool,
+    keep_results: bool,
+    reporter: Reporter,
+    cancel: threading.Event | None,
+    stage: Callable[[str], None],
+) -> RunSummary:
     for warning in plan.warnings:
         reporter.message(f"plan warning: {warning}")
     resolved = study.resolved()
@@ -703,6 +804,14 @@ def run_study(
     only_ids = {s.id for s in plan.experiments}
     info = study.trainer.info
     selection = {"digest": info.options_digest, "keep_other": keep_results}
+    if not ResultsStore(run_dir / RESULTS_FILE).load().ok(only_ids, **selection):
+        failed = training.failed + training.failed_before
+        first = training.errors[0] if training.errors else ""
+        raise RunFailed(
+            f"every experiment failed ({failed} of {len(plan.experiments)}), nothing to fit"
+            + (f"; the first: {first}" if first else "")
+            + f" (see {run_dir / RESULTS_FILE})"
+        )
     observations = load_observations(
         run_dir / RESULTS_FILE, only_ids, **requested_conventions(study.fitter), **selection
     )
@@ -777,16 +886,16 @@ def read_outcome(
     paths = [primary, *sorted(fits_dir.glob("*.json"), key=by_config)]
     notes = []
     for path in sorted(fits_dir.glob(f"*{FAILED_SUFFIX}"), key=by_config):
-        try:
-            notes.append(path.read_text().strip())
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"cannot read {path}: {exc}") from None
+        notes.append(read_inside(run_dir, path, "note").strip())
     source = Path(results) if results is not None else run_dir / RESULTS_FILE
     if results is None and not source.exists():
         raise InputError(
             f"{run_dir} has no {RESULTS_FILE}: give the runs the fits were made from with "
             "--results FILE"
         )
+    for path in (*paths, run_dir / PLAN_FILE, run_dir / CONFIG_FILE, source):
+        if path.is_symlink() and Path(path).parent.resolve().is_relative_to(run_dir.resolve()):
+            read_inside(run_dir, path, "file")  # refuses a link out of the run directory
     plan = read_plan(run_dir / PLAN_FILE) if (run_dir / PLAN_FILE).exists() else None
     only_ids = {s.id for s in plan.experiments} if plan is not None and results is None else None
     selection: dict[str, Any] = {}

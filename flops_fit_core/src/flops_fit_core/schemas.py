@@ -33,10 +33,12 @@ from . import flops as _flops
 from .errors import ConfigError, InputError
 
 __all__ = [
+    "INFRA_CAUSES",
     "SCHEMA_VERSION",
     "Conventions",
     "Estimate",
     "ExperimentSpec",
+    "FailureCause",
     "FitResult",
     "ModelShape",
     "Observations",
@@ -55,6 +57,14 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 M = TypeVar("M", bound=BaseModel)
+
+#: Why a run failed. `trainer_error`: the trainer raised (a bad learning rate, a model that
+#: does not fit in memory): deterministic, so a rerun leaves it alone unless `--retry-failed`.
+#: `worker_died`: the process training it was killed from outside (out of memory, preempted,
+#: `kill -9`) `infra_retries` times: an infrastructure fault, so a rerun trains it again.
+FailureCause = Literal["trainer_error", "worker_died"]
+#: The causes a plain rerun retries: faults of the machine, not of the experiment.
+INFRA_CAUSES: frozenset[str] = frozenset({"worker_died"})
 
 
 class StrictModel(BaseModel):
@@ -355,6 +365,8 @@ class RunResult(StrictModel):
     #: Things that did not go as planned but did not fail the run (data repeated, say).
     warnings: list[str] = Field(default_factory=list)
     error: str | None = None
+    #: Why a failed run failed (None for ok runs, and for failures recorded before causes).
+    cause: FailureCause | None = None
     started_at: datetime = Field(default_factory=_now)
     finished_at: datetime = Field(default_factory=_now)
 
@@ -366,7 +378,15 @@ class RunResult(StrictModel):
             raise ValueError("an ok result needs a finite loss")
         if self.status == "failed" and not self.error:
             raise ValueError("a failed result needs an error message")
+        if self.status == "ok" and self.cause is not None:
+            raise ValueError("an ok result has no failure cause")
         return self
+
+    @property
+    def retried_on_rerun(self) -> bool:
+        """Whether a plain rerun trains this experiment again: it failed for a fault of the
+        machine (`INFRA_CAUSES`), not of the experiment."""
+        return self.status == "failed" and self.cause in INFRA_CAUSES
 
     @classmethod
     def success(
@@ -397,13 +417,22 @@ class RunResult(StrictModel):
         )
 
     @classmethod
-    def failure(cls, spec: ExperimentSpec, trainer: TrainerInfo, error: str, **fields: Any):
-        """A `failed` result: kept for the record, retried only with --retry-failed."""
+    def failure(
+        cls,
+        spec: ExperimentSpec,
+        trainer: TrainerInfo,
+        error: str,
+        cause: FailureCause = "trainer_error",
+        **fields: Any,
+    ):
+        """A `failed` result: kept for the record; retried by a plain rerun only when its
+        `cause` is an infrastructure fault, otherwise only with --retry-failed."""
         return cls(
             experiment_id=spec.id,
             spec=spec,
             status="failed",
             error=error,
+            cause=cause,
             trainer=trainer,
             **fields,
         )

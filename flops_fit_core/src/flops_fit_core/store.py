@@ -1,11 +1,19 @@
 """The results store: `results.jsonl`, append-only, one `RunResult` a line.
 
 Each append takes a file lock, writes one line, flushes and fsyncs: a `kill -9` at any moment
-loses at most the experiment in flight. Nothing ever rewrites the file. A write cut short by a
-crash leaves a torn record (truncated JSON); the next append starts a fresh line after it, so a
-torn record may sit anywhere: loading skips and reports torn records and keeps the rest, while
-any other malformed line is an error naming it. The last `ok` record of an id wins; failed
-records are kept for the record and retried only when asked.
+loses at most the experiment in flight. Nothing ever rewrites a complete record. A write cut
+short (a crash, a full disk) leaves an incomplete last line, whatever its length: the writer
+sets it aside to `results.jsonl.torn-<timestamp>` and truncates the file to its last complete
+line, under the lock, before it appends again (`heal`); a reader skips it and says so. (Older
+versions started a fresh line after a torn record, so a torn record may also sit mid-file:
+loading skips and reports those too.) Any other malformed line is an error naming it. The last
+`ok` record of an id wins; failed records are kept for the record and retried only when asked,
+or on any rerun when the machine, not the experiment, failed (`RunResult.retried_on_rerun`).
+
+The lock file (`results.jsonl.lock`) is also the study's writer lock: `writer()` holds it for a
+whole `run` or `train` and records the holder's pid in it, so a second writer of the same
+results file stops at once, naming the first; the kernel releases the lock of a process that
+dies, so a stale lock is simply taken over.
 
 Each record carries the digest of the trainer options it was made under
 (`TrainerInfo.options_digest`). Asked for the records of one digest, the store lets only those
@@ -16,18 +24,25 @@ id to be trained again.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterable
+import socket
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from .errors import InputError
-from .schemas import RunResult
+from .errors import InputError, StudyLocked
+from .files import output_error, write_atomic
+from .schemas import INFRA_CAUSES, RunResult
 
 __all__ = ["LoadedResults", "ResultsStore"]
+
+#: Suffix of the file a torn last line is set aside to: `results.jsonl.torn-<timestamp>`.
+TORN_SUFFIX = ".torn-"
 
 
 class _TrainerEntry(BaseModel):
@@ -42,6 +57,7 @@ class _Entry(BaseModel):
     model_config = ConfigDict(extra="ignore")
     experiment_id: str
     status: Literal["ok", "failed"]
+    cause: str | None = None
     trainer: _TrainerEntry | None = None
 
     @property
@@ -131,6 +147,27 @@ class LoadedResults:
             if self._entries[i].status == "ok" and (ids is None or k in ids)
         ]
 
+    def retried_on_rerun(self, digest: str | None = None, keep_other: bool = False) -> set[str]:
+        """The ids whose winning record failed for a fault of the machine (`INFRA_CAUSES`):
+        a plain rerun trains them again."""
+        return {
+            k
+            for k, i in self._latest_index(digest, keep_other).items()
+            if self._entries[i].status == "failed" and self._entries[i].cause in INFRA_CAUSES
+        }
+
+    def skipped_note(self) -> str | None:
+        """One line on the torn records loading skipped, or None: what `fit` tells the user."""
+        if not self.torn_lines:
+            return None
+        n = len(self.torn_lines)
+        lines = ", ".join(map(str, self.torn_lines[:3])) + (", ..." if n > 3 else "")
+        records = "1 torn record" if n == 1 else f"{n} torn records"
+        return (
+            f"{self.path}: skipped {records} (line {lines}: a write cut short by a crash or "
+            "a full disk); their experiments are left out unless another record has them"
+        )
+
     def failed(self) -> list[RunResult]:
         return [r for r in self.latest().values() if r.status == "failed"]
 
@@ -167,21 +204,108 @@ class ResultsStore:
 
     def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
-        self._lock = FileLock(str(self.path) + ".lock")
+        self.lock_path = Path(str(self.path) + ".lock")
+        # One instance per lock file in this process, shared by threads: `writer()` and
+        # `append` nest (flock locks of two descriptors of one file would exclude each other).
+        self._lock = FileLock(str(self.lock_path), is_singleton=True, thread_local=False)
+
+    @contextlib.contextmanager
+    def writer(self) -> Iterator[ResultsStore]:
+        """Hold the results file for one writer (a whole `run` or `train`): a second process
+        asking for it gets `StudyLocked` at once, naming this one."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock.acquire(blocking=False)
+        except Timeout:
+            raise StudyLocked(
+                f"{self.path.parent} is in use by another flops-fit ({self._holder()}); "
+                "wait for it to finish or stop it, then run again"
+            ) from None
+        except OSError as exc:
+            raise output_error(exc, self.lock_path) from None
+        try:
+            self._record_holder()
+            yield self
+        finally:
+            self._lock.release()
+
+    def _record_holder(self) -> None:
+        """Write who holds the lock into the lock file (flock ignores its content)."""
+        if self._lock.lock_counter != 1:
+            return
+        flags = os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(self.lock_path, flags)
+        except OSError:
+            return
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def _holder(self) -> str:
+        try:
+            with open(self.lock_path, "rb") as fh:
+                text = fh.read(200).decode(errors="replace").strip()
+        except OSError:
+            text = ""
+        return text or "a process that has not said which"
 
     def append(self, result: RunResult) -> None:
-        """Append one record durably: locked, flushed, fsynced."""
+        """Append one record durably: locked, flushed, fsynced, after a torn last line left by
+        an earlier crash is set aside (`heal`)."""
         line = result.model_dump_json().encode() + b"\n"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock, open(self.path, "a+b") as fh:
-            fh.seek(0, os.SEEK_END)
-            if fh.tell() > 0:  # a torn line from a crash must not swallow this record
-                fh.seek(-1, os.SEEK_END)
-                if fh.read(1) != b"\n":
-                    fh.write(b"\n")
-            fh.write(line)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._lock:
+                self._heal_locked()
+                with open(self.path, "ab") as fh:
+                    fh.write(line)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+        except OSError as exc:
+            raise output_error(exc, self.path) from None
+
+    def heal(self) -> Path | None:
+        """Set an incomplete last line aside and truncate the file to its last complete line
+        (under the lock); returns where the torn bytes went, or None when there were none.
+
+        A last line without its newline is a torn append whatever its length, unless it is a
+        complete valid record whose newline alone was lost: then only the newline is added.
+        """
+        try:
+            with self._lock:
+                return self._heal_locked()
+        except OSError as exc:
+            raise output_error(exc, self.path) from None
+
+    def _heal_locked(self) -> Path | None:
+        if not self.path.exists():
+            return None
+        with open(self.path, "r+b") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            tail = _tail_after_last_newline(fh, size)
+            if not tail:
+                return None
+            try:
+                RunResult.model_validate_json(tail, context=_TRUSTED)
+            except ValueError:
+                pass
+            else:
+                fh.write(b"\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+                return None
+            stamp = time.strftime("%Y%m%dT%H%M%S") + f"-{time.time_ns() % 10**9:09d}"
+            aside = self.path.with_name(f"{self.path.name}{TORN_SUFFIX}{stamp}")
+            write_atomic(aside, tail)
+            fh.truncate(size - len(tail))
             fh.flush()
             os.fsync(fh.fileno())
+            return aside
 
     def extend(self, results: Iterable[RunResult]) -> None:
         for result in results:
@@ -197,15 +321,21 @@ class ResultsStore:
         except OSError as exc:
             raise InputError(f"cannot read {self.path}: {exc.strerror}") from None
         numbered = [(i + 1, ln) for i, ln in enumerate(data.split(b"\n")) if ln.strip()]
+        # A last line without its newline is an append cut short, whatever it holds.
+        last_open = bool(numbered) and not data.endswith(b"\n")
         numbers = [n for n, _ in numbered]
         lines = [ln for _, ln in numbered]
         try:  # fast path: one validation call for the whole file
             entries = _INDEX.validate_json(b"[" + b",".join(lines) + b"]")
-            return LoadedResults(self.path, lines, entries, numbers)
+            if not last_open or _complete(lines[-1]):
+                return LoadedResults(self.path, lines, entries, numbers)
         except ValidationError:
             pass
         kept_lines, kept_entries, kept_numbers, torn = [], [], [], []
-        for number, line in numbered:
+        for k, (number, line) in enumerate(numbered):
+            if last_open and k == len(numbered) - 1 and not _complete(line):
+                torn.append(number)
+                continue
             try:
                 entry = _Entry.model_validate_json(line)
             except ValidationError as exc:
@@ -217,6 +347,33 @@ class ResultsStore:
             kept_entries.append(entry)
             kept_numbers.append(number)
         return LoadedResults(self.path, kept_lines, kept_entries, kept_numbers, torn)
+
+
+def _complete(line: bytes) -> bool:
+    """Whether a line is a whole valid record (a last line that lost only its newline)."""
+    try:
+        RunResult.model_validate_json(line, context=_TRUSTED)
+    except ValueError:
+        return False
+    return True
+
+
+def _tail_after_last_newline(fh, size: int, chunk: int = 1 << 16) -> bytes:
+    """The bytes after the file's last newline (empty when it ends in one)."""
+    end = size
+    parts: list[bytes] = []
+    while end > 0:
+        start = max(0, end - chunk)
+        fh.seek(start)
+        block = fh.read(end - start)
+        cut = block.rfind(b"\n")
+        if cut >= 0:
+            parts.append(block[cut + 1 :])
+            break
+        parts.append(block)
+        end = start
+    fh.seek(0, os.SEEK_END)
+    return b"".join(reversed(parts))
 
 
 def _is_torn(problem: dict, line: bytes) -> bool:

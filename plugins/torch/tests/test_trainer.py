@@ -276,43 +276,26 @@ def test_registering_the_plugin_does_not_import_torch():
     assert out.stdout.strip() == "False", out.stderr
 
 
-def test_ctrl_c_checkpoints_at_a_step_boundary_and_the_resume_is_exact(
+def test_a_cancel_mid_run_checkpoints_at_a_step_boundary_and_the_resume_is_exact(
     local_config, make_spec, tmp_path
 ):
+    """Issue 12: the sweep's cancel event (Ctrl-C, the API's cancel) stops a run between
+    steps, with a checkpoint of whole steps: the resumed run ends bit for bit as a clean one."""
     import torch
 
-    from flops_fit_core import TrainerContext
+    from flops_fit_core import TrainerContext, TrainingCancelled
+    from flops_fit_core.testing import CancelAfter
 
     spec = make_spec(steps=12)
     clean = train(local_config, spec, TrainerContext(tmp_path / "clean", tmp_path / "clean" / "c"))
     run_dir = tmp_path / "interrupted"
-    script = textwrap.dedent(
-        f"""
-        import json, os, signal
-        from flops_fit_core import ExperimentSpec, TrainerContext
-        from flops_fit_torch import LocalTrainer
-
-        class CtrlCAtStep(TrainerContext):
-            calls = 0
-            def cancelled(self):
-                CtrlCAtStep.calls += 1
-                if CtrlCAtStep.calls == 6:
-                    os.kill(os.getpid(), signal.SIGINT)
-                return False
-
-        spec = ExperimentSpec.model_validate_json({spec.model_dump_json()!r})
-        ctx = CtrlCAtStep(run_dir={str(run_dir)!r}, checkpoint_dir={str(run_dir / "ck")!r})
-        try:
-            LocalTrainer(json.loads({json.dumps(local_config)!r})).train(spec, ctx)
-        except KeyboardInterrupt:
-            raise SystemExit(130)
-        """
-    )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert proc.returncode == 130, proc.stderr[-2000:]
+    context = TrainerContext(run_dir, run_dir / "ck", cancel_event=CancelAfter(checks=7))
+    with pytest.raises(TrainingCancelled, match="cancelled at step 5 of 12"):
+        train(local_config, spec, context)
     saved = torch.load(run_dir / "ck" / CHECKPOINT_FILE, weights_only=False)
-    assert saved["step"] == 6  # the step in flight when Ctrl-C came was finished first
+    assert saved["step"] == 5  # checked once before training, then once before each step
     resumed = train(local_config, spec, TrainerContext(run_dir, run_dir / "ck"))
+    assert resumed.details["sessions"] == 2
     assert resumed.loss == clean.loss
 
 

@@ -13,7 +13,7 @@ from .contracts import (
     TrainerContract,
 )
 from .synthetic import CHINCHILLA, Law, isoflop_observations, truth_fit
-from .trainers import EchoTrainer, tiny_specs
+from .trainers import CancelAfter, ChildProcessTrainer, EchoTrainer, tiny_specs
 
 #: hookspec -> the contract every class it registers must pass
 CONTRACTS = {
@@ -28,6 +28,8 @@ CONTRACTS = {
 __all__ = [
     "CHINCHILLA",
     "CONTRACTS",
+    "CancelAfter",
+    "ChildProcessTrainer",
     "CommandsContract",
     "EchoTrainer",
     "ExecutorContract",

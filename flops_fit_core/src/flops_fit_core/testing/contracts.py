@@ -19,8 +19,10 @@ known exponent within its own interval, an executor surviving a failing run.
 
 from __future__ import annotations
 
+import os
 import pickle
 import threading
+import time
 from pathlib import Path
 from typing import ClassVar
 
@@ -31,7 +33,7 @@ from ..bases import Executor, Fitter, Planner, Plotter, PluginBase, Trainer, Tra
 from ..errors import ConfigError, FitError, TrainingCancelled
 from ..schemas import FitResult, Observations, PluginConfig, RunResult, StudyOutcome, SweepPlan
 from .synthetic import CHINCHILLA, isoflop_observations, truth_fit
-from .trainers import EchoTrainer, tiny_specs
+from .trainers import CHILDREN_DIR, CancelAfter, ChildProcessTrainer, EchoTrainer, tiny_specs
 
 __all__ = [
     "CommandsContract",
@@ -143,6 +145,25 @@ class TrainerContract(_PluginContract):
         context.cancel_event.set()
         with pytest.raises(TrainingCancelled):
             trainer.train(spec, context)
+
+    def test_stops_at_a_cancel_mid_run_and_resumes_to_the_same_loss(
+        self, plugin, plugin_config, trainer, spec, context, tmp_path
+    ):
+        """The sweep's cancel event, set once the run is under way (its third look), stops
+        it with `TrainingCancelled`; trained again, a deterministic trainer ends at the loss
+        of a run never cancelled (whatever it saved to resume from)."""
+        context.cancel_event = CancelAfter(checks=3)
+        with pytest.raises(TrainingCancelled):
+            trainer.train(spec, context)
+        if not plugin.deterministic:
+            return
+        context.cancel_event = threading.Event()
+        resumed = trainer.train(spec, context)
+        clean_dir = tmp_path / "never-cancelled"
+        clean = plugin(plugin_config).train(
+            spec, TrainerContext(run_dir=clean_dir, checkpoint_dir=clean_dir / "checkpoints")
+        )
+        assert resumed.loss == clean.loss
 
     def test_is_deterministic_when_it_says_so(self, plugin, plugin_config, spec, context, result):
         if not plugin.deterministic:
@@ -265,10 +286,10 @@ class ExecutorContract(_PluginContract):
     def executor(self, plugin, plugin_config) -> Executor:
         return plugin(plugin_config)
 
-    def _map(self, executor, specs, tmp_path, cancel=None):
+    def _map(self, executor, specs, tmp_path, cancel=None, trainer=None):
         delivered: list[tuple[RunResult, str]] = []
         executor.map(
-            EchoTrainer(),
+            trainer or EchoTrainer(),
             specs,
             lambda r: delivered.append((r, threading.current_thread().name)),
             run_dir=tmp_path,
@@ -299,6 +320,31 @@ class ExecutorContract(_PluginContract):
         cancel = threading.Event()
         cancel.set()
         assert self._map(executor, tiny_specs(3), tmp_path, cancel=cancel) == []
+
+    def test_a_cancel_mid_run_reaches_every_run_in_flight(self, executor, tmp_path):
+        """Set once the first run is under way, the cancel event reaches every trainer (in
+        worker processes too): each stops and cleans up (here: kills its child process),
+        nothing is delivered, and `map` returns within seconds, not when the runs end."""
+        cancel = threading.Event()
+        children = tmp_path / CHILDREN_DIR
+
+        def cancel_when_started():
+            deadline = time.monotonic() + 120
+            while not any(children.glob("*.pid")) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            cancel.set()
+
+        watcher = threading.Thread(target=cancel_when_started, daemon=True)
+        watcher.start()
+        trainer = ChildProcessTrainer({"seconds": 120})
+        delivered = self._map(executor, tiny_specs(3), tmp_path, cancel=cancel, trainer=trainer)
+        watcher.join()
+        assert delivered == []
+        pids = [int(p.read_text()) for p in children.glob("*.pid")]
+        assert pids, "no run started"
+        for pid in pids:
+            with pytest.raises(ProcessLookupError):  # killed and reaped by its trainer
+                os.kill(pid, 0)
 
 
 class CommandsContract:

@@ -1,18 +1,44 @@
-"""A tiny trainer for executor contracts: instant, deterministic, picklable, fails on demand.
+"""Tiny trainers for executor contracts, and a cancel event that fires mid-run.
 
-It lives in an importable module (not a test file) so worker processes can unpickle it.
+`EchoTrainer` is instant, deterministic, picklable and fails on demand; `ChildProcessTrainer`
+runs each spec as an external command, as a trainer wrapping a launcher does, and must stop
+its child when the sweep is cancelled. They live in an importable module (not a test file) so
+worker processes can unpickle them.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import subprocess
+import sys
+import threading
 import time
+from pathlib import Path
 
 from ..bases import Trainer, TrainerContext
 from ..errors import TrainingError
 from ..schemas import ExperimentSpec, ModelShape, PluginConfig, RunResult
 
-__all__ = ["EchoTrainer", "tiny_specs"]
+__all__ = ["CHILDREN_DIR", "CancelAfter", "ChildProcessTrainer", "EchoTrainer", "tiny_specs"]
+
+
+class CancelAfter:
+    """A cancel event that sets itself at its `checks`-th look (`is_set()`): cancels a run at
+    a chosen point of its own checks, with no timing involved."""
+
+    def __init__(self, checks: int):
+        self.checks, self.looks = checks, 0
+        self._event = threading.Event()
+
+    def is_set(self) -> bool:
+        self.looks += 1
+        if self.looks >= self.checks:
+            self._event.set()
+        return self._event.is_set()
+
+    def set(self) -> None:
+        self._event.set()
 
 
 class EchoTrainer(Trainer):
@@ -31,14 +57,47 @@ class EchoTrainer(Trainer):
         if self.config.delay_s:
             time.sleep(self.config.delay_s)
         context.progress(1.0, "done")
-        import math
-
         return RunResult.success(
             spec,
             self.info,
             loss=2 + 1 / math.log(spec.params),
             tokens_trained=spec.tokens,
             device=f"pid-{os.getpid()}",
+        )
+
+
+#: `ChildProcessTrainer` writes `<run_dir>/children/<spec id>.pid` for each child it starts.
+CHILDREN_DIR = "children"
+
+
+class ChildProcessTrainer(Trainer):
+    """Trains a spec by running a child process for `seconds` (checking for a cancel every
+    20 ms); on `TrainingCancelled` it kills and reaps its child before re-raising."""
+
+    name = "child-process"
+    deterministic = True
+
+    class Config(PluginConfig):
+        seconds: float = 30.0
+
+    def train(self, spec: ExperimentSpec, context: TrainerContext) -> RunResult:
+        context.check_cancelled()
+        child = subprocess.Popen(
+            [sys.executable, "-c", f"import time; time.sleep({self.config.seconds})"]
+        )
+        try:
+            folder = Path(context.run_dir) / CHILDREN_DIR
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{spec.id}.pid").write_text(str(child.pid))
+            while child.poll() is None:
+                context.check_cancelled()
+                time.sleep(0.02)
+        except BaseException:
+            child.kill()
+            child.wait()
+            raise
+        return RunResult.success(
+            spec, self.info, loss=2 + 1 / math.log(spec.params), tokens_trained=spec.tokens
         )
 
 

@@ -21,6 +21,7 @@ on these optima; one counted with `exact` FLOPs (attention and embeddings includ
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -81,6 +82,13 @@ class MockConfig(PluginConfig):
         description="0 = no loss curve; else that many (tokens, loss) points ending at D",
     )
     device: str = Field("mock", min_length=1, description="what results record as their device")
+    seconds_per_run: float = Field(
+        0.0,
+        ge=0,
+        le=3600,
+        description="really take this long per run (checking for a cancel): to try "
+        "executors, progress and Ctrl-C on an instant law; changes no result",
+    )
 
 
 def _as_float(value: np.ndarray) -> float | np.ndarray:
@@ -163,6 +171,11 @@ class MockTrainer(Trainer):
     Config = MockConfig
     config: MockConfig
 
+    def outcome_options(self) -> dict[str, Any]:
+        """Every option but `seconds_per_run`, which changes how long a run takes, not its
+        result."""
+        return self.config.model_dump(mode="json", exclude={"seconds_per_run"})
+
     def _rng(self, spec: ExperimentSpec) -> np.random.Generator:
         """The run's own generator: seeded by the replicate seed and the spec's content hash."""
         return np.random.default_rng(np.random.SeedSequence([self.config.seed, int(spec.id, 16)]))
@@ -185,6 +198,7 @@ class MockTrainer(Trainer):
         """
         context.check_cancelled()
         cfg = self.config
+        _take_time(cfg.seconds_per_run, context)
         rng = self._rng(spec)
         z_eval, z_train = rng.standard_normal(2)
         truth = true_loss(cfg, spec.params, spec.tokens)
@@ -221,3 +235,11 @@ class MockTrainer(Trainer):
                 "tokens_per_param": spec.tokens / spec.params,
             },
         )
+
+
+def _take_time(seconds: float, context: TrainerContext) -> None:
+    """Sleep `seconds` in slices of 20 ms, stopping at a cancel."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        context.check_cancelled()
+        time.sleep(min(left, 0.02))

@@ -11,7 +11,6 @@ a figure really changed.
 from __future__ import annotations
 
 import io
-import os
 import re
 from collections.abc import Iterable, Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from flops_fit_core import write_atomic
 
 if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn: it costs ~1 s at start-up
     from matplotlib.axes import Axes
@@ -226,17 +227,6 @@ def figure_bytes(fig: Figure, fmt: str, dpi: int) -> bytes:
     if fmt == "svg":
         data = _stable_svg_ids(data.decode("utf-8")).encode("utf-8")
     return data
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file and rename, so a crash never leaves half a figure behind."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def save_figure(

@@ -10,14 +10,11 @@ token) over the study's fixed held-out set, in one deterministic pass.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import hashlib
 import json
 import math
 import os
-import signal
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -343,11 +340,10 @@ def _train_spec(trainer, spec: ExperimentSpec, context: TrainerContext) -> RunRe
     timed_from = first_step + untimed_steps(steps - first_step)
     timer = [time.time(), first_step]
     model.train()
-    with _ctrl_c_between_steps() as ctrl_c, log:
+    with log:
         while tally.step < steps:
-            if ctrl_c.pressed:
-                checkpoint()  # at a step boundary, so the resume is exact
-                raise KeyboardInterrupt
+            # The sweep's cancel event (Ctrl-C, or the API's cancel) is checked between
+            # steps, so the checkpoint holds whole steps and the resume is exact.
             if context.cancelled():
                 checkpoint()
                 raise TrainingCancelled(f"cancelled at step {tally.step} of {steps}")
@@ -402,8 +398,6 @@ def _train_spec(trainer, spec: ExperimentSpec, context: TrainerContext) -> RunRe
         if marks and (not tally.curve or tally.curve[-1][0] != steps * tokens_per_step):
             tally.curve.append((float(steps * tokens_per_step), final))
         checkpoint()
-    if ctrl_c.pressed:  # pressed during the last step, the evaluation or the checkpoint
-        raise KeyboardInterrupt
     tokens_trained = steps * tokens_per_step
     trained_now = (steps - timer[1]) * tokens_per_step
     metrics = {
@@ -463,34 +457,6 @@ def _log_step(line: str) -> int:
         return int(json.loads(line)["step"])
     except (ValueError, KeyError, TypeError):
         return 1 << 62  # a torn last line: drop it
-
-
-class _CtrlC:
-    pressed = False
-
-
-@contextlib.contextmanager
-def _ctrl_c_between_steps():
-    """Defer Ctrl-C to the next step boundary, where the run checkpoints and stops.
-
-    A KeyboardInterrupt raised inside `optimizer.step()` would leave half-updated weights, and a
-    checkpoint of those would not resume exactly. A second Ctrl-C interrupts at once.
-    """
-    state = _CtrlC()
-    if threading.current_thread() is not threading.main_thread():
-        yield state
-        return
-    previous = signal.getsignal(signal.SIGINT)
-
-    def handler(signum, frame):
-        state.pressed = True
-        signal.signal(signal.SIGINT, previous)
-
-    signal.signal(signal.SIGINT, handler)
-    try:
-        yield state
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 class _TrainLog:

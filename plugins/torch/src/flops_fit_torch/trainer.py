@@ -82,6 +82,11 @@ class LocalTrainer(Trainer):
                     "an even integer head size (plan even head sizes)"
                 )
 
+    def checkpoint_bytes(self, spec: ExperimentSpec) -> int:
+        """fp32 weights and AdamW's two moments (12 bytes a parameter), plus the RNG states,
+        statistics and the pickle's overhead."""
+        return 12 * spec.shape.params_total + (1 << 20)
+
     def train(self, spec: ExperimentSpec, context: TrainerContext) -> RunResult:
         from .loop import train_spec
 
