@@ -32,6 +32,7 @@ import yaml
 from pydantic import Field, PrivateAttr
 
 from .errors import ConfigError, InputError
+from .limits import MAX_NESTING, nesting_depth, value_depth
 from .schemas import SCHEMA_VERSION, StrictModel, parse_model
 
 __all__ = [
@@ -112,12 +113,16 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise InputError(f"{path}: nested too deeply to read") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
         raise InputError(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: a config must be a table of sections, got {type(data).__name__}")
+    if value_depth(data) > MAX_NESTING:
+        raise InputError(f"{path}: nested too deeply (more than {MAX_NESTING} levels)")
     return data
 
 
@@ -127,9 +132,14 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     path = [part.strip() for part in key.split(".")]
     if not sep or not all(path):
         raise ConfigError(f"--set expects key=value (e.g. trainer.curve_points=16), got {item!r}")
+    if nesting_depth(raw) > MAX_NESTING:
+        raise ConfigError(
+            f"--set {key.strip()}: the value is nested too deeply (more than {MAX_NESTING} "
+            "levels of [ ] or { })"
+        )
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         value = raw
     return path, value
 

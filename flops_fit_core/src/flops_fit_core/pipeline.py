@@ -539,7 +539,7 @@ def is_results_file(path: Path) -> bool:
             for line in itertools.islice(fh, 100):
                 try:
                     record = json.loads(line)
-                except ValueError:
+                except (ValueError, RecursionError):
                     continue
                 return isinstance(record, dict) and {"experiment_id", "spec"} <= set(record)
     except OSError:

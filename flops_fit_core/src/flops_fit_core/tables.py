@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError, InputError
+from .limits import MAX_NESTING, nesting_depth
 from .schemas import Conventions, Observations
 
 __all__ = [
@@ -260,20 +261,29 @@ def _json_records(path: Path) -> Iterator[tuple[str, Any]]:
     """(id, record) for a JSON-lines file, or for a file holding one JSON array."""
     text = path.read_text(encoding="utf-8-sig")
     if text.lstrip().startswith("["):
-        try:
-            records = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
-        for number, record in enumerate(records, start=1):
+        for number, record in enumerate(_loads(path, text, ""), start=1):
             yield f"record {number}", record
         return
     for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield f"line {number}", json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
+        if line.strip():
+            yield f"line {number}", _loads(path, line, f"line {number} ")
+
+
+def _loads(path: Path, text: str, where: str) -> Any:
+    """JSON text as Python values; what Python's parser cannot take (nesting past
+    `MAX_NESTING`, an integer of more than 4,300 digits) is an InputError."""
+    if nesting_depth(text) > MAX_NESTING:
+        raise InputError(
+            f"{path}: {where}nested too deeply (more than {MAX_NESTING} levels of [ ] or {{ }})"
+        )
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        at = "" if where else f", line {exc.lineno}"
+        raise InputError(f"{path}: {where or ''}is not valid JSON ({exc.msg}{at})") from None
+    except (ValueError, RecursionError) as exc:  # int digits limit, deep nesting
+        why = "holds a number of more than 4,300 digits" if "digits" in str(exc) else str(exc)
+        raise InputError(f"{path}: {where or 'the file '}{why}") from None
 
 
 def _read_json(path: Path) -> _Raw:
@@ -356,7 +366,10 @@ def _number(cell: Any) -> float | str:
     if isinstance(cell, bool):
         return repr(cell)
     if isinstance(cell, int | float | Decimal):
-        value = float(cell)
+        try:
+            value = float(cell)
+        except OverflowError:
+            return "a number beyond any float"
     elif isinstance(cell, str):
         try:
             value = float(cell.strip())

@@ -28,6 +28,16 @@ DEFAULT_HARDWARE: dict[str, float] = {
 
 Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
+#: A compute budget: positive, and at most 1e35 FLOPs (frontier training is ~1e26).
+Flops = Annotated[float, Field(gt=0, le=1e35, allow_inf_nan=False)]
+
+#: Upper bounds of the counts, checked by `config validate` before anything is planned: far
+#: beyond any real sweep, low enough that a typo cannot make the planner build for minutes.
+MAX_BUDGETS = 1000
+MAX_SIZES_PER_BUDGET = 1000
+MAX_SPAN = 1e4
+#: The default `max_experiments`: a plan larger than this is refused before it is built.
+MAX_EXPERIMENTS = 100_000
 
 _BUDGET_RANGE_DEFAULTS: dict[str, Any] = {"min_flops": 1e18, "max_flops": 1e21, "n_budgets": 5}
 _CHINCHILLA_TOKENS_PER_PARAM = 20.0
@@ -54,35 +64,38 @@ class IsoFlopConfig(PluginConfig):
     [tokens_per_param 20.0, Chinchilla] or `prior_coefficient` * C ** `prior_exponent`.
     """
 
-    budgets: tuple[Positive, ...] | None = None
-    min_flops: Positive | None = None
-    max_flops: Positive | None = None
-    n_budgets: Annotated[int, Field(ge=2)] | None = None
+    budgets: Annotated[tuple[Flops, ...], Field(max_length=MAX_BUDGETS)] | None = None
+    min_flops: Flops | None = None
+    max_flops: Flops | None = None
+    n_budgets: Annotated[int, Field(ge=2, le=MAX_BUDGETS)] | None = None
 
-    sizes_per_budget: Annotated[int, Field(ge=1)] = 7
-    span: Annotated[float, Field(gt=1, allow_inf_nan=False)] = 8.0
+    sizes_per_budget: Annotated[int, Field(ge=1, le=MAX_SIZES_PER_BUDGET)] = 7
+    span: Annotated[float, Field(gt=1, le=MAX_SPAN, allow_inf_nan=False)] = 8.0
+    max_experiments: Annotated[int, Field(ge=1, le=10_000_000)] = MAX_EXPERIMENTS
 
     tokens_per_param: Positive | None = None
     prior_coefficient: Positive | None = None
     prior_exponent: Annotated[float, Field(gt=0, le=1)] | None = None
 
-    vocab_size: Annotated[int, Field(ge=1)] = 32000
-    seq_len: Annotated[int, Field(ge=1)] = 2048
-    d_model_multiple: Annotated[int, Field(ge=1)] = 64
-    min_layers: Annotated[int, Field(ge=1)] = 2
-    max_layers: Annotated[int, Field(ge=1)] = 64
-    head_options: tuple[Annotated[int, Field(ge=1)], ...] = (4, 8, 16, 32, 64)
-    head_dim: Annotated[int, Field(ge=1)] = 64
+    vocab_size: Annotated[int, Field(ge=1, le=10_000_000)] = 32000
+    seq_len: Annotated[int, Field(ge=1, le=10_000_000)] = 2048
+    d_model_multiple: Annotated[int, Field(ge=1, le=65536)] = 64
+    min_layers: Annotated[int, Field(ge=1, le=4096)] = 2
+    max_layers: Annotated[int, Field(ge=1, le=4096)] = 64
+    head_options: Annotated[
+        tuple[Annotated[int, Field(ge=1, le=65536)], ...], Field(max_length=64)
+    ] = (4, 8, 16, 32, 64)
+    head_dim: Annotated[int, Field(ge=1, le=65536)] = 64
     #: Every head's size (d_model / n_heads) is a multiple of this: 2 for a trainer whose
     #: rotary positions rotate pairs of dimensions (the `local` trainer), 1 for no constraint.
     head_dim_multiple: Annotated[int, Field(ge=1)] = 1
-    ffn_ratio: Positive = 4.0
-    aspect_ratio: Positive = 64.0
+    ffn_ratio: Annotated[float, Field(gt=0, le=64, allow_inf_nan=False)] = 4.0
+    aspect_ratio: Annotated[float, Field(gt=0, le=1e4, allow_inf_nan=False)] = 64.0
     param_tolerance: Annotated[float, Field(gt=0, lt=1)] = 0.05
 
     conventions: Conventions = Conventions()
     lr_schedule: LrSchedule = LrSchedule()
-    batch_size: Annotated[int, Field(ge=1)] = 32
+    batch_size: Annotated[int, Field(ge=1, le=100_000_000)] = 32
     schedule: Annotated[str, Field(min_length=1)] = "cosine"
     seed: int = 0
     dataset_tokens: Annotated[int, Field(ge=1)] | None = None
@@ -132,6 +145,14 @@ class IsoFlopConfig(PluginConfig):
         if self.min_layers > self.max_layers:
             raise ValueError(
                 f"min_layers ({self.min_layers}) exceeds max_layers ({self.max_layers})"
+            )
+        n_budgets = len(self.budgets) if self.budgets is not None else self.n_budgets
+        planned = n_budgets * self.sizes_per_budget
+        if planned > self.max_experiments:
+            raise ValueError(
+                f"{n_budgets} budgets x {self.sizes_per_budget} sizes is {planned} experiments, "
+                f"more than max_experiments = {self.max_experiments}; plan fewer, or raise "
+                "max_experiments"
             )
         if not self.head_options:
             raise ValueError("head_options is empty")
