@@ -97,9 +97,9 @@ def test_a_second_writer_is_refused_naming_the_first(tmp_path):
     )
     try:
         assert holder.stdout.readline().strip() == "holding"
-        with pytest.raises(StudyLocked, match=rf"in use by another flops-fit \(pid {holder.pid} "):
-            with store.writer():
-                pass
+        holder_named = rf"in use by another flops-fit \(pid {holder.pid} "
+        with pytest.raises(StudyLocked, match=holder_named), store.writer():
+            pass
     finally:
         holder.kill()
         holder.wait(10)

@@ -28,8 +28,6 @@ DEFAULT_HARDWARE: dict[str, float] = {
 
 Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
-#: A compute budget: positive, and at most 1e35 FLOPs (frontier training is ~1e26).
-Flops = Annotated[float, Field(gt=0, le=1e35, allow_inf_nan=False)]
 
 #: Upper bounds of the counts, checked by `config validate` before anything is planned: far
 #: beyond any real sweep, low enough that a typo cannot make the planner build for minutes.
@@ -64,9 +62,9 @@ class IsoFlopConfig(PluginConfig):
     [tokens_per_param 20.0, Chinchilla] or `prior_coefficient` * C ** `prior_exponent`.
     """
 
-    budgets: Annotated[tuple[Flops, ...], Field(max_length=MAX_BUDGETS)] | None = None
-    min_flops: Flops | None = None
-    max_flops: Flops | None = None
+    budgets: Annotated[tuple[Positive, ...], Field(max_length=MAX_BUDGETS)] | None = None
+    min_flops: Positive | None = None
+    max_flops: Positive | None = None
     n_budgets: Annotated[int, Field(ge=2, le=MAX_BUDGETS)] | None = None
 
     sizes_per_budget: Annotated[int, Field(ge=1, le=MAX_SIZES_PER_BUDGET)] = 7
