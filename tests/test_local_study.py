@@ -197,7 +197,9 @@ def test_ctrl_c_stops_within_seconds_and_the_rerun_ends_as_if_uninterrupted(
         assert (run / "checkpoints" / spec_id / "checkpoint.pt").is_file(), spec_id
     print(f"{executor}: exit 130 {took:.1f} s after SIGINT")
 
-    outcome = flops_fit(capsys, "-q", *_cli_args(run, executor, "train"))
+    # resumed in this process (`serial`: no workers to start; the same threads, so the
+    # checkpoints of the interrupted runs fit)
+    outcome = flops_fit(capsys, "-q", *_cli_args(run, "serial", "train"))
     assert outcome.code == 0, outcome.err
     records = {r["experiment_id"]: r for r in read_jsonl(run / "results.jsonl")}
     reference = _reference(local_run)

@@ -24,7 +24,6 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Literal
 
-from pebble import ProcessExpired, ProcessPool
 from pydantic import Field
 
 from .bases import Executor, Trainer, run_one
@@ -143,6 +142,8 @@ class ProcessExecutor(Executor):
         cancel: threading.Event | None = None,
         on_progress: ProgressFn | None = None,
     ) -> None:
+        from pebble import ProcessExpired, ProcessPool  # lazily: ~0.15 s a CLI start would pay
+
         queue = deque((spec, 0) for spec in specs)
         if not queue:
             return
@@ -151,7 +152,7 @@ class ProcessExecutor(Executor):
         context = multiprocessing.get_context(self.config.start_method)
         stop = context.Event()  # the driver's `cancel`, as every worker sees it
 
-        def new_pool() -> ProcessPool:
+        def new_pool():
             return ProcessPool(
                 max_workers=workers,
                 initializer=_start_worker,
