@@ -804,7 +804,8 @@ def _run_locked(
     only_ids = {s.id for s in plan.experiments}
     info = study.trainer.info
     selection = {"digest": info.options_digest, "keep_other": keep_results}
-    if not ResultsStore(run_dir / RESULTS_FILE).load().ok(only_ids, **selection):
+    nothing_new = training.trained == 0 and (training.failed or training.failed_before)
+    if nothing_new and not ResultsStore(run_dir / RESULTS_FILE).load().ok(only_ids, **selection):
         failed = training.failed + training.failed_before
         first = training.errors[0] if training.errors else ""
         raise RunFailed(

@@ -360,6 +360,11 @@ def _complete(line: bytes) -> bool:
 
 def _tail_after_last_newline(fh, size: int, chunk: int = 1 << 16) -> bytes:
     """The bytes after the file's last newline (empty when it ends in one)."""
+    if size == 0:
+        return b""
+    fh.seek(size - 1)
+    if fh.read(1) == b"\n":  # every append's case: one byte read, not a block
+        return b""
     end = size
     parts: list[bytes] = []
     while end > 0:
