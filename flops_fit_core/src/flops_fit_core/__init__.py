@@ -33,8 +33,11 @@ from .errors import (
     UnknownPluginError,
     UsageError,
 )
+from .executors import WORKERS_ENV
 from .files import write_atomic
+from .flops import ParamConvention
 from .hookspecs import hookimpl
+from .plugins import PluginHost, get_host
 from .schemas import (
     SCHEMA_VERSION,
     Conventions,
@@ -52,6 +55,18 @@ from .schemas import (
     SweepPlan,
     TrainerInfo,
 )
+from .text import (
+    computes,
+    fit_report,
+    flops_convention,
+    format_estimate,
+    format_headline,
+    format_interval,
+    format_law,
+    format_number_tex,
+    predictions,
+    role,
+)
 
 try:
     __version__ = version("flops-fit-core")
@@ -59,7 +74,6 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
-    "SCHEMA_VERSION",
     "ConfigError",
     "Conventions",
     "Estimate",
@@ -76,16 +90,19 @@ __all__ = [
     "Observations",
     "Optimum",
     "OutputError",
+    "ParamConvention",
     "Planner",
     "Plotter",
     "PlotterConfig",
     "PluginBase",
     "PluginConfig",
     "PluginError",
+    "PluginHost",
     "PowerLaw",
     "Prediction",
     "RunFailed",
     "RunResult",
+    "SCHEMA_VERSION",
     "StudyLocked",
     "StudyOutcome",
     "SweepPlan",
@@ -96,8 +113,20 @@ __all__ = [
     "TrainingError",
     "UnknownPluginError",
     "UsageError",
+    "WORKERS_ENV",
     "__version__",
+    "computes",
+    "fit_report",
+    "flops_convention",
+    "format_estimate",
+    "format_headline",
+    "format_interval",
+    "format_law",
+    "format_number_tex",
+    "get_host",
     "hookimpl",
+    "predictions",
+    "role",
     "run_one",
     "write_atomic",
 ]

@@ -18,7 +18,7 @@ from typing import Any
 import click
 import tomli_w
 
-from . import __version__, headline, pipeline, tables
+from . import __version__, pipeline, tables, text
 from .bases import PlotterConfig
 from .config import DEFAULT_PRESET, StudyConfig, load_study_config
 from .errors import ConfigError, FlopsFitError, RunFailed, TrainingCancelled
@@ -242,7 +242,7 @@ def run(
         click.echo(summary.fit.report())
         click.echo()
         click.echo(
-            headline.format_headline(
+            text.format_headline(
                 summary.fit, summary.headline_computes(targets), summary.plan.budgets
             )
         )

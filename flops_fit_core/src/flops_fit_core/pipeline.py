@@ -23,7 +23,7 @@ from typing import Any, Protocol, get_args
 import tomli_w
 from pydantic import BaseModel, ValidationError
 
-from . import headline, tables
+from . import tables, text
 from .bases import Executor, Fitter, Planner, Plotter, Trainer
 from .config import SECTIONS, StudyConfig
 from .errors import (
@@ -722,7 +722,7 @@ class RunSummary:
 
     def headline_computes(self, targets: Sequence[float] = ()) -> list[float]:
         """The budgets the headline answers for: the largest planned one, then the targets."""
-        return headline.computes(self.plan.budgets, targets)
+        return text.computes(self.plan.budgets, targets)
 
     def as_dict(self, targets: Sequence[float] = ()) -> dict[str, Any]:
         predictions = [

@@ -446,10 +446,9 @@ class Estimate(StrictModel):
     interval: tuple[float, float] | None = None
 
     def __str__(self) -> str:
-        if self.interval is None:
-            return f"{self.value:.4g}"
-        lo, hi = self.interval
-        return f"{self.value:.4g} [{lo:.4g}, {hi:.4g}]"
+        from .text import format_interval
+
+        return format_interval(self.value, self.interval, ".4g")
 
 
 class PowerLaw(StrictModel):
@@ -584,88 +583,10 @@ class FitResult(StrictModel):
         )
 
     def report(self) -> str:
-        """A readable, lmfit-style report of the fit."""
-        conv = self.conventions
-        lines = [
-            "[[Fit]]",
-            f"    fitter:      {self.fitter}",
-            f"    conventions: N = {conv.params} parameters, C = {conv.flops} FLOPs",
-            f"    budgets:     {len(self.optima)}{_budgets_note(self)}",
-        ]
-        lines.append("[[Laws]]  X*(C) = k * C^a")
-        for name in (*LAW_NAMES, *sorted(set(self.laws) - set(LAW_NAMES))):
-            law = self.laws[name]
-            a_iv = law.exponent_interval
-            k_iv = law.coefficient_interval
-            a_txt = f"a = {law.exponent:.4f}" + (f" [{a_iv[0]:.4f}, {a_iv[1]:.4f}]" if a_iv else "")
-            k_txt = f"k = {law.coefficient:.4g}" + (
-                f" [{k_iv[0]:.4g}, {k_iv[1]:.4g}]" if k_iv else ""
-            )
-            r2 = f"R² = {law.r2:.4f}" if law.r2 is not None else ""
-            lines.append(f"    {name:<16} {a_txt:<34} {k_txt:<36} {r2}")
-            if law.offset is not None:
-                o_iv = law.offset_interval
-                lines.append(
-                    f"    {'':<16} + offset {law.offset:.4g}"
-                    + (f" [{o_iv[0]:.4g}, {o_iv[1]:.4g}]" if o_iv else "")
-                    + "  (irreducible term: X*(C) = offset + k * C^a)"
-                )
-        if self.parametric:
-            lines.append("[[Parametric]]  L = E + A/N^alpha + B/D^beta")
-            for key, est in self.parametric.items():
-                lines.append(f"    {key:<6} {est}")
-        lines.append("[[Optima]]")
-        lines.append(f"    {'C':>10} {'N*':>22} {'D*':>22} {'L*':>10}  runs  flags")
-        for opt in self.optima:
-            lines.append(
-                f"    {opt.budget:>10.3g} {opt.params.value:>22.4g} {opt.tokens.value:>22.4g} "
-                f"{opt.loss.value:>10.4f}  {opt.n_runs:>4}  {', '.join(opt.flags)}"
-            )
-        scalar = int | float | str
-        shown = {k: v for k, v in self.diagnostics.items() if isinstance(v, scalar)}
-        blocks = {}  # multi-line texts (e.g. lmfit's report), printed as sections of their own
-        for key, value in self.diagnostics.items():  # one line per table of scalars
-            if isinstance(value, dict):
-                items = []
-                for k, v in value.items():
-                    if isinstance(v, str) and "\n" in v:
-                        blocks[f"{key}.{k}"] = v
-                    elif isinstance(v, scalar) or (isinstance(v, list) and len(v) <= 12):
-                        items.append(f"{k}={_short(v)}")
-                if items:
-                    shown[key] = ", ".join(items)
-        if shown:
-            lines.append("[[Diagnostics]]")
-            lines.extend(
-                f"    {k}: {v:.6g}" if isinstance(v, float) else f"    {k}: {v}"
-                for k, v in shown.items()
-            )
-        for key, text in blocks.items():
-            lines.append(f"[[{key}]]")
-            lines.extend(f"    {line}" for line in text.splitlines())
-        if self.warnings:
-            lines.append("[[Warnings]]")
-            lines.extend(f"    - {w}" for w in self.warnings)
-        return "\n".join(lines)
+        """A readable, lmfit-style report of the fit (see `flops_fit_core.text.fit_report`)."""
+        from .text import fit_report
 
-
-def _budgets_note(fit: FitResult) -> str:
-    """How the fit's budgets came about, when not from a plan or a budget column."""
-    tolerance = fit.settings.get("group_tolerance")
-    if isinstance(tolerance, int | float):
-        return f" (runs whose C lie within {tolerance:g}% grouped: --group-tolerance {tolerance:g})"
-    if fit.diagnostics.get("n_budgets") == 0 and fit.optima:
-        return " (the data has none: optima at log-spaced C across the runs)"
-    return ""
-
-
-def _short(value: Any) -> str:
-    """A diagnostic as the report prints it: floats to 4 significant digits, lists inline."""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, list):
-        return "[" + ", ".join(_short(v) for v in value) + "]"
-    return str(value)
+        return fit_report(self)
 
 
 @dataclass(frozen=True)

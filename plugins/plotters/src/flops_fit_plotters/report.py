@@ -28,10 +28,13 @@ from flops_fit_core import (
     NothingToDraw,
     Observations,
     StudyOutcome,
-    headline,
+    computes,
+    flops_convention,
+    format_estimate,
     pipeline,
+    predictions,
+    role,
 )
-from flops_fit_core.headline import computes, flops_convention, format_estimate, role
 
 from .base import FigureConfig, FigurePlotter
 from .style import figure_bytes, format_budget, write_atomic
@@ -310,7 +313,7 @@ class ReportPlotter(FigurePlotter):
             budgets = [o.budget for o in fit.optima]
         at = computes(budgets, self.config.targets)
         # By position, not by name: two fits of one fitter (different options) stay apart.
-        predictions = [headline.predictions(f, at) for f in outcome.fits]
+        quoted = [predictions(f, at) for f in outcome.fits]
         title = Path(outcome.run_dir).name if outcome.run_dir is not None else observations.source
         return {
             "title": title or "flops-fit study",
@@ -323,13 +326,13 @@ class ReportPlotter(FigurePlotter):
             },
             "headline": [
                 {"compute": f"{p.compute:.3g}", "role": role(p.compute, budgets), "p": p}
-                for p in predictions[0]
+                for p in quoted[0]
             ],
             "comparison": [
                 {
                     "compute": f"{c:.3g}",
                     "role": role(c, budgets),
-                    "rows": [(f.fitter, predictions[j][i]) for j, f in enumerate(outcome.fits)],
+                    "rows": [(f.fitter, quoted[j][i]) for j, f in enumerate(outcome.fits)],
                 }
                 for i, c in enumerate(at)
             ],
