@@ -14,6 +14,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import InputError, OutputError
 
@@ -60,8 +61,12 @@ def output_error(exc: OSError, path: Path | str) -> OutputError:
     return OutputError(text)
 
 
-def write_atomic(path: Path | str, data: str | bytes) -> None:
+def write_atomic(path: Path | str, data: str | bytes | Callable[[BinaryIO], object]) -> None:
     """Write a whole file so a crash leaves the old or the new one, never half of either.
+
+    `data` is the file's text or bytes, or a function that writes them to the open binary file
+    it is given (`lambda fh: torch.save(state, fh)`), for contents too large to hold twice.
+    The file is fsynced before it replaces the old one: this is the only atomic writer.
 
     An OS error (permission, read-only, full disk, a directory at `path`) is an
     `OutputError` naming the path; no temporary file is left behind.
@@ -76,7 +81,10 @@ def write_atomic(path: Path | str, data: str | bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
+            if callable(data):
+                data(fh)
+            else:
+                fh.write(data.encode() if isinstance(data, str) else data)
             fh.flush()
             os.fsync(fh.fileno())
         umask = os.umask(0)
