@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flops_fit_core.pipeline import read_observations
+from flops_fit_core import read_observations
 from flops_fit_core.store import ResultsStore
 from tests.clirunner import assert_one_line_error, flops_fit, mock_study_args, snapshot
 

@@ -14,7 +14,7 @@ from flops_fit_core.config import (
     merge_layers,
     parse_override,
 )
-from flops_fit_core.pipeline import resolve_study
+from flops_fit_core import resolve_study
 from tests.clirunner import assert_one_line_error, flops_fit
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from flops_fit_core import Observations, TrainerContext
 from flops_fit_core.config import load_study_config
-from flops_fit_core.pipeline import resolve_study
+from flops_fit_core import resolve_study
 from flops_fit_core.testing import CHINCHILLA
 
 

@@ -21,7 +21,7 @@ from flops_fit_core import (
     Observations,
     UsageError,
 )
-from flops_fit_core.pipeline import (
+from flops_fit_core.observations import (
     is_results_file,
     load_observations,
     read_observations,

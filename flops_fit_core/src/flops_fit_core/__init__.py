@@ -18,6 +18,7 @@ from .bases import (
     TrainerContext,
     run_one,
 )
+from .config import load_study_config
 from .errors import (
     ConfigError,
     FitError,
@@ -37,7 +38,10 @@ from .executors import WORKERS_ENV
 from .files import write_atomic
 from .flops import ParamConvention
 from .hookspecs import hookimpl
+from .observations import Observations, StudyOutcome, read_observations
+from .pipeline import run_study
 from .plugins import PluginHost, get_host
+from .rundir import REPORT_FILE, read_fit, read_outcome
 from .schemas import (
     SCHEMA_VERSION,
     Conventions,
@@ -45,16 +49,15 @@ from .schemas import (
     ExperimentSpec,
     FitResult,
     ModelShape,
-    Observations,
     Optimum,
     PluginConfig,
     PowerLaw,
     Prediction,
     RunResult,
-    StudyOutcome,
     SweepPlan,
     TrainerInfo,
 )
+from .study import resolve_study
 from .text import (
     computes,
     fit_report,
@@ -74,6 +77,9 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
+    "REPORT_FILE",
+    "SCHEMA_VERSION",
+    "WORKERS_ENV",
     "ConfigError",
     "Conventions",
     "Estimate",
@@ -102,7 +108,6 @@ __all__ = [
     "Prediction",
     "RunFailed",
     "RunResult",
-    "SCHEMA_VERSION",
     "StudyLocked",
     "StudyOutcome",
     "SweepPlan",
@@ -113,7 +118,6 @@ __all__ = [
     "TrainingError",
     "UnknownPluginError",
     "UsageError",
-    "WORKERS_ENV",
     "__version__",
     "computes",
     "fit_report",
@@ -125,8 +129,14 @@ __all__ = [
     "format_number_tex",
     "get_host",
     "hookimpl",
+    "load_study_config",
     "predictions",
+    "read_fit",
+    "read_observations",
+    "read_outcome",
+    "resolve_study",
     "role",
     "run_one",
+    "run_study",
     "write_atomic",
 ]

@@ -27,13 +27,12 @@ from pydantic import Field, field_validator
 
 from .errors import TrainingCancelled
 from .flops import FlopsConvention, ParamConvention
+from .observations import Observations, StudyOutcome
 from .schemas import (
     ExperimentSpec,
     FitResult,
-    Observations,
     PluginConfig,
     RunResult,
-    StudyOutcome,
     SweepPlan,
     TrainerInfo,
     parse_model,

@@ -18,15 +18,17 @@ from typing import Any
 import click
 import tomli_w
 
-from . import __version__, pipeline, tables, text
+from . import __version__, files, pipeline, rundir, tables, text
 from .bases import PlotterConfig
 from .config import DEFAULT_PRESET, StudyConfig, load_study_config
 from .errors import ConfigError, FlopsFitError, RunFailed, TrainingCancelled
 from .files import check_output, os_error_cause
+from .observations import StudyOutcome, is_results_file, read_observations, requested_conventions
 from .plugins import get_host
 from .progress import ConsoleReporter
-from .schemas import FitResult, StudyOutcome, SweepPlan, parse_model
+from .schemas import FitResult, SweepPlan, parse_model
 from .store import ResultsStore
+from .study import Study, resolve_study
 
 __all__ = ["cli", "main"]
 
@@ -158,16 +160,16 @@ def _study_config(
     """The config from -c/--preset, else the resolved config.toml beside an input, else the
     default preset; then overrides and shortcuts."""
     if config_path is None and preset is None and beside is not None:
-        candidate = beside / pipeline.CONFIG_FILE
+        candidate = beside / rundir.CONFIG_FILE
         if candidate.exists():
             config_path = candidate
     return load_study_config(config_path, preset, overrides, shortcuts)
 
 
-def _resolve(study_config: StudyConfig) -> pipeline.Study:
+def _resolve(study_config: StudyConfig) -> Study:
     """The study of a config, every plugin built; then what loading the config did that the
     user should hear (a swapped fitter), said once the study is known to be valid."""
-    study = pipeline.resolve_study(study_config)
+    study = resolve_study(study_config)
     state = click.get_current_context().find_object(State)
     for note in study_config.notes:
         if state is not None:
@@ -250,7 +252,7 @@ def run(
         click.echo(f"report: {_report_line(summary)}")
     if failed:
         raise RunFailed(
-            f"{_count(failed)} failed (see {run_dir / pipeline.RESULTS_FILE}); "
+            f"{_count(failed)} failed (see {run_dir / rundir.RESULTS_FILE}); "
             "rerun with --retry-failed to train them again"
         )
 
@@ -319,7 +321,7 @@ def plan(state: State, config_path, preset, overrides, planner, output, dry_run,
     if as_json:
         click.echo(the_plan.model_dump_json(indent=2))
     if not dry_run:
-        pipeline.write_atomic(output, the_plan.model_dump_json(indent=2))
+        files.write_atomic(output, the_plan.model_dump_json(indent=2))
     if not as_json and not state.quiet:
         est = the_plan.estimates
         click.echo(
@@ -368,13 +370,13 @@ def train(
     keep_results,
 ):
     """Train a plan's experiments that have no result yet (under these trainer options)."""
-    the_plan = pipeline.read_plan(plan_path)
+    the_plan = rundir.read_plan(plan_path)
     study_config = _study_config(
         config_path, preset, overrides, beside=plan_path.parent, trainer=trainer, executor=executor
     )
     study = _resolve(study_config).with_plan(the_plan)
     study.validate()
-    results_path = results_path or plan_path.parent / pipeline.RESULTS_FILE
+    results_path = results_path or plan_path.parent / rundir.RESULTS_FILE
     summary = pipeline.train_plan(
         the_plan,
         study.trainer,
@@ -457,7 +459,7 @@ def fit(
     per run: the loss and two of N (params), D (tokens) and C (compute), plus optionally the
     budget each run belongs to.
     """
-    output = output or results_path.parent / pipeline.FIT_FILE
+    output = output or results_path.parent / rundir.FIT_FILE
     inputs = [results_path, *([config_path] if config_path is not None else [])]
     check_output(output, inputs, force=force, is_ours=_is_json_of(FitResult), what="fit")
     study_config = _study_config(
@@ -465,17 +467,17 @@ def fit(
     )
     options = dict(study_config.fitter)
     the_fitter = get_host().create("fitter", options.pop("name"), options)
-    observations = pipeline.read_observations(
+    observations = read_observations(
         results_path,
         mapping=mapping,
         group_tolerance=group_tolerance,
-        **pipeline.requested_conventions(the_fitter),
+        **requested_conventions(the_fitter),
     )
-    results_file = pipeline.is_results_file(results_path)
+    results_file = is_results_file(results_path)
     if results_file and (note := ResultsStore(results_path).load().skipped_note()):
         state.reporter.message(f"warning: {note}")
     result = pipeline.fit_observations(observations, the_fitter)
-    pipeline.write_atomic(output, result.model_dump_json(indent=2))
+    files.write_atomic(output, result.model_dump_json(indent=2))
     if as_json:
         click.echo(result.model_dump_json(indent=2))
     elif not state.quiet:
@@ -495,7 +497,7 @@ def fit(
 @click.option("--json", "as_json", is_flag=True, help="Print the prediction as JSON.")
 def predict(fit_path, compute, as_json):
     """Predict N*, D*, L* and D*/N* at a compute budget from fit.json."""
-    prediction = pipeline.read_fit(fit_path).predict(compute)
+    prediction = rundir.read_fit(fit_path).predict(compute)
     if as_json:
         click.echo(prediction.model_dump_json(indent=2))
     else:
@@ -552,11 +554,11 @@ def plot(
     options.pop("names", None)
     host = get_host()
     instances = [host.create("plotter", name, options) for name in names]
-    the_fit = pipeline.read_fit(fit_path)
+    the_fit = rundir.read_fit(fit_path)
     conventions = the_fit.conventions
-    if group_tolerance is None and not pipeline.is_results_file(results_path):
+    if group_tolerance is None and not is_results_file(results_path):
         group_tolerance = the_fit.settings.get("group_tolerance")  # grouped as it was fitted
-    observations = pipeline.read_observations(
+    observations = read_observations(
         results_path,
         mapping=mapping,
         params=conventions.params,
@@ -566,7 +568,7 @@ def plot(
     drawn = pipeline.draw_outcome(
         StudyOutcome.single(observations, the_fit),
         instances,
-        output or results_path.parent / pipeline.FIGURES_DIR,
+        output or results_path.parent / rundir.FIGURES_DIR,
         skip_empty=not plotters,
         reporter=state.reporter,
     )
@@ -606,7 +608,7 @@ def report(state: State, run_dir, results_path, mapping, group_tolerance, target
     options = dict(study_config.plot)
     options.pop("names", None)
     the_report = get_host().create("plotter", "report", options)
-    outcome = pipeline.read_outcome(
+    outcome = rundir.read_outcome(
         run_dir, results=results_path, mapping=mapping, group_tolerance=group_tolerance
     )
     files = the_report.draw(outcome, run_dir)

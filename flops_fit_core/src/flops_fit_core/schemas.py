@@ -12,8 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
@@ -41,14 +39,12 @@ __all__ = [
     "FailureCause",
     "FitResult",
     "ModelShape",
-    "Observations",
     "Optimum",
     "PluginConfig",
     "PowerLaw",
     "Prediction",
     "RunResult",
     "StrictModel",
-    "StudyOutcome",
     "SweepPlan",
     "TrainerInfo",
     "options_digest",
@@ -587,209 +583,3 @@ class FitResult(StrictModel):
         from .text import fit_report
 
         return fit_report(self)
-
-
-@dataclass(frozen=True)
-class Observations:
-    """What fitters and plotters read: one row per finished run, as numpy arrays.
-
-    Built from `RunResult`s (`from_results`) or from a user's own table (`tables.read_table`).
-    Rows are grouped by `budget`, the planned compute a run belongs to — never by rounding its
-    measured compute. A table whose compute lies on no budget grid has none: `budget` is None,
-    `no_budgets` says why, and a fitter that needs budgets calls `require_budgets` (`robust`
-    fits every run without them).
-    """
-
-    budget: np.ndarray | None
-    params: np.ndarray
-    tokens: np.ndarray
-    compute: np.ndarray
-    loss: np.ndarray
-    ids: tuple[str, ...]
-    conventions: Conventions = field(default_factory=Conventions)
-    source: str = ""
-    curves: tuple[Sequence[tuple[float, float]] | None, ...] = field(default=())
-    #: What reading the data noticed but did not refuse (dropped duplicate rows, a derived
-    #: column); every fitter copies these into its `FitResult.warnings`.
-    warnings: tuple[str, ...] = field(default=())
-    #: P when the budgets were formed by grouping runs whose C lie within P% of each other
-    #: (`tables.group_by_tolerance`, `--group-tolerance P`); fits record it (`record`).
-    group_tolerance: float | None = None
-    #: Why `budget` is None, in a few words (what `require_budgets` tells the user).
-    no_budgets: str = ""
-
-    def __post_init__(self) -> None:
-        n = len(self.ids)
-        for name in ("budget", "params", "tokens", "compute", "loss"):
-            if name == "budget" and self.budget is None:
-                continue
-            arr = np.asarray(getattr(self, name), dtype=float)
-            object.__setattr__(self, name, arr)
-            if arr.shape != (n,):
-                raise InputError(
-                    f"{self.source or 'observations'}: column {name!r} has "
-                    f"{arr.shape} rows, expected {n}"
-                )
-            bad = np.flatnonzero(~np.isfinite(arr) | (arr <= 0))
-            if bad.size:
-                rows = ", ".join(self.ids[i] for i in bad[:5]) + (" ..." if bad.size > 5 else "")
-                raise InputError(
-                    f"{self.source or 'observations'}: column {name!r} must be "
-                    f"finite and positive; bad rows: {rows}"
-                )
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    @property
-    def has_budgets(self) -> bool:
-        """Whether each row belongs to a budget (False for a table off any budget grid)."""
-        return self.budget is not None
-
-    @property
-    def budgets(self) -> np.ndarray:
-        """The distinct planned budgets, ascending (none when the rows have no budgets)."""
-        return np.empty(0) if self.budget is None else np.unique(self.budget)
-
-    def require_budgets(self, who: str) -> None:
-        """Raise `InputError` naming both remedies when the rows have no budgets.
-
-        `who` is what needs them, e.g. "the quadratic fitter".
-        """
-        if self.budget is not None:
-            return
-        why = self.no_budgets or "these runs have none"
-        raise InputError(
-            f"{self.source or 'observations'}: {who} needs each run's compute budget, but {why}; "
-            f"name a budget column with --map budget=COLUMN, or group runs whose C lie within "
-            f"P% of each other with --group-tolerance P (or fit every run with --fitter robust)"
-        )
-
-    def record(self) -> dict[str, Any]:
-        """What a fit of these rows records in its `settings` about how they were read:
-        `{"group_tolerance": P}` when budgets were formed by `--group-tolerance P`, else {}."""
-        return {} if self.group_tolerance is None else {"group_tolerance": self.group_tolerance}
-
-    def groups(self) -> list[tuple[float, np.ndarray]]:
-        """(budget, row indices sorted by N) for each planned budget, ascending.
-
-        Rows without budgets are an `InputError` (`require_budgets`).
-        """
-        self.require_budgets("grouping runs by budget")
-        out = []
-        for b in self.budgets:
-            idx = np.flatnonzero(self.budget == b)
-            out.append((float(b), idx[np.argsort(self.params[idx], kind="stable")]))
-        return out
-
-    @classmethod
-    def from_results(
-        cls,
-        results: Iterable[RunResult],
-        source: str = "results",
-        conventions: Conventions | None = None,
-    ) -> Observations:
-        """The `ok` results as observations, counted under `conventions`.
-
-        With `None` (or the results' own conventions), N and C are what the results recorded.
-        Otherwise N is recounted from each run's shape in `conventions.params` and C is the
-        run's compute in `conventions.flops`: `flops_exact`, or 6 N D with N in the chosen
-        parameter convention (what `flops_6n` records when that is the spec's). Runs stay
-        grouped by the budget they were planned for, but when C changes, a group's `budget`
-        becomes the geometric mean of its runs' recounted compute, so the laws are fitted
-        against compute in the chosen convention and `predict(C)` answers in it.
-        """
-        ok = [r for r in results if r.status == "ok"]
-        recorded = {r.spec.conventions for r in ok}
-        if len(recorded) > 1:
-            raise InputError(f"{source}: results mix conventions {sorted(map(str, recorded))}")
-        own = recorded.pop() if recorded else Conventions()
-        tokens = np.array([r.tokens_trained or r.spec.tokens for r in ok], dtype=float)
-        planned = np.array([r.spec.budget for r in ok], dtype=float)
-        if conventions is None or conventions == own:
-            conventions = own
-            params = np.array([r.spec.params for r in ok], dtype=float)
-            compute = np.array([r.flops for r in ok], dtype=float)
-            budget = planned
-        else:
-            params = np.array([r.spec.shape.params(conventions.params) for r in ok], dtype=float)
-            if conventions.flops == "exact":  # recorded, else counted from the shape
-                per_token = np.array([r.spec.shape.flops_per_token for r in ok], dtype=float)
-                recorded_c = np.array([r.flops_exact for r in ok], dtype=float)
-            else:  # flops_6n counts 6N in the spec's parameter convention
-                per_token = 6.0 * params
-                same = conventions.params == own.params
-                recorded_c = np.array([r.flops_6n if same else 0.0 for r in ok], dtype=float)
-            compute = np.where(recorded_c > 0, recorded_c, tokens * per_token)
-            recounted = conventions.flops != own.flops or (
-                conventions.flops == "6n" and conventions.params != own.params
-            )
-            budget = _geometric_means(planned, compute) if recounted else planned
-        return cls(
-            budget=budget,
-            params=params,
-            tokens=tokens,
-            compute=compute,
-            loss=np.array([r.loss for r in ok]),
-            ids=tuple(r.experiment_id for r in ok),
-            conventions=conventions,
-            source=source,
-            curves=tuple(r.curve for r in ok),
-        )
-
-
-def _geometric_means(groups: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Each row's group's geometric mean of `values` (groups are equal entries of `groups`)."""
-    out = np.empty_like(values, dtype=float)
-    for key in np.unique(groups):
-        rows = groups == key
-        out[rows] = np.exp(np.mean(np.log(values[rows])))
-    return out
-
-
-@dataclass(frozen=True)
-class StudyOutcome:
-    """Everything a study produced that a plotter or the report may show.
-
-    `fits` holds the study's fitter first (the one `fit.json` records and the headline quotes)
-    and then the fitters run beside it for comparison; `observations[i]` is the data `fits[i]`
-    was fitted to (fitters may count N and C under different conventions). `plan`, `config`
-    (the resolved study config) and `run_dir` are known when the outcome comes from a run
-    directory, and `None` when a user plots a fit of their own table.
-    """
-
-    fits: tuple[FitResult, ...]
-    observations: tuple[Observations, ...]
-    plan: SweepPlan | None = None
-    config: dict[str, Any] | None = None
-    run_dir: Any = None  # pathlib.Path; Any keeps this module free of filesystem types
-    #: What the study noticed on the way that a reader should see (a compared fitter that
-    #: could not fit the data).
-    notes: tuple[str, ...] = ()
-    #: The latest record of each run (failed ones included), when the data is a results file.
-    runs: tuple[RunResult, ...] = ()
-    #: Files the study's plotters have written so far for this outcome (same options), so a
-    #: later plotter (the report embeds every figure) can reuse them instead of redrawing.
-    drawn: tuple[Any, ...] = ()
-
-    def __post_init__(self) -> None:
-        if not self.fits:
-            raise InputError("a study outcome needs at least one fit")
-        if len(self.fits) != len(self.observations):
-            raise ValueError(
-                f"{len(self.fits)} fits but {len(self.observations)} sets of observations"
-            )
-
-    @property
-    def fit(self) -> FitResult:
-        """The study's own fit (its `[fitter]`), the one headlines quote."""
-        return self.fits[0]
-
-    @property
-    def primary_observations(self) -> Observations:
-        return self.observations[0]
-
-    @classmethod
-    def single(cls, observations: Observations, fit: FitResult) -> StudyOutcome:
-        """An outcome of one fit and its data (what `Plotter.plot` receives)."""
-        return cls(fits=(fit,), observations=(observations,))

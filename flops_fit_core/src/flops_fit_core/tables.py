@@ -40,7 +40,8 @@ import numpy as np
 
 from .errors import ConfigError, InputError
 from .limits import MAX_NESTING, nesting_depth
-from .schemas import Conventions, Observations
+from .observations import Observations
+from .schemas import Conventions
 
 __all__ = [
     "ALIASES",

@@ -30,6 +30,7 @@ __all__ = [
     "role",
 ]
 
+
 def format_interval(value: float, interval: Sequence[float] | None, spec: str = ".3g") -> str:
     """`0.470 [0.410, 0.530]`: a value and its interval written with one format spec."""
     text = f"{value:{spec}}"

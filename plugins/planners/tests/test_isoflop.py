@@ -13,7 +13,7 @@ import pytest
 
 from flops_fit_core import ConfigError, SweepPlan
 from flops_fit_core.config import load_study_config
-from flops_fit_core.pipeline import resolve_study
+from flops_fit_core import resolve_study
 from flops_fit_planners import IsoFlopPlanner
 from flops_fit_planners.shapes import ShapeGrid, choose_heads, search_shapes
 

@@ -31,7 +31,8 @@ import pytest
 
 from ..bases import Executor, Fitter, Planner, Plotter, PluginBase, Trainer, TrainerContext
 from ..errors import ConfigError, FitError, TrainingCancelled
-from ..schemas import FitResult, Observations, PluginConfig, RunResult, StudyOutcome, SweepPlan
+from ..observations import Observations, StudyOutcome
+from ..schemas import FitResult, PluginConfig, RunResult, SweepPlan
 from .synthetic import CHINCHILLA, isoflop_observations, truth_fit
 from .trainers import CHILDREN_DIR, CancelAfter, ChildProcessTrainer, EchoTrainer, tiny_specs
 

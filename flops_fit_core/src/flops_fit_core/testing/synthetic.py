@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..schemas import Conventions, Estimate, FitResult, Observations, Optimum, PowerLaw
+from ..observations import Observations
+from ..schemas import Conventions, Estimate, FitResult, Optimum, PowerLaw
 
 __all__ = ["CHINCHILLA", "Law", "isoflop_observations", "truth_fit"]
 

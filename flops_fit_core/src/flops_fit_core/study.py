@@ -1,0 +1,147 @@
+"""A study resolved from its config: every named plugin looked up and its options validated.
+
+`resolve_study(config)` builds the planner, trainer, executor, fitter, compared fitters and
+plotters a config names, before anything runs, so a typo in any section fails at once with a
+one-line error. The `Reporter` protocol is how the stages tell the CLI (or a notebook) what
+they are doing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .bases import Executor, Fitter, Planner, Plotter, Trainer
+from .config import SECTIONS, StudyConfig
+from .errors import (
+    ConfigError,
+    UsageError,
+)
+from .plugins import PluginHost, get_host
+from .schemas import (
+    RunResult,
+    SweepPlan,
+)
+
+__all__ = [
+    "Reporter",
+    "SilentReporter",
+    "Study",
+    "resolve_study",
+]
+
+
+class Reporter(Protocol):
+    """What the pipeline tells the user; the CLI's implementation draws progress bars."""
+
+    def message(self, text: str) -> None: ...
+    def training_started(self, total: int, skipped: int) -> None: ...
+    def run_progress(self, spec_id: str, fraction: float, message: str | None) -> None: ...
+    def run_finished(self, result: RunResult) -> None: ...
+    def training_finished(self) -> None: ...
+
+
+class SilentReporter:
+    """A reporter that says nothing (the Python API's default)."""
+
+    def message(self, text: str) -> None: ...
+    def training_started(self, total: int, skipped: int) -> None: ...
+    def run_progress(self, spec_id: str, fraction: float, message: str | None) -> None: ...
+    def run_finished(self, result: RunResult) -> None: ...
+    def training_finished(self) -> None: ...
+
+
+@dataclass
+class Study:
+    """A study config with every plugin resolved and its options validated."""
+
+    config: StudyConfig
+    planner: Planner
+    trainer: Trainer
+    executor: Executor
+    fitter: Fitter
+    plotters: list[Plotter]
+    comparisons: list[Fitter] = field(default_factory=list)
+    _plan: SweepPlan | None = field(default=None, repr=False)
+
+    @property
+    def plan(self) -> SweepPlan:
+        """The sweep this study trains: its planner's plan, made on first use, or the plan it
+        was given (`with_plan`: `flops-fit train` trains a plan file)."""
+        if self._plan is None:
+            self._plan = self.planner.plan()
+        return self._plan
+
+    def with_plan(self, plan: SweepPlan) -> Study:
+        self._plan = plan
+        return self
+
+    def plugins(self) -> list[Any]:
+        return [
+            self.planner, self.trainer, self.executor, self.fitter, *self.comparisons,
+            *self.plotters,
+        ]  # fmt: skip
+
+    def validate(self) -> None:
+        """Every plugin's `validate_study` check; the first that fails raises `ConfigError`."""
+        for plugin in self.plugins():
+            plugin.validate_study(self)
+
+    def resolved(self) -> dict[str, Any]:
+        """The full config, every option's value included (what `config.toml` records)."""
+
+        def section(plugin: Any) -> dict[str, Any]:
+            return {"name": plugin.name, **plugin.config.model_dump(mode="json", exclude_none=True)}
+
+        plot_options = self.plotters[0].config.model_dump(mode="json") if self.plotters else {}
+        resolved = {
+            "schema_version": self.config.schema_version,
+            "planner": section(self.planner),
+            "trainer": section(self.trainer),
+            "executor": section(self.executor),
+            "fitter": section(self.fitter),
+            "plot": {"names": [p.name for p in self.plotters], **plot_options},
+        }
+        if self.comparisons:
+            resolved["compare"] = [section(f) for f in self.comparisons]
+        return resolved
+
+
+def resolve_study(config: StudyConfig, host: PluginHost | None = None) -> Study:
+    """Look up every named plugin and validate its options; nothing runs yet."""
+    host = host or get_host()
+    built: dict[str, Any] = {}
+    for section, kind in SECTIONS.items():
+        options = dict(getattr(config, section))
+        try:
+            built[section] = host.create(kind, options.pop("name"), options)
+        except ConfigError as exc:
+            if section == "fitter" and (hint := _compared_option_hint(config, options, host)):
+                raise ConfigError(f"{exc}; {hint}") from None
+            raise
+    plot_options = dict(config.plot)
+    names = plot_options.pop("names")
+    plotters = [host.create("plotter", name, plot_options) for name in names]
+    comparisons = []
+    for table in config.compare:
+        options = dict(table)
+        comparisons.append(host.create("fitter", options.pop("name"), options))
+    return Study(config=config, plotters=plotters, comparisons=comparisons, **built)
+
+
+def _compared_option_hint(
+    config: StudyConfig, options: Mapping[str, Any], host: PluginHost
+) -> str | None:
+    """For a `[fitter]` option its fitter does not know but a compared fitter does: how to
+    set it there (`--set fitter.bootstrap=200` on a study that compares `robust`)."""
+    for table in config.compare:
+        try:
+            known = host.get("fitter", table["name"]).Config.model_fields
+        except UsageError:
+            continue
+        keys = [key for key in options if key in known]
+        if keys:
+            name = table["name"]
+            return f"the compared {name!r} takes it: --set compare.{name}.{keys[0]}=..."
+    return None
