@@ -29,10 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, create_model
 
 from .errors import ConfigError, InputError
 from .limits import MAX_NESTING, nesting_depth, value_depth
+from .plugins import KINDS
 from .schemas import SCHEMA_VERSION, StrictModel, parse_model
 
 __all__ = [
@@ -53,23 +54,30 @@ __all__ = [
 DEFAULT_PRESET = "cpu-tiny"
 #: The figures a study draws, and its HTML report, unless `[plot] names` says otherwise.
 DEFAULT_PLOTS = ("isoflop", "scaling", "frontier", "parametric", "residuals", "curves", "report")
-#: section -> kind of plugin it names
-SECTIONS = {
-    "planner": "planner",
-    "trainer": "trainer",
-    "executor": "executor",
-    "fitter": "fitter",
-}
+#: section -> kind of plugin it names: each kind with a default is a section of a study
+SECTIONS = {kind: kind for kind, spec in KINDS.items() if spec.default is not None}
 
 
-class StudyConfig(StrictModel):
+def _section(kind: str):
+    return Field(default_factory=lambda: {"name": KINDS[kind].default})
+
+
+class _Versioned(StrictModel):
+    schema_version: int = SCHEMA_VERSION
+
+
+#: One table per stage (`[planner]`, `[trainer]`, ...), each naming its plugin: the fields are
+#: made from `KINDS`, so a new kind of plugin is a new section without an edit here.
+_Sections = create_model(
+    "_Sections",
+    __base__=_Versioned,
+    **{section: (dict[str, Any], _section(kind)) for section, kind in SECTIONS.items()},
+)
+
+
+class StudyConfig(_Sections):
     """The top level of a study config: one table per stage, validated by its plugin."""
 
-    schema_version: int = SCHEMA_VERSION
-    planner: dict[str, Any] = Field(default_factory=lambda: {"name": "isoflop"})
-    trainer: dict[str, Any] = Field(default_factory=lambda: {"name": "mock"})
-    executor: dict[str, Any] = Field(default_factory=lambda: {"name": "serial"})
-    fitter: dict[str, Any] = Field(default_factory=lambda: {"name": "empirical"})
     #: Fitters run beside `[fitter]` on the same results, each a table like `[fitter]`
     #: (`[[compare]]` / `name = "robust"` / options): the report shows them side by side.
     compare: list[dict[str, Any]] = Field(default_factory=list)

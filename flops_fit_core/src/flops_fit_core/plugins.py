@@ -11,26 +11,41 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, NamedTuple
 
 import pluggy
 from pydantic import BaseModel
 
 from . import hookspecs
 from .bases import Executor, Fitter, Planner, Plotter, PluginBase, Trainer
-from .errors import PluginError, UnknownPluginError
+from .errors import ConfigError, PluginError, UnknownPluginError
 
-__all__ = ["KINDS", "LoadError", "PluginHost", "PluginRecord", "get_host", "reset_host"]
+__all__ = ["KINDS", "Kind", "LoadError", "PluginHost", "PluginRecord", "get_host", "reset_host"]
 
-#: kind -> (register hook, base class)
-KINDS: dict[str, tuple[str, type[PluginBase]]] = {
-    "planner": ("flops_fit_register_planners", Planner),
-    "trainer": ("flops_fit_register_trainers", Trainer),
-    "fitter": ("flops_fit_register_fitters", Fitter),
-    "plotter": ("flops_fit_register_plotters", Plotter),
-    "executor": ("flops_fit_register_executors", Executor),
+
+class Kind(NamedTuple):
+    """One kind of plugin: the hook that registers it, the class it subclasses, the name a
+    study uses when its config names none (None: not a section of a study config), and the
+    contract suite in `flops_fit_core.testing` every class of the kind must pass."""
+
+    hook: str
+    base: type[PluginBase]
+    default: str | None
+    contract: str
+
+
+#: The one table of plugin kinds. The study config's sections (`config.SECTIONS`) and their
+#: defaults, the CLI's `--planner/--trainer/...` shortcuts and `testing.CONTRACTS` derive from
+#: it: adding a kind is one line here plus its hookspec.
+KINDS: dict[str, Kind] = {
+    "planner": Kind("flops_fit_register_planners", Planner, "isoflop", "PlannerContract"),
+    "trainer": Kind("flops_fit_register_trainers", Trainer, "mock", "TrainerContract"),
+    "executor": Kind("flops_fit_register_executors", Executor, "serial", "ExecutorContract"),
+    "fitter": Kind("flops_fit_register_fitters", Fitter, "empirical", "FitterContract"),
+    "plotter": Kind("flops_fit_register_plotters", Plotter, None, "PlotterContract"),
 }
 DISABLE_ENV = "FLOPS_FIT_DISABLE_PLUGINS"
 
@@ -127,7 +142,7 @@ class PluginHost:
     # -- registries ------------------------------------------------------------------------
     def _build(self) -> dict[str, dict[str, list[PluginRecord]]]:
         registry: dict[str, dict[str, list[PluginRecord]]] = {kind: {} for kind in KINDS}
-        for kind, (hook_name, base) in KINDS.items():
+        for kind, (hook_name, base, _, _) in KINDS.items():
             hook = getattr(self.pm.hook, hook_name)
             for impl in hook.get_hookimpls():  # registration order
                 plugin = self.pm.get_name(impl.plugin) or "?"
@@ -208,8 +223,25 @@ class PluginHost:
         return records[0].cls
 
     def create(self, kind: str, name: str, options: dict[str, Any] | None = None) -> PluginBase:
-        """An instance of `name` built from its options (validated against its `Config`)."""
-        return self.get(kind, name)(options or {})
+        """An instance of `name` built from its options (`build` with the name given apart)."""
+        return self.build(kind, {**(options or {}), "name": name})
+
+    def build(self, kind: str, section: Mapping[str, Any]) -> PluginBase:
+        """The plugin a config section names, built from the section's other keys.
+
+        `section` is a table such as `[trainer]`: `name` picks the class and the rest are its
+        options, validated against its `Config`. The one place a named plugin is built: the
+        study, the CLI commands and the report all come through here.
+        """
+        options = dict(section)
+        name = options.pop("name", None)
+        if not isinstance(name, str):
+            raise ConfigError(f'[{kind}] needs a name: name = "..." ({self._choices(kind)})')
+        return self.get(kind, name)(options)
+
+    def _choices(self, kind: str) -> str:
+        names = self.names(kind)
+        return "available: " + ", ".join(names) if names else "none installed"
 
     def records(self) -> list[PluginRecord]:
         out = [r for names in self.registry.values() for rs in names.values() for r in rs]

@@ -216,12 +216,11 @@ def read_outcome(
 def configured_trainer(config: Mapping[str, Any] | None) -> TrainerInfo | None:
     """The trainer options a resolved config (`config.toml`) describes; None when its trainer
     cannot be built here (not installed, or options this version does not know)."""
-    table = dict((config or {}).get("trainer") or {})
-    name = table.pop("name", None)
-    if not isinstance(name, str):
+    table = (config or {}).get("trainer")
+    if not isinstance(table, dict) or not isinstance(table.get("name"), str):
         return None
     try:
-        return get_host().create("trainer", name, table).info
+        return get_host().build("trainer", table).info
     except UsageError:
         return None
 

@@ -113,20 +113,18 @@ def resolve_study(config: StudyConfig, host: PluginHost | None = None) -> Study:
     host = host or get_host()
     built: dict[str, Any] = {}
     for section, kind in SECTIONS.items():
-        options = dict(getattr(config, section))
+        table = getattr(config, section)
         try:
-            built[section] = host.create(kind, options.pop("name"), options)
+            built[section] = host.build(kind, table)
         except ConfigError as exc:
+            options = {k: v for k, v in table.items() if k != "name"}
             if section == "fitter" and (hint := _compared_option_hint(config, options, host)):
                 raise ConfigError(f"{exc}; {hint}") from None
             raise
     plot_options = dict(config.plot)
     names = plot_options.pop("names")
-    plotters = [host.create("plotter", name, plot_options) for name in names]
-    comparisons = []
-    for table in config.compare:
-        options = dict(table)
-        comparisons.append(host.create("fitter", options.pop("name"), options))
+    plotters = [host.build("plotter", {**plot_options, "name": name}) for name in names]
+    comparisons = [host.build("fitter", table) for table in config.compare]
     return Study(config=config, plotters=plotters, comparisons=comparisons, **built)
 
 

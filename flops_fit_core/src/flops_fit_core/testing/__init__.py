@@ -4,6 +4,8 @@ a tiny trainer for executor tests, and hypothesis strategies.
 Importing this module needs pytest (a test dependency), not at run time.
 """
 
+from ..plugins import KINDS
+from . import contracts as _contracts
 from .contracts import (
     CommandsContract,
     ExecutorContract,
@@ -15,13 +17,9 @@ from .contracts import (
 from .synthetic import CHINCHILLA, Law, isoflop_observations, truth_fit
 from .trainers import CancelAfter, ChildProcessTrainer, EchoTrainer, tiny_specs
 
-#: hookspec -> the contract every class it registers must pass
+#: hookspec -> the contract every class it registers must pass (from the one table of kinds)
 CONTRACTS = {
-    "flops_fit_register_planners": PlannerContract,
-    "flops_fit_register_trainers": TrainerContract,
-    "flops_fit_register_fitters": FitterContract,
-    "flops_fit_register_plotters": PlotterContract,
-    "flops_fit_register_executors": ExecutorContract,
+    **{kind.hook: getattr(_contracts, kind.contract) for kind in KINDS.values()},
     "flops_fit_register_commands": CommandsContract,
 }
 
