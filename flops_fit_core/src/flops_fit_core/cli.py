@@ -24,9 +24,11 @@ from .cli_options import (
 )
 from .cli_results import fit, plot, predict, report
 from .cli_study import plan, run, train
-from .errors import FlopsFitError, TrainingCancelled
+from .errors import FlopsFitError, TrainingCancelled, UsageError
 from .files import os_error_cause
-from .plugins import get_host
+from .options import describe_options
+from .plugins import DISABLE_ENV, get_host
+from .study import describe_config
 
 __all__ = ["cli", "main"]
 
@@ -42,19 +44,47 @@ def cli(ctx: click.Context, quiet: bool, verbose: bool) -> None:
 
 
 @click.command()
+@click.argument("name", required=False, metavar="[NAME]")
+@click.option("--options", "show_options", is_flag=True, help="Show every plugin's options.")
 @click.option("--json", "as_json", is_flag=True, help="Print the listing as JSON.")
-def plugins(as_json):
-    """List installed plugins and any that failed to load."""
+def plugins(name, show_options, as_json):
+    """List installed plugins and any that failed to load; with NAME (or --options), each
+    plugin's options with their types, defaults and descriptions."""
     host = get_host()
-    records = [r.as_dict() for r in host.records()]
-    errors = [e.as_dict() for e in host.errors]
+    records = host.records()
+    if name is not None:
+        records = [r for r in records if r.name == name]
+        if not records:
+            kinds = ", ".join(sorted({r.kind for r in host.records()}))
+            raise UsageError(f"no plugin named {name!r} (kinds: {kinds}; see 'flops-fit plugins')")
+    detailed = name is not None or show_options
     if as_json:
-        echo_json({"plugins": records, "errors": errors})
+        listing = [
+            {**r.as_dict(), **({"options": _options(r)} if detailed else {})} for r in records
+        ]
+        data = {"plugins": listing, "errors": [e.as_dict() for e in host.errors]}
+        echo_json({**data, "disabled": host.disabled})
         return
     for r in records:
-        click.echo(f"{r['kind']:<9} {r['name']:<12} {r['distribution']} {r['version']}")
-    for e in errors:
-        click.echo(f"error     {e['plugin']} ({e['distribution']}): {e['error']}")
+        click.echo(f"{r.kind:<9} {r.name:<12} {r.distribution} {r.version}")
+        if detailed:
+            doc = (r.cls.__doc__ or "").strip().splitlines()
+            if doc:
+                click.echo(f"    {doc[0]}")
+            for option in _options(r):
+                default = "required" if option["required"] else f"default {option['default']!r}"
+                click.echo(f"    {option['name']} ({option['type']}, {default})")
+                if option["description"]:
+                    click.echo(f"        {option['description']}")
+    if name is None:
+        for e in host.errors:
+            click.echo(f"error     {e.plugin} ({e.distribution}): {e.error}")
+        for what in host.disabled:
+            click.echo(f"disabled  {what} by {DISABLE_ENV}")
+
+
+def _options(record) -> list[dict]:
+    return [o.as_dict() for o in describe_options(record.cls.Config)]
 
 
 @cli.group()
@@ -66,8 +96,18 @@ def config():
 @config_options
 def config_show(config_path, preset, overrides):
     """Print the resolved config, every option included, as TOML."""
-    study = resolve(read_study_config(config_path, preset, overrides))
-    click.echo(tomli_w.dumps(study.resolved()), nl=False)
+    study_config = read_study_config(config_path, preset, overrides)
+    shown, missing = describe_config(study_config)
+    for note in study_config.notes:
+        click.echo(note, err=True)
+    click.echo(tomli_w.dumps(shown), nl=False)
+    if missing:
+        click.echo("# required options not set yet (in the config, or --set KEY=VALUE):")
+        for section, option in missing:
+            about = f": {option.description}" if option.description else ""
+            click.echo(f"# {section}.{option.name} = ...  ({option.type}, required){about}")
+        names = ", ".join(f"{s}.{o.name}" for s, o in missing)
+        click.echo(f"note: set {names} before running this config", err=True)
 
 
 @config.command("validate")
@@ -90,6 +130,7 @@ cli.add_command(fit)
 cli.add_command(predict)
 cli.add_command(plot)
 cli.add_command(report)
+cli.add_command(plugins)
 
 
 def main(argv: list[str] | None = None) -> int:

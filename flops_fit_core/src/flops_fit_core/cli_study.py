@@ -72,6 +72,11 @@ def run(
     study_config = read_study_config(config_path, preset, overrides, **shortcuts)
     targets = add_targets(study_config, targets)
     study = resolve(study_config)
+    if broken := get_host().errors:  # said once, before hours of training, not per run
+        names = ", ".join(sorted({e.plugin for e in broken}))
+        state.reporter.message(
+            f"warning: {len(broken)} plugin load error(s) ({names}): see 'flops-fit plugins'"
+        )
     study.validate()  # before any stage is announced: a refusal is one line
     run_dir = out or Path("runs") / (
         config_path.stem if config_path else (preset or DEFAULT_PRESET)

@@ -107,7 +107,9 @@ class PluginHost:
         self.pm.add_hookspecs(hookspecs)
         self.errors: list[LoadError] = []
         self._origin: dict[str, tuple[str, str]] = {}  # plugin name -> (distribution, version)
-        self._registry: dict[str, dict[str, list[PluginRecord]]] | None = None
+        self._registry: dict[str, dict[str, list[PluginRecord]]] = {kind: {} for kind in KINDS}
+        #: `entry point (distribution)` of each plugin FLOPS_FIT_DISABLE_PLUGINS kept out
+        self.disabled: list[str] = []
         if load_entry_points:
             self.load_entry_points()
 
@@ -118,6 +120,7 @@ class PluginHost:
             dist = ep.dist.name if ep.dist else "unknown"
             version = ep.dist.version if ep.dist else "unknown"
             if ep.name in blocked or dist in blocked:
+                self.disabled.append(f"{ep.name} ({dist})")
                 continue
             try:
                 obj = ep.load()
@@ -127,7 +130,11 @@ class PluginHost:
             self.register(obj, name=ep.name, distribution=dist, version=version)
 
     def register(self, plugin: Any, name: str, distribution: str = "local", version: str = "0"):
-        """Register a plugin object (a module or any object with hookimpls)."""
+        """Register a plugin object (a module or any object with hookimpls).
+
+        Its register hooks are called and every class they return is checked at once, so
+        `host.errors` names a bad class as soon as it is registered.
+        """
         if self.pm.has_plugin(name) or self.pm.is_registered(plugin):
             self.errors.append(LoadError(name, distribution, "registered twice; second ignored"))
             return
@@ -137,39 +144,31 @@ class PluginHost:
             self.errors.append(LoadError(name, distribution, _describe(exc)))
             return
         self._origin[name] = (distribution, version)
-        self._registry = None
+        self._collect(plugin, name, distribution, version)
 
     # -- registries ------------------------------------------------------------------------
-    def _build(self) -> dict[str, dict[str, list[PluginRecord]]]:
-        registry: dict[str, dict[str, list[PluginRecord]]] = {kind: {} for kind in KINDS}
+    def _collect(self, plugin: Any, plugin_name: str, dist: str, version: str) -> None:
+        """Call one plugin's register hooks and file each class it returns under its kind."""
         for kind, (hook_name, base, _, _) in KINDS.items():
-            hook = getattr(self.pm.hook, hook_name)
-            for impl in hook.get_hookimpls():  # registration order
-                plugin = self.pm.get_name(impl.plugin) or "?"
-                dist, version = self._origin.get(plugin, ("local", "0"))
+            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+                if impl.plugin is not plugin:
+                    continue
                 try:
                     classes = list(impl.function() or [])
                 except Exception as exc:
-                    self.errors.append(LoadError(plugin, dist, f"{hook_name}: {_describe(exc)}"))
+                    self.errors.append(
+                        LoadError(plugin_name, dist, f"{hook_name}: {_describe(exc)}")
+                    )
                     continue
                 for cls in classes:
-                    problem = self._check_class(cls, base)
-                    if problem:
-                        self.errors.append(LoadError(plugin, dist, f"{hook_name}: {problem}"))
+                    if problem := self._check_class(cls, base):
+                        self.errors.append(LoadError(plugin_name, dist, f"{hook_name}: {problem}"))
                         continue
-                    record = PluginRecord(kind, cls.name, cls, plugin, dist, version)
-                    registry[kind].setdefault(cls.name, []).append(record)
-        for kind, names in registry.items():
-            for name, records in names.items():
-                if len(records) > 1:
-                    self.errors.append(
-                        LoadError(
-                            records[1].plugin,
-                            records[1].distribution,
-                            self._duplicate(kind, name, records),
-                        )
-                    )
-        return registry
+                    records = self._registry[kind].setdefault(cls.name, [])
+                    records.append(PluginRecord(kind, cls.name, cls, plugin_name, dist, version))
+                    if len(records) > 1:
+                        error = self._duplicate(kind, cls.name, records)
+                        self.errors.append(LoadError(plugin_name, dist, error))
 
     @staticmethod
     def _check_class(cls: Any, base: type[PluginBase]) -> str | None:
@@ -197,8 +196,6 @@ class PluginHost:
 
     @property
     def registry(self) -> dict[str, dict[str, list[PluginRecord]]]:
-        if self._registry is None:
-            self._registry = self._build()
         return self._registry
 
     def names(self, kind: str) -> list[str]:
@@ -211,12 +208,16 @@ class PluginHost:
         records = self.registry[kind].get(name)
         if not records:
             error = UnknownPluginError(kind, name, self.names(kind))
+            notes = []
             if self.errors:
-                broken = len(self.errors)
-                error.args = (
-                    f"{error} ({broken} plugin load error{'s' if broken > 1 else ''}: "
-                    "see 'flops-fit plugins')",
+                n = len(self.errors)
+                notes.append(
+                    f"{n} plugin load error{'s' if n > 1 else ''}: see 'flops-fit plugins'"
                 )
+            if self.disabled:
+                notes.append(f"{DISABLE_ENV} disabled {', '.join(self.disabled)}")
+            if notes:
+                error.args = (f"{error} ({'; '.join(notes)})",)
             raise error
         if len(records) > 1:
             raise PluginError(self._duplicate(kind, name, records))

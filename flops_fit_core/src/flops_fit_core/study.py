@@ -18,6 +18,7 @@ from .errors import (
     ConfigError,
     UsageError,
 )
+from .options import Option, describe_options, missing_required
 from .plugins import PluginHost, get_host
 from .schemas import (
     RunResult,
@@ -28,6 +29,7 @@ __all__ = [
     "Reporter",
     "SilentReporter",
     "Study",
+    "describe_config",
     "resolve_study",
 ]
 
@@ -91,9 +93,6 @@ class Study:
     def resolved(self) -> dict[str, Any]:
         """The full config, every option's value included (what `config.toml` records)."""
 
-        def section(plugin: Any) -> dict[str, Any]:
-            return {"name": plugin.name, **plugin.config.model_dump(mode="json", exclude_none=True)}
-
         plot_options = self.plotters[0].config.model_dump(mode="json") if self.plotters else {}
         resolved = {
             "schema_version": self.config.schema_version,
@@ -106,6 +105,11 @@ class Study:
         if self.comparisons:
             resolved["compare"] = [section(f) for f in self.comparisons]
         return resolved
+
+
+def section(plugin: Any) -> dict[str, Any]:
+    """A built plugin as its config section: its name, then every option's value."""
+    return {"name": plugin.name, **plugin.config.model_dump(mode="json", exclude_none=True)}
 
 
 def resolve_study(config: StudyConfig, host: PluginHost | None = None) -> Study:
@@ -143,3 +147,44 @@ def _compared_option_hint(
             name = table["name"]
             return f"the compared {name!r} takes it: --set compare.{name}.{keys[0]}=..."
     return None
+
+
+def describe_config(
+    config: StudyConfig, host: PluginHost | None = None
+) -> tuple[dict[str, Any], list[tuple[str, Option]]]:
+    """The resolved config as `config show` prints it, even before its required options are
+    set: each section that cannot be built only for want of them shows what is set and the
+    defaults, and the missing options come back as (section, option) to be named."""
+    host = host or get_host()
+    try:
+        return resolve_study(config, host).resolved(), []
+    except ConfigError:
+        pass
+    shown: dict[str, Any] = {"schema_version": config.schema_version}
+    missing: list[tuple[str, Option]] = []
+    tables = [(section, kind, getattr(config, section)) for section, kind in SECTIONS.items()]
+    tables += [(f"compare.{t.get('name')}", "fitter", t) for t in config.compare]
+    for section, kind, table in tables:
+        try:
+            plugin = host.build(kind, table)
+        except ConfigError:
+            cls = host.get(kind, table["name"])
+            given = {k: v for k, v in table.items() if k != "name"}
+            lacking = missing_required(cls.Config, given)
+            if not lacking:
+                raise
+            defaults = {o.name: o.as_dict()["default"] for o in describe_options(cls.Config)}
+            values = {k: v for k, v in defaults.items() if v is not None}
+            missing += [(section, option) for option in lacking]
+            shown_table = {"name": table["name"], **values, **given}
+        else:
+            shown_table = {
+                "name": plugin.name,
+                **plugin.config.model_dump(mode="json", exclude_none=True),
+            }
+        if section.startswith("compare."):
+            shown.setdefault("compare", []).append(shown_table)
+        else:
+            shown[section] = shown_table
+    shown["plot"] = dict(config.plot)
+    return shown, missing

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 import threading
 import time
 from pathlib import Path
@@ -46,6 +47,14 @@ __all__ = [
 ]
 
 UNKNOWN_KEY = "surely_not_an_option_xyz"
+
+
+def _near(got: float, want: float, rel: float, what: str) -> None:
+    """Assert `got` is within `rel` of `want`, saying by how much it is not."""
+    ratio = f"{got / want:.3g}x" if want else "nonzero"
+    assert abs(got - want) <= rel * abs(want), (
+        f"{what} is {got:.6g}, expected {want:.6g} ({ratio}; tolerance {rel:.3g} relative)"
+    )
 
 
 class _PluginContract:
@@ -132,12 +141,21 @@ class TrainerContract(_PluginContract):
 
     def test_trains_the_planned_tokens_and_counts_flops(self, result, spec):
         tol = self.flops_tolerance
-        assert abs(result.tokens_trained - spec.tokens) <= tol * spec.tokens
-        assert abs(result.flops_exact - result.tokens_trained * spec.shape.flops_per_token) <= (
-            tol * result.flops_exact
+        _near(result.tokens_trained, spec.tokens, tol, "tokens_trained (the planned D)")
+        per_token = spec.shape.flops_per_token
+        _near(
+            result.flops_exact,
+            result.tokens_trained * per_token,
+            tol,
+            f"flops_exact (tokens_trained x {per_token:,} FLOPs per token)",
         )
-        assert abs(result.flops - spec.flops) <= tol * spec.flops
-        assert result.flops_6n == pytest.approx(6 * spec.params * result.tokens_trained, rel=tol)
+        _near(result.flops, spec.flops, tol, "flops (the planned budget's compute)")
+        _near(
+            result.flops_6n,
+            6 * spec.params * result.tokens_trained,
+            tol,
+            "flops_6n (6 x params x tokens_trained)",
+        )
 
     def test_names_itself_in_the_result(self, result, plugin):
         assert result.trainer.name == plugin.name
@@ -198,12 +216,33 @@ class FitterContract(_PluginContract):
     def fit(self, plugin, plugin_config, observations) -> FitResult:
         return plugin(plugin_config).fit(observations)
 
-    def test_recovers_the_true_exponent_within_its_interval(self, fit):
-        law = fit.laws["n_opt"]
-        assert abs(law.exponent - CHINCHILLA.a) <= self.exponent_tolerance
+    loss_tolerance = 0.02
+
+    def _exponent(self, fit: FitResult, key: str, truth: float) -> None:
+        law = fit.laws[key]
+        assert abs(law.exponent - truth) <= self.exponent_tolerance, (
+            f"{key} exponent is {law.exponent:.4f}, the data's true one {truth:.4f} "
+            f"(tolerance {self.exponent_tolerance})"
+        )
         if law.exponent_interval is not None:
             lo, hi = law.exponent_interval
-            assert lo <= CHINCHILLA.a <= hi, (lo, CHINCHILLA.a, hi)
+            assert lo <= truth <= hi, (
+                f"{key} exponent interval [{lo:.4f}, {hi:.4f}] misses the true {truth:.4f}"
+            )
+
+    def test_recovers_the_true_exponent_within_its_interval(self, fit):
+        """N*(C): the exponent of the true law, inside the fit's own interval."""
+        self._exponent(fit, "n_opt", CHINCHILLA.a)
+
+    def test_recovers_the_data_exponent_within_its_interval(self, fit):
+        """D*(C): the true exponent too (a fitter that got N* right may still get D* wrong)."""
+        self._exponent(fit, "d_opt", CHINCHILLA.b)
+
+    def test_recovers_the_optimal_loss(self, fit, observations):
+        """L*(C) at each budget of the data: the true law's optimal loss, within 2%."""
+        for budget in np.unique(observations.budget):
+            got = float(fit.laws["loss_opt"].predict(budget))
+            _near(got, float(CHINCHILLA.loss_opt(budget)), self.loss_tolerance, f"L*({budget:.3g})")
 
     def test_names_itself_and_records_settings_and_conventions(self, fit, plugin, observations):
         assert fit.fitter == plugin.name
@@ -236,6 +275,20 @@ class PlotterContract(_PluginContract):
 
     base = Plotter
     follows_formats: ClassVar[bool] = True
+
+    @pytest.fixture(autouse=True)
+    def _fresh_matplotlib(self):
+        """Each test starts from closed figures and default rcParams, whatever ran before,
+        and leaves them so (the checks of what a plotter left behind are tests of their own)."""
+        mpl = sys.modules.get("matplotlib")
+        saved = dict(mpl.rcParams) if mpl is not None else None
+        if (plt := sys.modules.get("matplotlib.pyplot")) is not None:
+            plt.close("all")
+        yield
+        if (plt := sys.modules.get("matplotlib.pyplot")) is not None:
+            plt.close("all")
+        if mpl is not None and saved is not None:
+            mpl.rcParams.update(saved)
 
     @pytest.fixture
     def observations(self) -> Observations:
@@ -274,8 +327,24 @@ class PlotterContract(_PluginContract):
         before = dict(mpl.rcParams)
         backend = mpl.get_backend()
         plugin(plugin_config).plot(observations, fit, tmp_path / "again")
-        assert dict(mpl.rcParams) == before
-        assert mpl.get_backend() == backend
+        changed = sorted(k for k, v in mpl.rcParams.items() if before.get(k) != v)
+        assert not changed, (
+            f"plot() changed matplotlib's global rcParams {changed[:5]}: use a local style "
+            "(`with matplotlib.rc_context(...)`, or set properties on the figure)"
+        )
+        assert mpl.get_backend() == backend, "plot() switched matplotlib's backend"
+
+    def test_leaves_no_pyplot_figure_open(self, plugin, plugin_config, observations, fit, tmp_path):
+        """pyplot keeps every figure it makes until closed: a plotter that opens them leaks
+        memory in a long study and draws stale artists into the next plotter's figure."""
+        pytest.importorskip("matplotlib")
+        plugin(plugin_config).plot(observations, fit, tmp_path / "open")
+        plt = sys.modules.get("matplotlib.pyplot")
+        left = plt.get_fignums() if plt is not None else []
+        assert not left, (
+            f"plot() left {len(left)} pyplot figure(s) open: build a "
+            "`matplotlib.figure.Figure()` directly, or `plt.close(fig)` once it is saved"
+        )
 
 
 class ExecutorContract(_PluginContract):
