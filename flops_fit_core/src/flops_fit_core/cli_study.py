@@ -24,6 +24,7 @@ from .cli_options import (
 from .config import DEFAULT_PRESET
 from .errors import RunFailed
 from .files import check_output
+from .plugins import get_host
 from .schemas import SweepPlan
 
 __all__ = [
