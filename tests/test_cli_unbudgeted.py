@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flops_fit_core.tables import group_by_tolerance, read_table
+from flops_fit_core.grouping import group_by_tolerance
+from flops_fit_core.tables import read_table
 from flops_fit_core.testing import CHINCHILLA
 from tests.clirunner import assert_one_line_error, flops_fit, snapshot
 

@@ -6,7 +6,7 @@ import tomllib
 
 import pytest
 
-from flops_fit_core import ConfigError, InputError, UnknownPluginError
+from flops_fit_core import ConfigError, InputError, UnknownPluginError, resolve_study
 from flops_fit_core.config import (
     DEFAULT_PRESET,
     available_presets,
@@ -14,7 +14,6 @@ from flops_fit_core.config import (
     merge_layers,
     parse_override,
 )
-from flops_fit_core import resolve_study
 from tests.clirunner import assert_one_line_error, flops_fit
 
 

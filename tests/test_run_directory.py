@@ -331,8 +331,8 @@ def _study(trainer, executor, specs):
     """The mock preset's study, training `specs` with `trainer` under `executor`."""
     import dataclasses
 
-    from flops_fit_core.config import load_study_config
     from flops_fit_core import resolve_study
+    from flops_fit_core.config import load_study_config
 
     study = resolve_study(load_study_config(preset="mock", overrides=["plot.names=[]"]))
     study = dataclasses.replace(study, trainer=trainer, executor=executor)
@@ -341,8 +341,8 @@ def _study(trainer, executor, specs):
 
 @pytest.mark.parametrize("executor", ["serial", "process"])
 def test_a_python_cancel_stops_run_study_before_fitting_and_the_child_is_gone(tmp_path, executor):
-    from flops_fit_core.executors import ProcessExecutor, SerialExecutor
     from flops_fit_core import run_study
+    from flops_fit_core.executors import ProcessExecutor, SerialExecutor
     from flops_fit_core.testing import ChildProcessTrainer, tiny_specs
 
     chosen = SerialExecutor() if executor == "serial" else ProcessExecutor({"workers": 2})
@@ -368,8 +368,8 @@ def test_a_python_cancel_stops_run_study_before_fitting_and_the_child_is_gone(tm
 
 
 def test_a_study_whose_every_experiment_failed_exits_1_not_2(tmp_path):
-    from flops_fit_core.executors import SerialExecutor
     from flops_fit_core import run_study
+    from flops_fit_core.executors import SerialExecutor
     from flops_fit_core.testing import EchoTrainer, tiny_specs
 
     study = _study(EchoTrainer(), SerialExecutor(), tiny_specs(3, fail=(0, 1, 2)))

@@ -10,9 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flops_fit_core import Observations, TrainerContext
+from flops_fit_core import Observations, TrainerContext, resolve_study
 from flops_fit_core.config import load_study_config
-from flops_fit_core import resolve_study
 from flops_fit_core.testing import CHINCHILLA
 
 

@@ -21,6 +21,7 @@ from flops_fit_core import (
     Observations,
     UsageError,
 )
+from flops_fit_core.grouping import group_compute
 from flops_fit_core.observations import (
     is_results_file,
     load_observations,
@@ -28,7 +29,7 @@ from flops_fit_core.observations import (
     requested_conventions,
 )
 from flops_fit_core.store import ResultsStore
-from flops_fit_core.tables import group_compute, parse_mapping, read_table
+from flops_fit_core.tables import parse_mapping, read_table
 from tests.clirunner import mock_study_args
 
 ROOT = Path(__file__).resolve().parents[1]

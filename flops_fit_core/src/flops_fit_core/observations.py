@@ -69,7 +69,7 @@ class Observations:
     #: column); every fitter copies these into its `FitResult.warnings`.
     warnings: tuple[str, ...] = field(default=())
     #: P when the budgets were formed by grouping runs whose C lie within P% of each other
-    #: (`tables.group_by_tolerance`, `--group-tolerance P`); fits record it (`record`).
+    #: (`grouping.group_by_tolerance`, `--group-tolerance P`); fits record it (`record`).
     group_tolerance: float | None = None
     #: Why `budget` is None, in a few words (what `require_budgets` tells the user).
     no_budgets: str = ""
@@ -385,7 +385,7 @@ def read_observations(
 
     A table is counted under `params`/`flops`, defaulting to `tables.DEFAULT_CONVENTIONS`
     (total parameters, C = 6ND); `mapping` names its columns; `group_tolerance` (a
-    percentage) groups its runs into budgets by C (`tables.group_by_tolerance`). A mapping or
+    percentage) groups its runs into budgets by C (`grouping.group_by_tolerance`). A mapping or
     a tolerance given for a results file is a `UsageError`: its budgets are the plan's.
     """
     path = Path(path)

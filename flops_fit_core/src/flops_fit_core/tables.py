@@ -20,18 +20,15 @@ What this module refuses rather than guesses, and why:
 
 What it accepts with a note in `Observations.warnings`: a derived column, exact duplicate
 rows (dropped: a run listed twice would count twice), and compute values that do not fall
-into clearly separated budgets (`group_compute`, `_budgets_of`): grouping runs into the wrong
+into clearly separated budgets (`group_compute`, `budgets_of`): grouping runs into the wrong
 budgets moves every optimum, so such a table has no budgets, `robust` fits it as it is, and a
 fitter that needs budgets asks for a budget column or `--group-tolerance P`.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import math
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -39,18 +36,15 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError, InputError
-from .limits import MAX_NESTING, nesting_depth
+from .grouping import budgets_of, group_by_tolerance
 from .observations import Observations
 from .schemas import Conventions
+from .table_files import RawTable, read_rows
 
 __all__ = [
     "ALIASES",
     "DEFAULT_CONVENTIONS",
     "FIELDS",
-    "FORMATS",
-    "RELATIVE_GAP",
-    "group_by_tolerance",
-    "group_compute",
     "parse_mapping",
     "read_table",
 ]
@@ -70,29 +64,12 @@ ALIASES: dict[str, tuple[str, ...]] = {
 
 _SYMBOL = {"params": "N", "tokens": "D", "compute": "C"}
 
-#: Extensions this module reads, and the reader of each.
-FORMATS = (".csv", ".jsonl", ".json", ".parquet")
-
-#: Two sorted compute values more than this far apart (relative) belong to different budgets,
-#: and no budget's values may spread wider than this (see `group_compute`). 1% is far above
-#: the rounding of a planned budget (IsoFLOP sweeps space budgets by 2x or more, runs of one
-#: budget differ by shape rounding of a fraction of a percent) and far below any real gap.
-RELATIVE_GAP = 0.01
 
 #: A table's conventions unless the fitter's settings say otherwise: total parameters and
 #: C = 6ND, the way almost every published IsoFLOP table counts.
 DEFAULT_CONVENTIONS = Conventions(params="total", flops="6n")
 
 _SHOWN = 5  # bad or duplicate rows named in a message before "..."
-
-
-@dataclass(frozen=True)
-class _Raw:
-    """A table as read: column names in file order, rows of raw cells, each row's id."""
-
-    columns: tuple[str, ...]
-    rows: list[dict[str, Any]]
-    ids: list[str]
 
 
 def parse_mapping(items: Iterable[str]) -> dict[str, str]:
@@ -133,7 +110,7 @@ def read_table(
     and `ALIASES`. `conventions` states how the table counts N and C (default
     `DEFAULT_CONVENTIONS`); a missing N or D is derived from C only under `6n`. Rows are
     grouped by the `budget` column when there is one, else by clustering compute
-    (`group_compute`) when that is unambiguous (`_budgets_of`); otherwise the observations
+    (`group_compute`) when that is unambiguous (`budgets_of`); otherwise the observations
     have no budgets (`Observations.no_budgets` says why, a warning notes it). With
     `group_tolerance` (a percentage), runs whose C lie within it are grouped instead
     (`group_by_tolerance`; a budget column with it is a `ConfigError`). Every refusal is an
@@ -146,7 +123,7 @@ def read_table(
         _check_field(field)
     conventions = conventions or DEFAULT_CONVENTIONS
     source = str(path)
-    raw = _read_raw(path)
+    raw = read_rows(path)
     if not raw.rows:
         raise InputError(f"{source}: the table has no rows")
     columns = _resolve_columns(source, raw.columns, mapping)
@@ -168,7 +145,7 @@ def read_table(
     elif "budget" in values:
         budget = values["budget"]
     else:
-        budget, why = _budgets_of(values["compute"], ids)
+        budget, why = budgets_of(values["compute"], ids)
         if budget is None:
             no_budgets = f"the table has no budget column and {why}"
             warnings.append(
@@ -192,136 +169,6 @@ def read_table(
 
 
 # -- reading ---------------------------------------------------------------------------------
-
-
-def _read_raw(path: Path) -> _Raw:
-    suffix = path.suffix.lower()
-    if suffix not in FORMATS:
-        raise InputError(
-            f"{path}: unknown table format {path.suffix or '(no extension)'!r}; "
-            f"use one of {', '.join(FORMATS)}"
-        )
-    if not path.exists():
-        raise InputError(f"table not found: {path}")
-    try:
-        if suffix == ".csv":
-            return _read_csv(path)
-        if suffix == ".parquet":
-            return _read_parquet(path)
-        return _read_json(path)
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not a text file ({exc.reason})") from None
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
-
-
-def _header(path: Path, names: Iterable[Any]) -> tuple[str, ...]:
-    columns = tuple(str(n).strip() for n in names)
-    seen: set[str] = set()
-    for name in columns:
-        if not name:
-            raise InputError(f"{path}: the header has an empty column name")
-        if name in seen:
-            raise InputError(f"{path}: column {name!r} appears twice in the header")
-        seen.add(name)
-    return columns
-
-
-def _read_csv(path: Path) -> _Raw:
-    """Rows named `line N`, N the line the record starts on (the header is line 1)."""
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
-        try:
-            header = next(reader)
-            while not any(cell.strip() for cell in header):
-                header = next(reader)
-        except StopIteration:
-            raise InputError(f"{path}: the file is empty") from None
-        except csv.Error as exc:
-            raise InputError(f"{path}:{reader.line_num}: {exc}") from None
-        columns = _header(path, header)
-        rows, ids = [], []
-        end = reader.line_num
-        try:
-            for cells in reader:
-                start, end = end + 1, reader.line_num
-                if not any(cell.strip() for cell in cells):
-                    continue
-                if len(cells) > len(columns):
-                    raise InputError(
-                        f"{path}: line {start} has {len(cells)} cells, the header {len(columns)}"
-                    )
-                rows.append(dict(zip(columns, cells, strict=False)))
-                ids.append(f"line {start}")
-        except csv.Error as exc:
-            raise InputError(f"{path}:{reader.line_num}: {exc}") from None
-    return _Raw(columns, rows, ids)
-
-
-def _json_records(path: Path) -> Iterator[tuple[str, Any]]:
-    """(id, record) for a JSON-lines file, or for a file holding one JSON array."""
-    text = path.read_text(encoding="utf-8-sig")
-    if text.lstrip().startswith("["):
-        for number, record in enumerate(_loads(path, text, ""), start=1):
-            yield f"record {number}", record
-        return
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            yield f"line {number}", _loads(path, line, f"line {number} ")
-
-
-def _loads(path: Path, text: str, where: str) -> Any:
-    """JSON text as Python values; what Python's parser cannot take (nesting past
-    `MAX_NESTING`, an integer of more than 4,300 digits) is an InputError."""
-    if nesting_depth(text) > MAX_NESTING:
-        raise InputError(
-            f"{path}: {where}nested too deeply (more than {MAX_NESTING} levels of [ ] or {{ }})"
-        )
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        at = "" if where else f", line {exc.lineno}"
-        raise InputError(f"{path}: {where or ''}is not valid JSON ({exc.msg}{at})") from None
-    except (ValueError, RecursionError) as exc:  # int digits limit, deep nesting
-        why = "holds a number of more than 4,300 digits" if "digits" in str(exc) else str(exc)
-        raise InputError(f"{path}: {where or 'the file '}{why}") from None
-
-
-def _read_json(path: Path) -> _Raw:
-    """Rows named `line N` (JSON lines) or `record N` (a JSON array); keys are the columns."""
-    columns: dict[str, None] = {}
-    rows, ids = [], []
-    for rid, record in _json_records(path):
-        if not isinstance(record, dict):
-            raise InputError(
-                f"{path}: {rid} is a JSON {type(record).__name__}, not an object of columns"
-            )
-        record = {str(k).strip(): v for k, v in record.items()}
-        columns.update(dict.fromkeys(record))
-        rows.append(record)
-        ids.append(rid)
-    if not rows:
-        raise InputError(f"{path}: the file is empty")
-    return _Raw(tuple(columns), rows, ids)
-
-
-def _read_parquet(path: Path) -> _Raw:
-    """Rows named `row N`, counted from 1."""
-    try:
-        import pyarrow.parquet as pq  # lazily: only Parquet users pay for importing pyarrow
-    except ImportError:  # pragma: no cover - pyarrow is a dependency of flops-fit-core
-        raise InputError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow)") from None
-    try:
-        table = pq.read_table(path)
-    except OSError:
-        raise
-    except Exception as exc:  # pyarrow raises ArrowInvalid & co. for a malformed file
-        raise InputError(f"{path}: not a readable Parquet file ({exc})") from None
-    columns = _header(path, table.column_names)
-    data = {name: table.column(i).to_pylist() for i, name in enumerate(columns)}
-    n = table.num_rows
-    rows = [{name: data[name][i] for name in columns} for i in range(n)]
-    return _Raw(columns, rows, [f"row {i + 1}" for i in range(n)])
 
 
 # -- columns ---------------------------------------------------------------------------------
@@ -383,7 +230,7 @@ def _number(cell: Any) -> float | str:
     return value
 
 
-def _column_values(source: str, raw: _Raw, field: str, column: str) -> np.ndarray:
+def _column_values(source: str, raw: RawTable, field: str, column: str) -> np.ndarray:
     out = np.empty(len(raw.rows))
     bad: list[str] = []
     for i, row in enumerate(raw.rows):
@@ -475,93 +322,3 @@ def _derive(
 
 
 # -- grouping --------------------------------------------------------------------------------
-
-
-def group_compute(
-    compute: np.ndarray, ids: Iterable[str] = (), source: str = "table"
-) -> np.ndarray:
-    """Each row's budget, found by clustering its compute; raises on ambiguous clusters.
-
-    Sorted, a value more than `RELATIVE_GAP` above the one before starts a new budget. A
-    budget whose values then spread more than `RELATIVE_GAP` (min to max) is a chain of close
-    values, not a budget: it could be split in several places, each giving different optima,
-    so it is an `InputError` asking for a budget column rather than a guess. Rounding to a few
-    significant digits is never used: 9.99e19 and 1.001e20 would land in different budgets.
-    A budget's value is the geometric mean of its runs' compute (exactly the value when they
-    all agree), the centre of its spread on the log scale the laws are fitted on.
-    """
-    budget, chain = _cluster(compute, ids)
-    if budget is None:
-        raise InputError(
-            f"{source}: {chain}; add a column with each run's budget and name it with "
-            f"--map budget=COLUMN, or group runs whose C lie within P% with --group-tolerance P"
-        )
-    return budget
-
-
-def _cluster(compute: np.ndarray, ids: Iterable[str] = ()) -> tuple[np.ndarray | None, str]:
-    """`group_compute`'s budgets, or None and why the compute values are ambiguous."""
-    compute = np.asarray(compute, dtype=float)
-    ids = list(ids) or [f"row {i + 1}" for i in range(compute.size)]
-    order = np.argsort(compute, kind="stable")
-    ordered = compute[order]
-    starts = np.flatnonzero(ordered[1:] > ordered[:-1] * (1 + RELATIVE_GAP)) + 1
-    budget = np.empty_like(compute)
-    for members in np.split(order, starts):
-        values = compute[members]
-        lo, hi = values.min(), values.max()
-        if hi > lo * (1 + RELATIVE_GAP):
-            rows = [ids[i] for i in members[np.argsort(values, kind="stable")]]
-            named = ", ".join(rows if len(rows) <= 3 else [*rows[:2], "...", rows[-1]])
-            return None, (
-                f"compute values from {lo:.4g} to {hi:.4g} ({named}) run together in steps "
-                f"under {RELATIVE_GAP:.0%} but spread {hi / lo - 1:.1%}, so which runs share a "
-                f"budget is ambiguous"
-            )
-        budget[members] = lo if lo == hi else float(np.exp(np.mean(np.log(values))))
-    return budget, ""
-
-
-def _budgets_of(compute: np.ndarray, ids: list[str]) -> tuple[np.ndarray | None, str]:
-    """A table's budgets from its compute when they are unambiguous, else None and why.
-
-    Unambiguous: `_cluster` finds no chain of close values, and at most half the runs are
-    alone in their budget (or there is one budget). Compute spread continuously (each run its
-    own C) clusters into one-run "budgets" that no IsoFLOP fit can use: no budgets then.
-    """
-    budget, chain = _cluster(compute, ids)
-    if budget is None:
-        return None, f"its compute values fall into no clearly separated budgets ({chain})"
-    _, counts = np.unique(budget, return_counts=True)
-    alone = int((counts == 1).sum())
-    if counts.size > 1 and alone > budget.size / 2:
-        return None, (
-            f"its compute values do not fall into budgets: {alone} of {budget.size} runs are "
-            f"alone at their C (no other run within {RELATIVE_GAP:.0%})"
-        )
-    return budget, ""
-
-
-def group_by_tolerance(compute: np.ndarray, tolerance: float) -> np.ndarray:
-    """Each row's budget when runs whose C lie within `tolerance` percent are grouped.
-
-    Sorted by C, a run joins the current budget while its C is at most `tolerance`% above the
-    budget's smallest C, and starts a new budget otherwise; so every budget's runs lie within
-    `tolerance`% of each other, and the grouping does not depend on row order. A budget's
-    value is the geometric mean of its runs' C, as in `group_compute`.
-    """
-    if not (math.isfinite(tolerance) and tolerance > 0):
-        raise ConfigError(f"--group-tolerance must be a positive percentage, got {tolerance:g}")
-    compute = np.asarray(compute, dtype=float)
-    factor = 1.0 + tolerance / 100.0
-    order = np.argsort(compute, kind="stable")
-    budget = np.empty_like(compute)
-    members: list[int] = []
-    for i in order:
-        if members and compute[i] > compute[members[0]] * factor:
-            budget[members] = np.exp(np.mean(np.log(compute[members])))
-            members = []
-        members.append(int(i))
-    if members:
-        budget[members] = np.exp(np.mean(np.log(compute[members])))
-    return budget
