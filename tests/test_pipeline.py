@@ -6,9 +6,9 @@ import pytest
 
 from flops_fit_core import SweepPlan, TrainingCancelled
 from flops_fit_core.executors import SerialExecutor
-from flops_fit_core.pipeline import train_plan
 from flops_fit_core.store import ResultsStore
 from flops_fit_core.testing import EchoTrainer, tiny_specs
+from flops_fit_core.training import train_plan
 
 
 def test_failures_are_recorded_skipped_and_retried_only_when_asked(tmp_path):

@@ -227,10 +227,10 @@ def test_a_full_disk_is_one_line_before_training_and_at_an_append(capsys, tmp_pa
 def test_a_disk_without_room_for_a_checkpoint_refuses_before_training(
     capsys, tmp_path, monkeypatch
 ):
-    from flops_fit_core import pipeline
+    from flops_fit_core import training
 
     usage = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(pipeline.shutil, "disk_usage", lambda p: usage._replace(free=1 << 20))
+    monkeypatch.setattr(training.shutil, "disk_usage", lambda p: usage._replace(free=1 << 20))
     run = tmp_path / "run"
     outcome = flops_fit(
         capsys, "-q", "run", "--out", run, "--set", "plot.names=[]", "--set", "planner.n_budgets=2"

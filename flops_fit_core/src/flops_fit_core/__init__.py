@@ -36,6 +36,7 @@ from .errors import (
 )
 from .executors import WORKERS_ENV
 from .files import write_atomic
+from .fits import Estimate, FitResult, Optimum, PowerLaw, Prediction
 from .flops import ParamConvention
 from .hookspecs import hookimpl
 from .observations import Observations, StudyOutcome, read_observations
@@ -45,14 +46,9 @@ from .rundir import REPORT_FILE, read_fit, read_outcome
 from .schemas import (
     SCHEMA_VERSION,
     Conventions,
-    Estimate,
     ExperimentSpec,
-    FitResult,
     ModelShape,
-    Optimum,
     PluginConfig,
-    PowerLaw,
-    Prediction,
     RunResult,
     SweepPlan,
     TrainerInfo,

@@ -26,17 +26,10 @@ from typing import Any, ClassVar
 from pydantic import Field, field_validator
 
 from .errors import TrainingCancelled
+from .fits import FitResult
 from .flops import FlopsConvention, ParamConvention
 from .observations import Observations, StudyOutcome
-from .schemas import (
-    ExperimentSpec,
-    FitResult,
-    PluginConfig,
-    RunResult,
-    SweepPlan,
-    TrainerInfo,
-    parse_model,
-)
+from .schemas import ExperimentSpec, PluginConfig, RunResult, SweepPlan, TrainerInfo, parse_model
 
 __all__ = [
     "Executor",

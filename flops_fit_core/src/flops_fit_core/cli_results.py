@@ -23,9 +23,9 @@ from .cli_options import (
     target_option,
 )
 from .files import check_output
+from .fits import FitResult
 from .observations import StudyOutcome, is_results_file, read_observations, requested_conventions
 from .plugins import get_host
-from .schemas import FitResult
 from .store import ResultsStore
 
 __all__ = [

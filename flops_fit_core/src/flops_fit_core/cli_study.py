@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from . import files, pipeline, rundir, text
+from . import files, pipeline, rundir, text, training
 from .cli_options import (
     State,
     add_targets,
@@ -188,7 +188,7 @@ def train(
     study = resolve(study_config).with_plan(the_plan)
     study.validate()
     results_path = results_path or plan_path.parent / rundir.RESULTS_FILE
-    summary = pipeline.train_plan(
+    summary = training.train_plan(
         the_plan,
         study.trainer,
         study.executor,

@@ -22,14 +22,9 @@ from .errors import (
     InputError,
     UsageError,
 )
+from .fits import FitResult
 from .flops import FlopsConvention, ParamConvention
-from .schemas import (
-    Conventions,
-    FitResult,
-    RunResult,
-    SweepPlan,
-    TrainerInfo,
-)
+from .schemas import Conventions, RunResult, SweepPlan, TrainerInfo
 from .store import LoadedResults, ResultsStore
 
 __all__ = [

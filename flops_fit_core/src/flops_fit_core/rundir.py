@@ -21,6 +21,7 @@ from .errors import (
     UsageError,
 )
 from .files import read_inside
+from .fits import FitResult
 from .observations import (
     StudyOutcome,
     is_results_file,
@@ -29,12 +30,7 @@ from .observations import (
     results_notes,
 )
 from .plugins import get_host
-from .schemas import (
-    FitResult,
-    RunResult,
-    SweepPlan,
-    TrainerInfo,
-)
+from .schemas import RunResult, SweepPlan, TrainerInfo
 from .store import ResultsStore
 
 __all__ = [

@@ -12,10 +12,10 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .schemas import LAW_NAMES
+from .fits import LAW_NAMES
 
 if TYPE_CHECKING:
-    from .schemas import Estimate, FitResult, PowerLaw, Prediction
+    from .fits import Estimate, FitResult, PowerLaw, Prediction
 
 __all__ = [
     "computes",

@@ -32,8 +32,9 @@ import pytest
 
 from ..bases import Executor, Fitter, Planner, Plotter, PluginBase, Trainer, TrainerContext
 from ..errors import ConfigError, FitError, TrainingCancelled
+from ..fits import FitResult
 from ..observations import Observations, StudyOutcome
-from ..schemas import FitResult, PluginConfig, RunResult, SweepPlan
+from ..schemas import PluginConfig, RunResult, SweepPlan
 from .synthetic import CHINCHILLA, isoflop_observations, truth_fit
 from .trainers import CHILDREN_DIR, CancelAfter, ChildProcessTrainer, EchoTrainer, tiny_specs
 

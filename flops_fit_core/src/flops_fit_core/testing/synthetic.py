@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..fits import Estimate, FitResult, Optimum, PowerLaw
 from ..observations import Observations
-from ..schemas import Conventions, Estimate, FitResult, Optimum, PowerLaw
+from ..schemas import Conventions
 
 __all__ = ["CHINCHILLA", "Law", "isoflop_observations", "truth_fit"]
 
