@@ -18,7 +18,7 @@ from .bases import (
     TrainerContext,
     run_one,
 )
-from .config import load_study_config
+from .config import DEFAULT_PLOTS, load_study_config
 from .errors import (
     ConfigError,
     FitError,
@@ -73,6 +73,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
+    "DEFAULT_PLOTS",
     "REPORT_FILE",
     "SCHEMA_VERSION",
     "WORKERS_ENV",

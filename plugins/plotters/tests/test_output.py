@@ -13,9 +13,10 @@ import pytest
 from PIL import Image
 
 import flops_fit_plotters
-from flops_fit_core import ConfigError, Plotter, PlotterConfig
+from flops_fit_core import ConfigError, Plotter, PlotterConfig, format_number_tex
 from flops_fit_plotters import FigureConfig, FrontierPlotter, IsoFlopPlotter, ScalingPlotter
-from flops_fit_plotters.style import format_budget, format_budgets, format_number_tex
+from flops_fit_plotters.style import budget_label as format_budget
+from flops_fit_plotters.style import budget_labels as format_budgets
 
 #: The figures the shared fixtures (an empirical fit: no parametric law, no run model, no
 #: curves) can draw; the others are checked the same way through the plotter contract.

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from flops_fit_core import Estimate, InputError, NothingToDraw, PowerLaw, StudyOutcome
-from flops_fit_plotters.models import parametric_loss
 from flops_fit_plotters.parametric import (
     MAX_CONTOURS,
     MAX_ZOOM_OUT,
@@ -17,6 +16,7 @@ from flops_fit_plotters.parametric import (
     contour_levels,
     flops_per_param_token,
 )
+from flops_fit_plotters.surfaces import parametric_loss
 
 #: Chinchilla's fitted law (Hoffmann et al. 2022), the one the synthetic runs are drawn from.
 CHINCHILLA = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}

@@ -14,7 +14,7 @@ from .curves import CurvesPlotter
 from .frontier import FrontierPlotter
 from .isoflop import IsoFlopPlotter
 from .parametric import ParametricPlotter
-from .report import ReportPlotter, figure_plotters
+from .report import ReportPlotter
 from .residuals import ResidualsPlotter
 from .scaling import ScalingPlotter
 
@@ -34,5 +34,15 @@ __all__ = [
 
 @hookimpl
 def flops_fit_register_plotters():
-    """The plotters this distribution provides, for the plugin host to register by name."""
-    return [*figure_plotters(), ReportPlotter]
+    """The plotters this distribution provides, for the plugin host to register by name: the
+    figures in reading order, then the report (which shows them, and any other plotter the
+    study's `[plot] names` lists)."""
+    return [
+        IsoFlopPlotter,
+        ScalingPlotter,
+        FrontierPlotter,
+        ParametricPlotter,
+        ResidualsPlotter,
+        CurvesPlotter,
+        ReportPlotter,
+    ]

@@ -32,21 +32,7 @@ from .style import EXTRAPOLATE_DECADES, SUPPORTED_FORMATS, save_figure
 if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn: it costs ~1 s at start-up
     from matplotlib.figure import Figure
 
-__all__ = [
-    "FigureConfig",
-    "FigurePlotter",
-    "compute_colorbar",
-    "compute_scale",
-    "draw_law",
-    "draw_optima",
-    "interval_errors",
-    "is_positive",
-    "law_band",
-    "match_optima",
-    "nearest_groups",
-    "usable_law",
-    "usable_optima",
-]
+__all__ = ["FigureConfig", "FigurePlotter"]
 
 
 class FigureConfig(PlotterConfig):

@@ -17,13 +17,13 @@ import numpy as np
 from flops_fit_core import FitResult, NothingToDraw, Observations
 
 from .base import FigurePlotter
-from .style import FONT_SIZES, format_budgets, new_figure, style_axes
+from .style import FONT_SIZES, budget_labels, new_figure, style_axes
 
 if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn: it costs ~1 s at start-up
     from matplotlib.colors import Colormap
     from matplotlib.figure import Figure
 
-__all__ = ["CurvesPlotter", "curve_colours"]
+__all__ = ["NO_CURVES", "CurvesPlotter", "curve_colours"]
 
 #: Panels per row at most: wider and the panels get too small to read a curve's tail.
 MAX_COLUMNS = 4
@@ -100,7 +100,7 @@ class CurvesPlotter(FigurePlotter):
         grid = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False)
         axes = grid.ravel()
         labels = (
-            format_budgets([budget for budget, _ in panels])
+            budget_labels([budget for budget, _ in panels])
             if observations.has_budgets
             else ["all runs (no budgets)"]
         )

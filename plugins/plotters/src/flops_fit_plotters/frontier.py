@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from flops_fit_core import FitResult, Observations, PowerLaw
+from flops_fit_core import FitResult, Observations, PowerLaw, format_interval, format_law
 
 from .base import (
     FigurePlotter,
@@ -32,9 +32,8 @@ from .style import (
     FONT_SIZES,
     NEUTRAL,
     OKABE_ITO,
+    budget_labels,
     flops_kind,
-    format_budgets,
-    format_number_tex,
     legend_outside,
     new_figure,
     style_axes,
@@ -56,15 +55,9 @@ TARGET_COLOURS: tuple[str, ...] = tuple(
 
 
 def loss_law_label(law: PowerLaw) -> str:
-    """`L* = 2.06 + 1102·C^-0.290` (mathtext), with the exponent's interval when known."""
-    power = rf"{format_number_tex(law.coefficient)}\cdot C^{{{law.exponent:.3f}}}"
-    if law.offset is not None:
-        power = rf"{format_number_tex(law.offset)} + {power}"
-    text = rf"$L^* = {power}$"
-    if law.exponent_interval is not None:
-        lo, hi = law.exponent_interval
-        text += f"\nexponent {law.level:.0%} CI [{lo:.3f}, {hi:.3f}]"
-    return text
+    """`L* = 2.06 + 1102·C^-0.290` (mathtext), with the exponent's interval when known (the
+    core's `format_law`)."""
+    return format_law(law, "L", tex=True)
 
 
 class FrontierPlotter(FigurePlotter):
@@ -128,10 +121,7 @@ class FrontierPlotter(FigurePlotter):
     @staticmethod
     def _draw_floor(ax: Axes, law: PowerLaw):
         """The irreducible loss E, the asymptote an offset law approaches."""
-        label = f"irreducible loss E = {law.offset:.3g}"
-        if law.offset_interval is not None:
-            lo, hi = law.offset_interval
-            label += f" [{lo:.3g}, {hi:.3g}]"
+        label = "irreducible loss E = " + format_interval(law.offset, law.offset_interval)
         return ax.axhline(
             law.offset,
             color=NEUTRAL,
@@ -146,7 +136,7 @@ class FrontierPlotter(FigurePlotter):
     def _draw_targets(ax: Axes, law: PowerLaw, targets: tuple) -> list:
         """Each target: a dotted vertical line and the law's L* there, with its interval."""
         handles: list = []
-        names = format_budgets(targets)
+        names = budget_labels(targets)
         for i, target in enumerate(targets):
             colour = TARGET_COLOURS[i % len(TARGET_COLOURS)]
             value = float(law.predict(target))
@@ -154,14 +144,13 @@ class FrontierPlotter(FigurePlotter):
             ax.axvline(
                 target, color=colour, linestyle=":", linewidth=1.3, zorder=1.6, gid=f"target-{i}"
             )
-            label = f"target C = {names[i]} FLOPs:\nL* = {value:.3f}"
+            interval = None
             if band is not None:
-                lo, hi = float(band[0][0]), float(band[1][0])
-                label += f" [{lo:.3f}, {hi:.3f}]"
+                interval = (float(band[0][0]), float(band[1][0]))
                 bars = ax.errorbar(
                     [target],
                     [value],
-                    yerr=interval_errors([value], [(lo, hi)]),
+                    yerr=interval_errors([value], [interval]),
                     fmt="none",
                     ecolor=colour,
                     elinewidth=1.4,
@@ -171,6 +160,7 @@ class FrontierPlotter(FigurePlotter):
                 )
                 for child in bars.get_children():
                     child.set_gid(f"target-interval-{i}")
+            label = f"target C = {names[i]} FLOPs:\nL* = " + format_interval(value, interval, ".3f")
             (point,) = ax.plot(
                 [target],
                 [value],

@@ -27,16 +27,16 @@ from .base import (
     match_optima,
     usable_optima,
 )
-from .models import LossModel, isoflop_lines, loss_model
 from .style import (
     FONT_SIZES,
     NEUTRAL,
-    format_budgets,
+    budget_labels,
     legend_outside,
     new_figure,
     series_style,
     style_axes,
 )
+from .surfaces import LossModel, isoflop_lines, loss_model
 
 if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn: it costs ~1 s at start-up
     from matplotlib.figure import Figure
@@ -67,7 +67,7 @@ class IsoFlopPlotter(FigurePlotter):
         optima = usable_optima(fit, ("params", "loss"), self.name)
         budgets = [budget for budget, _ in groups]
         paired, unmatched = match_optima(budgets, optima)
-        labels = format_budgets(budgets)
+        labels = budget_labels(budgets)
 
         model = loss_model(fit)
         fig = new_figure(8.2, 5.0)
@@ -206,7 +206,7 @@ class IsoFlopPlotter(FigurePlotter):
         """The fit's loss along this budget's iso-FLOP line, a little past its runs' sizes.
 
         A parametric law needs D for each N: the iso-FLOP line through the budget's own runs
-        (`models.IsoFlopLine`: D = C / (k N), k = 6 under C = 6ND, and read off each run when
+        (`surfaces.IsoFlopLine`: D = C / (k N), k = 6 under C = 6ND, and read off each run when
         attention is counted), the same line the parametric figure draws.
         """
         if not model.covers(budget):

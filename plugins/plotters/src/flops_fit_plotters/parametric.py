@@ -24,30 +24,36 @@ from flops_fit_core import (
     Observations,
     Optimum,
     StudyOutcome,
+    format_number_tex,
 )
 
 from .base import FigurePlotter, is_positive, match_optima, nearest_groups, usable_law
-from .models import IsoFlopLine, isoflop_lines, parametric_loss, parametric_values
 from .style import (
     EXTRAPOLATE_DECADES,
     FONT_SIZES,
     LEGEND_EDGE,
     NEUTRAL,
     OKABE_ITO,
+    budget_label,
+    budget_labels,
     flops_kind,
-    format_budget,
-    format_budgets,
-    format_number_tex,
     new_figure,
     series_style,
     style_axes,
 )
+from .surfaces import IsoFlopLine, isoflop_lines, parametric_loss, parametric_values
 
 if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn: it costs ~1 s at start-up
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["ParametricPlotter", "contour_levels", "flops_per_param_token"]
+__all__ = [
+    "MAX_CONTOURS",
+    "MAX_ZOOM_OUT",
+    "ParametricPlotter",
+    "contour_levels",
+    "flops_per_param_token",
+]
 
 
 #: How many contour levels to aim for: enough to read the surface's shape, few enough that
@@ -193,7 +199,7 @@ class ParametricPlotter(FigurePlotter):
         k = flops_per_param_token(observations)
         isoflops = isoflop_lines(observations, groups)
         budgets = [budget for budget, _ in groups]
-        labels = format_budgets(budgets)
+        labels = budget_labels(budgets)
         optima = sorted(
             (
                 opt
@@ -284,8 +290,8 @@ class ParametricPlotter(FigurePlotter):
             for t in off_figure:
                 n_t, d_t = frontier(t)
                 notes.append(
-                    f"target C = {format_budget(t)} is off the figure: "
-                    f"N* = {format_budget(n_t)}, D* = {format_budget(d_t)}"
+                    f"target C = {budget_label(t)} is off the figure: "
+                    f"N* = {budget_label(n_t)}, D* = {budget_label(d_t)}"
                 )
 
         style_axes(ax)
@@ -513,7 +519,7 @@ class ParametricPlotter(FigurePlotter):
             linewidth=2.0,
             linestyle="--",
             zorder=3,
-            label=f"frontier extrapolated to C = {format_budget(end_c)}",
+            label=f"frontier extrapolated to C = {budget_label(end_c)}",
             gid="frontier-extrapolated",
         )
         return [line, extra]
@@ -584,7 +590,7 @@ class ParametricPlotter(FigurePlotter):
             n, d = (float(v) for v in frontier(target))
             ax.plot([n], [d], zorder=6, label="_nolegend_", gid=f"target-{j}", **style)
             ax.annotate(
-                f"C = {format_budget(target)}\nN* = {format_budget(n)}\nD* = {format_budget(d)}",
+                f"C = {budget_label(target)}\nN* = {budget_label(n)}\nD* = {budget_label(d)}",
                 (n, d),
                 # Up and to the left of the frontier: the contours' labels sit at the right
                 # and bottom edges and the runs below, so that corner is free.

@@ -3,10 +3,13 @@
 A scaling study ends in a meeting where someone asks "how sure are we?". The page answers in
 the order people ask: the headline (N*, D*, L* and D*/N* with intervals at the largest budget
 and at each target), the fits side by side (every fitter the study ran, with its intervals),
-the figures, every warning, the runs, the resolved config and the environment. Figures are
-embedded as SVG data URIs, so the file can be mailed or attached to a ticket and still show
-everything; nothing is fetched from the network. Rendering is deterministic (no timestamps),
-so a rerun of an unchanged study rewrites the same bytes.
+the figures, every warning, the runs, the resolved config and the environment (with every
+plugin's distribution). The figures are this package's and those of every other plotter the
+study's `[plot] names` lists, a third party's too, each built through the plugin host; they are
+embedded as data URIs (SVG, or PNG where a third party writes only that), so the file can be
+mailed or attached to a ticket and still show everything; nothing is fetched from the network.
+Rendering is deterministic (no timestamps), so a rerun of an unchanged study rewrites the same
+bytes.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from __future__ import annotations
 import base64
 import json
 import platform
+import re
 import sys
+import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -24,26 +29,26 @@ from typing import Any
 import tomli_w
 
 from flops_fit_core import (
-    FitResult,
+    DEFAULT_PLOTS,
+    REPORT_FILE,
     NothingToDraw,
     Observations,
+    Plotter,
     StudyOutcome,
     computes,
     flops_convention,
     format_estimate,
-    pipeline,
+    format_law,
+    get_host,
     predictions,
     role,
+    write_atomic,
 )
 
 from .base import FigureConfig, FigurePlotter
-from .style import figure_bytes, format_budget, write_atomic
+from .style import budget_label, figure_bytes
 
-__all__ = ["REPORT_FILE", "ReportPlotter", "environment", "figure_plotters"]
-
-#: The report's file name, in the run directory (or the plot output directory): the core's,
-#: which `flops-fit run` looks for to print the report's path.
-REPORT_FILE = pipeline.REPORT_FILE
+__all__ = ["ReportPlotter"]
 
 #: Distributions whose versions the environment section lists when installed.
 _PACKAGES = (
@@ -94,28 +99,9 @@ _CAPTIONS = {
 }
 
 
-def figure_plotters() -> list[type[FigurePlotter]]:
-    """Every figure of this package, in reading order: what the report embeds and, with the
-    report, what the package registers (imported here, late: none of them imports us)."""
-    from .curves import CurvesPlotter
-    from .frontier import FrontierPlotter
-    from .isoflop import IsoFlopPlotter
-    from .parametric import ParametricPlotter
-    from .residuals import ResidualsPlotter
-    from .scaling import ScalingPlotter
-
-    return [
-        IsoFlopPlotter,
-        ScalingPlotter,
-        FrontierPlotter,
-        ParametricPlotter,
-        ResidualsPlotter,
-        CurvesPlotter,
-    ]
-
-
 def environment() -> dict[str, str]:
-    """Python, platform and the versions of the packages a study's numbers depend on."""
+    """Python, platform, the versions of the packages a study's numbers depend on, and the
+    distribution and version of every plugin the host has registered (a third party's too)."""
     env = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
@@ -126,7 +112,18 @@ def environment() -> dict[str, str]:
             env[name] = version(name)
         except PackageNotFoundError:
             continue
+    listed = {_canonical(name) for name in env}
+    plugins = {r.distribution: r.version for r in get_host().records()}
+    for dist, dist_version in sorted(plugins.items()):
+        if _canonical(dist) not in listed:
+            env[dist] = dist_version
+            listed.add(_canonical(dist))
     return env
+
+
+def _canonical(name: str) -> str:
+    """A distribution's name as packaging compares it (`Flops_Fit.x` is `flops-fit-x`)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 @dataclass(frozen=True)
@@ -137,21 +134,56 @@ class _Figure:
     skipped: str | None = None
 
 
-def _svg_uri(svg: bytes) -> str:
-    return "data:image/svg+xml;base64," + base64.b64encode(svg).decode("ascii")
+#: The files a figure may be embedded from, by suffix: their media types.
+_MEDIA_TYPES = {".svg": "image/svg+xml", ".png": "image/png"}
 
 
-def _law_text(fit: FitResult, key: str) -> str:
-    """An exponent with its interval; with the irreducible term when the law has one (the
-    exponent of E + k C^a is not comparable with that of a pure power law)."""
-    law = fit.laws[key]
-    text = f"{law.exponent:.3f}"
-    if law.exponent_interval is not None:
-        lo, hi = law.exponent_interval
-        text += f" [{lo:.3f}, {hi:.3f}]"
-    if law.offset is not None:
-        text += f" above E = {law.offset:.3g}"
-    return text
+def _data_uri(data: bytes, suffix: str = ".svg") -> str:
+    media = _MEDIA_TYPES[suffix.lower()]
+    return f"data:{media};base64," + base64.b64encode(data).decode("ascii")
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else repr(exc)
+
+
+def _plot_section(outcome: StudyOutcome) -> dict[str, Any] | None:
+    """The study's `[plot]` table, when the outcome carries its config."""
+    section = (outcome.config or {}).get("plot")
+    return section if isinstance(section, dict) else None
+
+
+def _figure_names(outcome: StudyOutcome) -> list[str]:
+    """The plotters whose figures the page shows, in order: the default figures (this
+    package's, which the page always tries: each says why when it cannot be drawn), then every
+    other plotter the study's `[plot] names` lists."""
+    names = (_plot_section(outcome) or {}).get("names")
+    if not (isinstance(names, list | tuple) and all(isinstance(n, str) for n in names)):
+        names = ()
+    return list(dict.fromkeys([*DEFAULT_PLOTS, *names]))
+
+
+def _embed_files(name: str, plotter: Plotter, outcome: StudyOutcome) -> list[_Figure]:
+    """A plotter that is not one of our figures: its `draw` into a scratch directory, and each
+    SVG or PNG file it returns embedded (the SVG, where it writes both of one figure)."""
+    with tempfile.TemporaryDirectory(prefix="flops-fit-report-") as scratch:
+        paths = [Path(p) for p in plotter.draw(outcome, Path(scratch)) or ()]
+        chosen: dict[str, Path] = {}
+        for path in paths:
+            suffix = path.suffix.lower()
+            if suffix in _MEDIA_TYPES and (path.stem not in chosen or suffix == ".svg"):
+                chosen[path.stem] = path
+        if not chosen:
+            wrote = ", ".join(p.name for p in paths) or "nothing"
+            return [_Figure(name, name, skipped=f"wrote no SVG or PNG file to embed ({wrote})")]
+        return [
+            _Figure(
+                name if stem == name or len(chosen) == 1 else f"{name}-{stem}",
+                name if len(chosen) == 1 else f"{name}: {path.name}",
+                data_uri=_data_uri(path.read_bytes(), path.suffix),
+            )
+            for stem, path in chosen.items()
+        ]
 
 
 def _runs_summary(outcome: StudyOutcome, observations: Observations) -> dict[str, Any]:
@@ -162,7 +194,7 @@ def _runs_summary(outcome: StudyOutcome, observations: Observations) -> dict[str
     return {
         "n_ok": len(observations),
         "n_budgets": len(budgets) if observations.has_budgets else 0,
-        "budget_range": (format_budget(budgets.min()), format_budget(budgets.max())),
+        "budget_range": (budget_label(budgets.min()), budget_label(budgets.max())),
         "devices": ", ".join(f"{d} ({n})" for d, n in sorted(devices.items())),
         "trainers": ", ".join(f"{t} ({n})" for t, n in sorted(trainers.items())),
         "failed": [(r.experiment_id, r.error or "") for r in failed],
@@ -187,7 +219,7 @@ def _run_rows(outcome: StudyOutcome, observations: Observations) -> list[dict[st
         return [
             {
                 "id": r.experiment_id,
-                "budget": format_budget(r.spec.budget, 2),
+                "budget": budget_label(r.spec.budget, 2),
                 "params": f"{r.spec.params:.4g}",
                 "tokens": f"{(r.tokens_trained or r.spec.tokens):.4g}",
                 "loss": "" if r.loss is None else f"{r.loss:.4f}",
@@ -204,7 +236,7 @@ def _run_rows(outcome: StudyOutcome, observations: Observations) -> list[dict[st
     return [
         {
             "id": observations.ids[i],
-            "budget": "" if budget is None else format_budget(budget[i], 2),
+            "budget": "" if budget is None else budget_label(budget[i], 2),
             "params": f"{observations.params[i]:.4g}",
             "tokens": f"{observations.tokens[i]:.4g}",
             "loss": f"{observations.loss[i]:.4f}",
@@ -236,7 +268,7 @@ def _warnings(outcome: StudyOutcome) -> list[tuple[str, list[str]]]:
         groups.append(("plan", list(outcome.plan.warnings)))
     for fit in outcome.fits:
         flagged = [
-            f"budget {format_budget(o.budget)}: {', '.join(o.flags)}" for o in fit.optima if o.flags
+            f"budget {budget_label(o.budget)}: {', '.join(o.flags)}" for o in fit.optima if o.flags
         ]
         groups.append((f"{fit.fitter} fit", [*fit.warnings, *flagged]))
     run_warnings = Counter(w for r in outcome.runs for w in r.warnings)
@@ -274,35 +306,55 @@ class ReportPlotter(FigurePlotter):
         return [path]
 
     def figures(self, outcome: StudyOutcome) -> list[_Figure]:
-        """Each figure of the outcome as an SVG data URI, or the reason it was left out.
+        """Each figure of the outcome as a data URI, or the reason it was left out.
 
-        A figure the study's plotters have just written as SVG for this outcome (with the same
-        `[plot]` options) is embedded from its file rather than drawn a second time.
+        Every plotter of `_figure_names` is built through the plugin host from its name and
+        the study's `[plot]` options; one that cannot be built or drawn costs the reader that
+        figure, never the page. A figure of ours that the study's plotters have just written
+        as SVG for this outcome (with the same `[plot]` options) is embedded from its file
+        rather than drawn a second time; a third party's plotter draws into a scratch
+        directory and the page embeds the SVG or PNG files it returns.
         """
-        options = {"targets": self.config.targets, "dpi": self.config.dpi, "formats": ("svg",)}
+        host = get_host()
+        options = self._plot_options(outcome)
         written = {Path(p).name: Path(p) for p in outcome.drawn}
-        out = []
-        for cls in figure_plotters():
-            caption = _CAPTIONS.get(cls.name, "")
-            if f"{cls.name}.svg" in written:
-                svg = written[f"{cls.name}.svg"].read_bytes()
-                out.append(_Figure(cls.name, caption, data_uri=_svg_uri(svg)))
+        out: list[_Figure] = []
+        for name in _figure_names(outcome):
+            if name == self.name:
                 continue
+            caption = _CAPTIONS.get(name, name)
             try:
-                fig = cls(cls.Config(**options)).figure_for(outcome)
+                cls = host.get("plotter", name)
+                if issubclass(cls, ReportPlotter):
+                    continue  # a page is not a figure of itself
+                if not issubclass(cls, FigurePlotter):
+                    out.extend(_embed_files(name, host.create("plotter", name, options), outcome))
+                    continue
+                if f"{name}.svg" in written:
+                    svg = written[f"{name}.svg"].read_bytes()
+                    out.append(_Figure(name, caption, data_uri=_data_uri(svg)))
+                    continue
+                own = {k: v for k, v in options.items() if k in cls.Config.model_fields}
+                svg_only = {"targets": self.config.targets, "dpi": self.config.dpi}
+                plotter = host.create("plotter", name, {**own, **svg_only, "formats": ("svg",)})
+                svg = figure_bytes(plotter.figure_for(outcome), "svg", self.config.dpi)
             except NothingToDraw as exc:
-                out.append(_Figure(cls.name, caption, skipped=str(exc)))
+                out.append(_Figure(name, caption, skipped=str(exc)))
                 continue
             except Exception as exc:  # one figure never costs the reader the whole page
-                reason = f"could not be drawn: {str(exc).splitlines()[0] if str(exc) else exc!r}"
-                out.append(_Figure(cls.name, caption, skipped=reason))
+                reason = f"could not be drawn: {_first_line(exc)}"
+                out.append(_Figure(name, caption, skipped=reason))
                 continue
-            out.append(
-                _Figure(
-                    cls.name, caption, data_uri=_svg_uri(figure_bytes(fig, "svg", self.config.dpi))
-                )
-            )
+            out.append(_Figure(name, caption, data_uri=_data_uri(svg)))
         return out
+
+    def _plot_options(self, outcome: StudyOutcome) -> dict[str, Any]:
+        """The `[plot]` options the study built its plotters from (all get the same ones):
+        the config's, or, for an outcome without one, those this report was given."""
+        section = _plot_section(outcome)
+        if section is None:
+            return self.config.model_dump(exclude_unset=True)
+        return {k: v for k, v in section.items() if k != "names"}
 
     def context(self, outcome: StudyOutcome) -> dict[str, Any]:
         """Everything the template shows, as plain values (tests read it directly)."""
@@ -347,9 +399,9 @@ class ReportPlotter(FigurePlotter):
             "laws": [
                 {
                     "fitter": f.fitter,
-                    "a": _law_text(f, "n_opt"),
-                    "b": _law_text(f, "d_opt"),
-                    "loss": _law_text(f, "loss_opt"),
+                    "a": format_law(f.laws["n_opt"]),
+                    "b": format_law(f.laws["d_opt"]),
+                    "loss": format_law(f.laws["loss_opt"]),
                     "r2": "" if f.laws["n_opt"].r2 is None else f"{f.laws['n_opt'].r2:.4f}",
                     "budgets": len(f.optima)
                     if f.diagnostics.get("n_budgets") != 0

@@ -18,17 +18,17 @@ import numpy as np
 from flops_fit_core import FitResult, InputError, NothingToDraw, Observations, StudyOutcome
 
 from .base import FigurePlotter, compute_colorbar, compute_scale
-from .models import LossModel, loss_model
 from .style import (
     FONT_SIZES,
     NEUTRAL,
+    budget_labels,
     flops_kind,
-    format_budgets,
     legend_outside,
     new_figure,
     series_style,
     style_axes,
 )
+from .surfaces import LossModel, loss_model
 
 if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn: it costs ~1 s at start-up
     from matplotlib.figure import Figure
@@ -94,7 +94,7 @@ class ResidualsPlotter(FigurePlotter):
 
         fig = new_figure(11.0, 4.8)
         by_c, by_n = fig.subplots(1, 2, sharey=True)
-        labels = format_budgets([budget for budget, _ in groups])
+        labels = budget_labels([budget for budget, _ in groups])
         offsets = self._spread(np.array([budget for budget, _ in groups]))
         handles: list = []
         # Joining each budget's runs shows a U or a slope at a glance; with many budgets or

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from flops_fit_core import FitResult, Observations, Optimum, PowerLaw
+from flops_fit_core import FitResult, Observations, Optimum, PowerLaw, format_law
 
 from .base import (
     FigurePlotter,
@@ -29,7 +29,6 @@ from .style import (
     NEUTRAL,
     OKABE_ITO,
     flops_kind,
-    format_number_tex,
     new_figure,
     style_axes,
 )
@@ -49,15 +48,9 @@ _PANELS = (
 
 
 def law_label(symbol: str, law: PowerLaw) -> str:
-    """`N* = 0.052·C^0.470`, as mathtext, with the exponent's interval when known."""
-    text = (
-        rf"${symbol}^* = {format_number_tex(law.coefficient)}\cdot "
-        rf"C^{{{law.exponent:.3f}}}$"
-    )
-    if law.exponent_interval is not None:
-        lo, hi = law.exponent_interval
-        text += f"\nexponent {law.level:.0%} CI [{lo:.3f}, {hi:.3f}]"
-    return text
+    """`N* = 0.052·C^0.470`, as mathtext, with the exponent's interval when known (the
+    core's `format_law`: the terminal and the report write the law the same way)."""
+    return format_law(law, symbol, tex=True)
 
 
 class ScalingPlotter(FigurePlotter):

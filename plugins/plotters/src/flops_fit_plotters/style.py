@@ -17,36 +17,13 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from flops_fit_core import write_atomic
 
 if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn: it costs ~1 s at start-up
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = [
-    "EXTRAPOLATE_DECADES",
-    "FONT_SIZES",
-    "GRID_COLOUR",
-    "LEGEND_EDGE",
-    "MARKERS",
-    "NEUTRAL",
-    "OKABE_ITO",
-    "SERIES_COLOURS",
-    "SUPPORTED_FORMATS",
-    "figure_bytes",
-    "flops_kind",
-    "format_budget",
-    "format_budgets",
-    "format_number_tex",
-    "legend_outside",
-    "new_figure",
-    "save_figure",
-    "series_style",
-    "style_axes",
-    "write_atomic",
-]
+__all__ = ["NEUTRAL", "budget_label", "budget_labels", "series_style"]
 
 #: Okabe & Ito (2008), "Color Universal Design": eight colours told apart by most readers,
 #: including those with protanopia, deuteranopia and tritanopia.
@@ -144,34 +121,22 @@ def legend_outside(ax: Axes, handles: list, title: str | None = None) -> None:
     )
 
 
-def format_budget(compute: float, digits: int = 1) -> str:
-    """A FLOP count as `1.0e18`: short, unambiguous, and sortable by eye."""
+def budget_label(compute: float, digits: int = 1) -> str:
+    """A compute budget as a figure or table labels it, `1.0e18`: short, unambiguous, and
+    sortable by eye."""
     mantissa, exponent = f"{compute:.{digits}e}".split("e")
     return f"{mantissa}e{int(exponent)}"
 
 
-def format_budgets(budgets: Sequence[float]) -> list[str]:
-    """`format_budget` for each, with just enough digits that distinct budgets read distinct."""
+def budget_labels(budgets: Sequence[float]) -> list[str]:
+    """`budget_label` for each, with just enough digits that distinct budgets read distinct."""
     values = [float(b) for b in budgets]
     distinct = len(set(values))
     for digits in range(1, 16):
-        labels = [format_budget(b, digits) for b in values]
+        labels = [budget_label(b, digits) for b in values]
         if len(set(labels)) == distinct:
             return labels
     return [repr(b) for b in values]
-
-
-def format_number_tex(value: float, digits: int = 3) -> str:
-    """A number for mathtext: plain (`0.052`) in a readable range, `1.2\\times10^{-5}` beyond."""
-    if value == 0 or not np.isfinite(value):
-        return f"{value:g}"
-    if 1e3 <= abs(value) < 1e4:  # `.3g` would write 1102 as 1.1e+03
-        return f"{value:.0f}"
-    if 1e-3 <= abs(value) < 1e3:
-        return f"{value:.{digits}g}"
-    mantissa, exponent = f"{value:.{digits - 1}e}".split("e")
-    mantissa = mantissa.rstrip("0").rstrip(".")
-    return rf"{mantissa}\times10^{{{int(exponent)}}}"
 
 
 def _software() -> str:

@@ -1,4 +1,5 @@
-"""A fit's model of each run's loss, read back from `fit.json`, for curves and residuals.
+"""Loss surfaces: a fit's model of each run's loss, read back from `fit.json`, and the
+iso-FLOP lines the figures draw across the (N, D) plane.
 
 The figures that compare runs with the fit need the fit's prediction of a single run's loss,
 not just the per-budget optima. Two fitters record one:
@@ -20,14 +21,7 @@ import numpy as np
 
 from flops_fit_core import FitResult, Observations
 
-__all__ = [
-    "IsoFlopLine",
-    "LossModel",
-    "isoflop_lines",
-    "loss_model",
-    "parametric_loss",
-    "parametric_values",
-]
+__all__ = ["parametric_loss"]
 
 _PARAMETRIC_KEYS = ("E", "A", "B", "alpha", "beta")
 
