@@ -38,7 +38,7 @@ from .executors import WORKERS_ENV
 from .files import write_atomic
 from .fits import Estimate, FitResult, Optimum, PowerLaw, Prediction
 from .flops import ParamConvention
-from .hookspecs import hookimpl
+from .hookspecs import HOOK_API_VERSION, hookimpl
 from .observations import Observations, StudyOutcome, read_observations
 from .pipeline import run_study
 from .plugins import PluginHost, get_host
@@ -74,6 +74,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "DEFAULT_PLOTS",
+    "HOOK_API_VERSION",
     "REPORT_FILE",
     "SCHEMA_VERSION",
     "WORKERS_ENV",

@@ -28,7 +28,7 @@ from pydantic import Field
 
 from .bases import Executor, Trainer, run_one
 from .errors import TrainingCancelled
-from .hookspecs import hookimpl
+from .hookspecs import HOOK_API_VERSION, hookimpl
 from .schemas import ExperimentSpec, PluginConfig, RunResult
 
 __all__ = ["WORKERS_ENV", "ProcessExecutor", "SerialExecutor"]
@@ -220,6 +220,10 @@ class ProcessExecutor(Executor):
             else:
                 pool.stop()
             pool.join()
+
+
+#: The hook API the built-in executors' registration was written for.
+hook_api_version = HOOK_API_VERSION
 
 
 @hookimpl

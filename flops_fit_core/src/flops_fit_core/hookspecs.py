@@ -13,7 +13,14 @@ import pluggy
 hookspec = pluggy.HookspecMarker("flops_fit")
 hookimpl = pluggy.HookimplMarker("flops_fit")
 
-__all__ = ["hookimpl", "hookspec"]
+__all__ = ["HOOK_API_VERSION", "hookimpl", "hookspec"]
+
+#: The version of these hooks and of what the core promises the classes they return (the base
+#: classes' methods, the schemas' fields). A plugin module states the version it was written
+#: for as `hook_api_version = 1`; the host refuses a plugin written for another version (its
+#: hooks would be called wrongly) with an error saying which, and loads one that states none.
+#: Raised only with a breaking change, which the CHANGELOG then describes.
+HOOK_API_VERSION = 1
 
 
 @hookspec

@@ -135,6 +135,18 @@ class PluginHost:
         Its register hooks are called and every class they return is checked at once, so
         `host.errors` names a bad class as soon as it is registered.
         """
+        wanted = getattr(plugin, "hook_api_version", hookspecs.HOOK_API_VERSION)
+        if wanted != hookspecs.HOOK_API_VERSION:
+            ours = hookspecs.HOOK_API_VERSION
+            self.errors.append(
+                LoadError(
+                    name,
+                    distribution,
+                    f"written for hook API version {wanted!r}; this flops-fit-core has "
+                    f"version {ours}: install a {distribution} release made for it",
+                )
+            )
+            return
         if self.pm.has_plugin(name) or self.pm.is_registered(plugin):
             self.errors.append(LoadError(name, distribution, "registered twice; second ignored"))
             return

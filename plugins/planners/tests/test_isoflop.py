@@ -11,9 +11,8 @@ from importlib.resources import files
 import numpy as np
 import pytest
 
-from flops_fit_core import ConfigError, SweepPlan
+from flops_fit_core import ConfigError, SweepPlan, resolve_study
 from flops_fit_core.config import load_study_config
-from flops_fit_core import resolve_study
 from flops_fit_planners import IsoFlopPlanner
 from flops_fit_planners.shapes import ShapeGrid, choose_heads, search_shapes
 

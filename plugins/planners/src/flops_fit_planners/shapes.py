@@ -17,9 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flops_fit_core import ConfigError
+from flops_fit_core import ConfigError, ParamConvention
 from flops_fit_core import flops as _flops
-from flops_fit_core.flops import ParamConvention
 
 __all__ = ["MAX_TARGET_PARAMS", "ShapeGrid", "Shapes", "choose_heads", "d_ff_for", "search_shapes"]
 
