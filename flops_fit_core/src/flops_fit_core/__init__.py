@@ -40,7 +40,7 @@ from .fits import Estimate, FitResult, Optimum, PowerLaw, Prediction
 from .flops import ParamConvention
 from .hookspecs import HOOK_API_VERSION, hookimpl
 from .observations import Observations, StudyOutcome, read_observations
-from .pipeline import run_study
+from .pipeline import fit, run_study
 from .plugins import PluginHost, get_host
 from .rundir import REPORT_FILE, read_fit, read_outcome
 from .schemas import (
@@ -118,6 +118,7 @@ __all__ = [
     "UsageError",
     "__version__",
     "computes",
+    "fit",
     "fit_report",
     "flops_convention",
     "format_estimate",

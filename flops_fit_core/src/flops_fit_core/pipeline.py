@@ -32,9 +32,11 @@ from .observations import (
     Observations,
     StudyOutcome,
     load_observations,
+    read_observations,
     requested_conventions,
     results_notes,
 )
+from .plugins import get_host
 from .rundir import (
     CONFIG_FILE,
     FAILED_SUFFIX,
@@ -57,6 +59,7 @@ __all__ = [
     "Drawn",
     "RunSummary",
     "draw_outcome",
+    "fit",
     "fit_comparisons",
     "fit_observations",
     "run_study",
@@ -65,6 +68,32 @@ __all__ = [
 
 def fit_observations(observations: Observations, fitter: Fitter) -> FitResult:
     return fitter.fit(observations)
+
+
+def fit(
+    data: Observations | str | Path,
+    fitter: str = "empirical",
+    *,
+    options: Mapping[str, Any] | None = None,
+    mapping: Mapping[str, str] | None = None,
+    group_tolerance: float | None = None,
+) -> FitResult:
+    """Fit scaling laws from a notebook: what `flops-fit fit FILE --fitter NAME` does.
+
+    `data` is `Observations`, a results file, or a table of runs trained elsewhere (`.csv`,
+    `.jsonl`, `.json`, `.parquet`; `mapping` names its columns and `group_tolerance` groups
+    its runs into budgets, as `--map` and `--group-tolerance` do). `options` are the fitter's
+    (`{"bootstrap": 200}`), validated as a config's `[fitter]` table is.
+    """
+    the_fitter = get_host().build("fitter", {**(options or {}), "name": fitter})
+    if not isinstance(data, Observations):
+        data = read_observations(
+            Path(data),
+            mapping=mapping,
+            group_tolerance=group_tolerance,
+            **requested_conventions(the_fitter),
+        )
+    return fit_observations(data, the_fitter)
 
 
 @dataclass
