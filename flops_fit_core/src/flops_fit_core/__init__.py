@@ -53,6 +53,7 @@ from .schemas import (
     SweepPlan,
     TrainerInfo,
 )
+from .store import ResultsStore
 from .study import resolve_study
 from .text import (
     computes,
@@ -104,6 +105,7 @@ __all__ = [
     "PluginHost",
     "PowerLaw",
     "Prediction",
+    "ResultsStore",
     "RunFailed",
     "RunResult",
     "StudyLocked",
