@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from flops_fit_core import FitError, PowerLaw
+from flops_fit_fitters.config import CommonConfig
 from flops_fit_fitters.diagnostics import (
     MAX_EXPONENT_HALF_WIDTH,
     check_exponent_identified,
@@ -17,7 +18,6 @@ from flops_fit_fitters.diagnostics import (
     leave_one_out,
 )
 from flops_fit_fitters.powerlaw import fit_power_law
-from flops_fit_fitters.settings import CommonConfig
 
 BUDGETS = np.logspace(18, 22, 5)
 

@@ -19,11 +19,11 @@ from flops_fit_core import (
 )
 from flops_fit_core import hookspecs as core_hookspecs
 from flops_fit_fitters import EmpiricalFitter, QuadraticFitter, flops_fit_register_fitters
-from flops_fit_fitters.checks import EXCLUDED_FLAG, format_budget
+from flops_fit_fitters.checks import budget_for_message
+from flops_fit_fitters.config import CommonConfig
 from flops_fit_fitters.diagnostics import leave_one_out
-from flops_fit_fitters.empirical import EDGE_FLAG, FEW_RUNS_FLAG
+from flops_fit_fitters.flags import EDGE_FLAG, EXCLUDED_FLAG, FEW_RUNS_FLAG
 from flops_fit_fitters.powerlaw import fit_power_law
-from flops_fit_fitters.settings import CommonConfig
 
 # Chinchilla's Approach 3 law (Hoffmann et al. 2022), rounded as published.
 E, A, B, ALPHA, BETA = 1.69, 406.4, 410.7, 0.34, 0.28
@@ -351,7 +351,7 @@ def test_non_monotonic_budget_is_excluded_when_enforced():
     assert result.optima[3].flags == [EXCLUDED_FLAG]
     assert result.diagnostics["excluded"] == [BUDGETS[3]]
     assert result.diagnostics["budgets_used"] == [c for c in BUDGETS if c != BUDGETS[3]]
-    named = format_budget(BUDGETS[3])
+    named = budget_for_message(BUDGETS[3])
     assert named == "2.51189e+20"
     assert any(named in w and "excluded" in w for w in result.warnings)
     # The laws are exactly those of the data without the broken budget.

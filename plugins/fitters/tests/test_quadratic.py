@@ -20,16 +20,16 @@ from flops_fit_core import (
 )
 from flops_fit_core.testing.synthetic import CHINCHILLA, isoflop_observations
 from flops_fit_fitters import QuadraticConfig, QuadraticFitter, flops_fit_register_fitters
-from flops_fit_fitters.checks import EXCLUDED_FLAG
-from flops_fit_fitters.powerlaw import fit_power_law
-from flops_fit_fitters.quadratic import (
-    CENTRE_BAND,
+from flops_fit_fitters.flags import (
+    EXCLUDED_FLAG,
     FEW_SIZES_FLAG,
     NOT_CONVEX_FLAG,
     OFF_CENTRE_FLAG,
     OUTSIDE_FLAG,
-    fit_parabola,
 )
+from flops_fit_fitters.parabola import fit_parabola
+from flops_fit_fitters.powerlaw import fit_power_law
+from flops_fit_fitters.quadratic import CENTRE_BAND
 
 LLAMA3 = Path(__file__).parent / "data" / "llama3" / "isoflops_points.csv"
 BUDGETS = np.geomspace(1e18, 1e22, 5)

@@ -12,7 +12,15 @@ import pytest
 from flops_fit_core import Conventions, FitError, FitResult, InputError, Observations
 from flops_fit_core.testing.synthetic import CHINCHILLA, Law, isoflop_observations
 from flops_fit_fitters.robust import RobustConfig, RobustFitter
-from flops_fit_fitters.vpnls import Data, Grid, Objective, evaluate, minimise, project, screen
+from flops_fit_fitters.variable_projection import (
+    Data,
+    Grid,
+    Objective,
+    evaluate,
+    minimise,
+    project,
+    screen,
+)
 
 LLAMA3 = Path(__file__).parent / "data" / "llama3" / "isoflops_points.csv"
 BUDGETS = (1e18, 1e19, 1e20, 1e21, 1e22)

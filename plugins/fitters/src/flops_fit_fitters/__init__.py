@@ -2,9 +2,13 @@
 
 This module is the plugin object the `flops_fit` entry point names: the core's plugin host
 calls `flops_fit_register_fitters()` here exactly as it would on a third party's plugin. The
-shared building blocks (`powerlaw`, `checks`, `diagnostics`) are importable so that every
-fitter in this package, and any third-party one, states uncertainty and flags problems the
-same way.
+shared building blocks are importable so that every fitter in this package, and any
+third-party one, states uncertainty and flags problems the same way: `laws.fit_laws` (the
+whole skeleton of a fitter that finds one optimum per budget), `powerlaw`, `checks`,
+`diagnostics`, `flags` and `config.CommonConfig`.
+
+Nothing imported here imports scipy or lmfit at module level: the plugin host imports this
+package at every CLI start, so they are imported inside the functions that need them.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 They live apart from any one fitter so that `empirical`, `quadratic` and `robust` agree on what
 "too few budgets", "non-monotonic" and "poor fit" mean, and word their warnings the same way:
 a user comparing two fitters' reports should see the same budgets named for the same reason.
+Both "too few budgets" errors (too few in the data, too few left after exclusions) are
+worded here and nowhere else.
 """
 
 from __future__ import annotations
@@ -14,16 +16,13 @@ import numpy as np
 
 from flops_fit_core import FitError, PowerLaw
 
+from .flags import EXCLUDED, EXCLUDED_FLAG
+
 __all__ = [
-    "EXCLUDED_FLAG",
-    "MIN_RUNS_PER_BUDGET",
-    "R2_CHECKED_LAWS",
-    "MonotonicCheck",
+    "budget_for_message",
     "check_monotonic",
     "check_n_budgets",
     "check_r_squared",
-    "format_budget",
-    "format_budgets",
     "not_decreasing",
     "not_increasing",
 ]
@@ -37,18 +36,16 @@ MIN_RUNS_PER_BUDGET = 3
 #: is small even for a perfect fit and would raise alarms that mean nothing.
 R2_CHECKED_LAWS = ("n_opt", "d_opt", "loss_opt")
 
-#: The flag an optimum gets when the monotonicity rule removes it from the law fits.
-EXCLUDED_FLAG = "excluded: non-monotonic"
 
-
-def format_budget(budget: float) -> str:
-    """A budget as users read it (`1e+20`), with enough digits to tell close budgets apart."""
+def budget_for_message(budget: float) -> str:
+    """A budget as a warning or an error names it (`1e+20`), with enough digits to tell close
+    budgets apart."""
     return f"{budget:.6g}"
 
 
 def format_budgets(budgets: Iterable[float]) -> str:
     """Budgets as one comma-separated list, so a warning names every budget it is about."""
-    return ", ".join(format_budget(float(b)) for b in budgets)
+    return ", ".join(budget_for_message(float(b)) for b in budgets)
 
 
 def check_n_budgets(n_budgets: int, min_budgets: int, fitter: str, source: str = "") -> None:
@@ -63,6 +60,29 @@ def check_n_budgets(n_budgets: int, min_budgets: int, fitter: str, source: str =
             f"{where}the {fitter} fitter needs at least {min_budgets} compute budgets "
             f"(min_budgets), but the data has {n_budgets}"
         )
+
+
+def check_budgets_left(
+    n_budgets: int, excluded: Sequence[tuple[float, str]], min_budgets: int
+) -> None:
+    """Raise `FitError` when fewer than `min_budgets` budgets are left once `excluded` are out.
+
+    `excluded` holds (budget, flag) pairs, the flag being the `flags.EXCLUDED` one that removed
+    it; the error names each budget with its reason, so a user sees what to fix where.
+    """
+    n_used = n_budgets - len(excluded)
+    if n_used >= min_budgets:
+        return
+    named = ", ".join(
+        f"{budget_for_message(b)} ({flag.removeprefix(EXCLUDED).strip()})" for b, flag in excluded
+    )
+    advice = "inspect those runs (the warnings say what is wrong with each)"
+    if any(flag == EXCLUDED_FLAG for _, flag in excluded):
+        advice += ", or set enforce_monotonic = false"
+    raise FitError(
+        f"only {n_used} of {n_budgets} budgets remain after exclusions, fewer than min_budgets = "
+        f"{min_budgets}; excluded: {named}; {advice}"
+    )
 
 
 def not_increasing(values: Sequence[float] | np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ import numpy as np
 from flops_fit_core import PowerLaw
 
 from .checks import check_r_squared
-from .settings import CommonConfig
+from .config import CommonConfig
 
 __all__ = [
     "MAX_EXPONENT_HALF_WIDTH",

@@ -26,7 +26,7 @@ import numpy as np
 
 from flops_fit_core import FitError, PowerLaw
 
-__all__ = ["MIN_POINTS", "fit_power_law", "log_residuals", "resolution_shifts"]
+__all__ = ["fit_power_law", "log_residuals", "resolution_shifts"]
 
 #: The fewest points with a residual degree of freedom: two points always lie on a line, so no
 #: uncertainty could be stated for them, and this toolkit never reports a law without one.

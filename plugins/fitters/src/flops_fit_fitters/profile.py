@@ -16,29 +16,31 @@ import math
 
 import numpy as np
 
-from .vpnls import PARAMS, Data, Objective, fitted_loss
+from .surface import PARAMS, THETA_NAMES, fitted_loss
+from .variable_projection import Problem
 
-__all__ = ["profile_intervals"]
+# Used by `robust` alone: nothing here is imported from outside this package.
+__all__: list[str] = []
 
-_NAMES = ("ln_E", "ln_A", "ln_B", "alpha", "beta")
 
-
-def profile_intervals(data: Data, objective: Objective, theta, free, lower, upper, level):
-    """Profile intervals of E, A, B, alpha and beta at `level`, and lmfit's fit report."""
+def profile_intervals(problem: Problem, theta: np.ndarray, level: float) -> dict[str, object]:
+    """Profile intervals of E, A, B, alpha and beta at `level` around the optimum `theta`,
+    under `problem`'s loss and constraints, and lmfit's fit report."""
     import lmfit
 
+    data, objective = problem.data, problem.objective
     params = lmfit.Parameters()
-    for j, name in enumerate(_NAMES):
+    for j, name in enumerate(THETA_NAMES):
         params.add(
             name,
             value=float(theta[j]),
-            vary=bool(free[j]),
-            min=float(lower[j]),
-            max=float(upper[j]),
+            vary=bool(problem.free[j]),
+            min=float(problem.lower[j]),
+            max=float(problem.upper[j]),
         )
 
     def residual(p):
-        t = np.array([p[name].value for name in _NAMES])
+        t = np.array([p[name].value for name in THETA_NAMES])
         fitted = fitted_loss(t, data.ln_n, data.ln_d)
         r = np.log(fitted) - data.ln_loss if objective.log_space else fitted - data.loss
         rho = objective.rho(r)[0]
@@ -52,7 +54,7 @@ def profile_intervals(data: Data, objective: Objective, theta, free, lower, uppe
     except Exception as exc:  # lmfit raises bare errors when a profile cannot be traced
         out["error"] = f"profile intervals could not be computed: {exc}"
         return out
-    for j, (name, label) in enumerate(zip(_NAMES, PARAMS, strict=True)):
+    for j, (name, label) in enumerate(zip(THETA_NAMES, PARAMS, strict=True)):
         if name not in ci:
             continue
         bounds = sorted(v for p, v in ci[name] if p > 0)

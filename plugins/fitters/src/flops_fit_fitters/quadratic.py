@@ -31,10 +31,10 @@ Hence the checks below, which this fitter applies to every budget:
   data warrants: it would flag two of Llama 3's ten budgets, whose vertices all lie in the
   middle half (the most lopsided at 26% of its ln N range, 74% of its ln D range).
 
-Then the budget-level rules shared with `empirical` (`checks.check_monotonic`: a budget whose
-L* is not below every smaller budget's is excluded under `enforce_monotonic`) and the law-level
-diagnostics every fitter reports (`diagnostics.law_diagnostics`: R², exponent sum,
-identification, leave-one-out).
+Then the skeleton shared with `empirical` (`laws.fit_laws`): the monotonicity rule (a budget
+whose L* is not below every smaller budget's is excluded under `enforce_monotonic`), the laws,
+and the law-level diagnostics every fitter reports (`diagnostics.law_diagnostics`: R², exponent
+sum, identification, leave-one-out).
 
 Validated on Llama 3's IsoFLOP points (the published Approach 2: a quadratic in log10 D per
 budget, OLS of log10 D* on log10 C): D* exponent 0.5368 and D*(3.8e25) = 16.1e12 tokens.
@@ -43,58 +43,24 @@ budget, OLS of log10 D* on log10 C): D* exponent 0.5368 and D*(3.8e25) = 16.1e12
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
-from flops_fit_core import (
-    Estimate,
-    FitError,
-    FitResult,
-    Fitter,
-    Observations,
-    Optimum,
-    PluginConfig,
-)
+from flops_fit_core import Estimate, FitResult, Fitter, Observations, PluginConfig
 
-from .checks import (
-    EXCLUDED_FLAG,
-    MIN_RUNS_PER_BUDGET,
-    check_monotonic,
-    check_n_budgets,
-    format_budget,
-    format_budgets,
-)
-from .diagnostics import law_diagnostics
-from .powerlaw import fit_power_law, log_residuals
-from .settings import CommonConfig
+from .checks import MIN_RUNS_PER_BUDGET, budget_for_message
+from .config import CommonConfig
+from .flags import FEW_SIZES_FLAG, NOT_CONVEX_FLAG, OFF_CENTRE_FLAG, OUTSIDE_FLAG
+from .laws import BudgetOptimum, fit_laws
+from .parabola import Parabola, fit_parabola
 
-__all__ = [
-    "CENTRE_BAND",
-    "FEW_SIZES_FLAG",
-    "NOT_CONVEX_FLAG",
-    "OFF_CENTRE_FLAG",
-    "OUTSIDE_FLAG",
-    "Parabola",
-    "QuadraticConfig",
-    "QuadraticFitter",
-    "fit_parabola",
-]
+__all__ = ["CENTRE_BAND", "QuadraticConfig", "QuadraticFitter"]
 
 #: The vertex's position in the sampled ln N range (0 = smallest size, 1 = largest) outside
 #: which a budget is flagged off-centre: the middle half (see the module docstring for why).
 CENTRE_BAND = (0.25, 0.75)
-
-# Flags of an optimum. Those starting with "excluded:" mean it is left out of the laws.
-#: Fewer than 3 distinct sizes (or token counts): no parabola through them.
-FEW_SIZES_FLAG = "excluded: fewer than 3 sizes"
-#: The parabola opens downwards (or is flat): no minimum.
-NOT_CONVEX_FLAG = "excluded: not convex"
-#: The vertex lies outside the sampled sizes: no interior minimum.
-OUTSIDE_FLAG = "excluded: vertex outside the grid"
-#: The vertex lies outside `CENTRE_BAND` of the sampled ln N range: biased towards the centre.
-OFF_CENTRE_FLAG = "off-centre"
 
 
 class QuadraticConfig(CommonConfig):
@@ -105,123 +71,12 @@ class QuadraticConfig(CommonConfig):
     """
 
 
-@dataclass(frozen=True)
-class Parabola:
-    """loss = c0 + c1·u + c2·u², u = x - centre, fitted by OLS to one budget's runs.
-
-    `x` is ln N (or ln D). Centring on the mean of x keeps the coefficients well conditioned
-    (ln N ~ 20, so x² ~ 400 would otherwise swamp the constant). `covariance` is that of
-    (c0, c1, c2), s²·(XᵀX)⁻¹ with s² = ssr / dof; with exactly 3 sizes (dof = 0) the parabola
-    passes through every run and nothing is known about its error: `covariance` is None.
-    """
-
-    centre: float
-    coefficients: tuple[float, float, float]
-    covariance: np.ndarray | None
-    dof: int
-    ssr: float
-    x_min: float
-    x_max: float
-
-    @property
-    def curvature(self) -> float:
-        return self.coefficients[2]
-
-    @property
-    def vertex(self) -> float:
-        """x at the minimum, -c1 / (2 c2) from the centre (meaningful when curvature > 0)."""
-        _, c1, c2 = self.coefficients
-        return self.centre - c1 / (2.0 * c2)
-
-    @property
-    def position(self) -> float:
-        """Where the vertex lies in the sampled range: 0 at its smallest x, 1 at its largest."""
-        return (self.vertex - self.x_min) / (self.x_max - self.x_min)
-
-    @property
-    def minimum(self) -> float:
-        """The parabola's value at its vertex, c0 - c1² / (4 c2)."""
-        c0, c1, c2 = self.coefficients
-        return c0 - c1 * c1 / (4.0 * c2)
-
-    def vertex_stderr(self) -> float | None:
-        """Standard error of the vertex (in x units), by the delta method.
-
-        The vertex g = -c1 / (2 c2) has gradient (0, -1/(2 c2), c1/(2 c2²)) in (c0, c1, c2):
-        a first-order error, good while the curvature is well determined; when it is not, the
-        error is large and so is the interval, which is the honest answer.
-        """
-        if self.covariance is None:
-            return None
-        _, c1, c2 = self.coefficients
-        grad = np.array([0.0, -1.0 / (2.0 * c2), c1 / (2.0 * c2 * c2)])
-        return math.sqrt(max(float(grad @ self.covariance @ grad), 0.0))
-
-    def minimum_stderr(self) -> float | None:
-        """Standard error of the minimum value (loss units), by the delta method.
-
-        The gradient of c0 - c1²/(4 c2) is (1, u*, u*²) with u* the vertex from the centre:
-        the error of the parabola's value at a fixed u* (the vertex's own error enters only to
-        second order, since the slope is zero there).
-        """
-        if self.covariance is None:
-            return None
-        u = self.vertex - self.centre
-        grad = np.array([1.0, u, u * u])
-        return math.sqrt(max(float(grad @ self.covariance @ grad), 0.0))
-
-
-def fit_parabola(x: np.ndarray, loss: np.ndarray) -> Parabola:
-    """OLS of loss on (1, u, u²), u = x - mean(x); needs 3 distinct values of x."""
-    x = np.asarray(x, dtype=float)
-    loss = np.asarray(loss, dtype=float)
-    if np.unique(x).size < 3:
-        raise ValueError("a parabola needs at least 3 distinct x values")
-    centre = float(x.mean())
-    u = x - centre
-    design = np.column_stack([np.ones_like(u), u, u * u])
-    coef, *_ = np.linalg.lstsq(design, loss, rcond=None)
-    resid = loss - design @ coef
-    ssr = float(resid @ resid)
-    dof = x.size - 3
-    covariance = ssr / dof * np.linalg.inv(design.T @ design) if dof > 0 else None
-    return Parabola(
-        centre=centre,
-        coefficients=(float(coef[0]), float(coef[1]), float(coef[2])),
-        covariance=covariance,
-        dof=dof,
-        ssr=ssr,
-        x_min=float(x.min()),
-        x_max=float(x.max()),
-    )
-
-
 @dataclass
-class _Budget:
-    """One budget's parabolas, the optimum read from them, and what the checks found."""
+class _Budget(BudgetOptimum):
+    """One budget's optimum, and the parabolas (in ln N, in ln D) it was read from."""
 
-    budget: float
-    rows: np.ndarray
-    params: Estimate
-    tokens: Estimate
-    loss: Estimate
     n_parabola: Parabola | None = None
     d_parabola: Parabola | None = None
-    flags: list[str] = field(default_factory=list)
-
-    @property
-    def usable(self) -> bool:
-        return not any(f.startswith("excluded:") for f in self.flags)
-
-    def optimum(self) -> Optimum:
-        return Optimum(
-            budget=self.budget,
-            params=self.params,
-            tokens=self.tokens,
-            loss=self.loss,
-            n_runs=int(self.rows.size),
-            flags=list(self.flags),
-        )
 
 
 class QuadraticFitter(Fitter):
@@ -234,108 +89,30 @@ class QuadraticFitter(Fitter):
     def fit(self, observations: Observations) -> FitResult:
         """Fit each budget's parabolas, check their vertices, and fit N*, D*, L*, D*/N* over C.
 
-        Raises `InputError` for runs without budgets, and `FitError` for fewer than `min_budgets`
-        budgets, when fewer than `min_budgets` survive the checks or, with `strict`, when a law's
-        R² is below `min_r_squared`.
+        The laws are plain OLS over the vertices, as the published Approach 2 fits them
+        (Chinchilla, Llama 3): the scatter of the vertices about the line already carries their
+        noise. Raises `InputError` for runs without budgets, and `FitError` for fewer than
+        `min_budgets` budgets, when fewer than `min_budgets` survive the checks or, with
+        `strict`, when a law's R² is below `min_r_squared`.
         """
-        cfg = self.config
-        observations.require_budgets(f"the {self.name} fitter")
-        groups = observations.groups()
-        check_n_budgets(len(groups), cfg.min_budgets, self.name, observations.source)
+        return fit_laws(self, observations, self._fit_budget, diagnostics=_diagnostics)
 
-        warnings: list[str] = list(observations.warnings)
-        budgets = [self._fit_budget(observations, b, rows, warnings) for b, rows in groups]
-
-        # The monotonicity rule, over the budgets whose vertices passed the checks.
-        candidates = [b for b in budgets if b.usable]
-        mono = check_monotonic(
-            [b.budget for b in candidates],
-            [b.params.value for b in candidates],
-            [b.tokens.value for b in candidates],
-            [b.loss.value for b in candidates],
-            enforce=cfg.enforce_monotonic,
-        )
-        warnings.extend(mono.warnings)
-        for b, keep in zip(candidates, mono.keep, strict=True):
-            if not keep:
-                b.flags.append(EXCLUDED_FLAG)
-        used = [b for b in budgets if b.usable]
-        if len(used) < cfg.min_budgets:
-            excluded = [b.budget for b in budgets if not b.usable]
-            raise FitError(
-                f"only {len(used)} of {len(budgets)} budgets have a usable vertex, fewer than "
-                f"min_budgets = {cfg.min_budgets}; excluded: {format_budgets(excluded)} (see "
-                f"the warnings: too few sizes, no minimum, a vertex outside the grid, or "
-                f"non-monotonic loss)"
-            )
-
-        c = np.array([b.budget for b in used])
-        n_star = np.array([b.params.value for b in used])
-        d_star = np.array([b.tokens.value for b in used])
-        l_star = np.array([b.loss.value for b in used])
-        # Plain OLS over the vertices, as the published Approach 2 fits (Chinchilla, Llama 3):
-        # the scatter of the vertices about the line already carries their noise.
-        laws = {
-            "n_opt": fit_power_law(c, n_star, cfg.confidence),
-            "d_opt": fit_power_law(c, d_star, cfg.confidence),
-            # A pure power law, no irreducible loss: far beyond the data it runs low.
-            "loss_opt": fit_power_law(c, l_star, cfg.confidence),
-            "tokens_per_param": fit_power_law(c, d_star / n_star, cfg.confidence),
-        }
-        law_diag, law_warnings = law_diagnostics(laws, c, n_star, d_star, cfg)
-        warnings.extend(law_warnings)
-
-        residuals = log_residuals(laws["n_opt"], c, n_star)
-        diagnostics = {
-            "n_budgets": len(budgets),
-            "n_runs": len(observations),
-            "n_budgets_used": len(used),
-            "budgets_used": [float(v) for v in c],
-            "excluded": [b.budget for b in budgets if not b.usable],
-            "off_centre_budgets": [b.budget for b in budgets if OFF_CENTRE_FLAG in b.flags],
-            **law_diag,
-            "residuals": [float(r) for r in residuals],
-            # What the fit minimised: the squared loss residuals of the N-parabolas of the
-            # budgets used (loss units²). The D-parabolas are not added: under C = 6ND they are
-            # the same fit mirrored, and adding them would count every run twice.
-            "objective": float(sum(b.n_parabola.ssr for b in used)),
-            "parabolas": [_describe(b) for b in budgets],
-        }
-        return FitResult(
-            fitter=self.name,
-            settings={**cfg.model_dump(mode="json"), **observations.record()},
-            conventions=observations.conventions,
-            laws=laws,
-            optima=[b.optimum() for b in budgets],
-            diagnostics=diagnostics,
-            warnings=warnings,
-        )
-
-    def _fit_budget(
-        self, observations: Observations, budget: float, rows: np.ndarray, warnings: list[str]
-    ) -> _Budget:
+    def _fit_budget(self, observations: Observations, budget: float, rows: np.ndarray) -> _Budget:
         """Fit one budget's parabolas and read its optimum; flag and warn about what is wrong.
 
         A budget that gets an `excluded:` flag keeps an optimum, so that reports and plots show
         every budget: its best run, without intervals (its parabola gave nothing better).
         """
-        where = f"budget {format_budget(budget)}"
+        where = f"budget {budget_for_message(budget)}"
         ln_n = np.log(observations.params[rows])
         ln_d = np.log(observations.tokens[rows])
         loss = observations.loss[rows]
-        best = int(rows[int(np.argmin(loss))])
-        out = _Budget(
-            budget=budget,
-            rows=rows,
-            params=Estimate(value=float(observations.params[best])),
-            tokens=Estimate(value=float(observations.tokens[best])),
-            loss=Estimate(value=float(observations.loss[best])),
-        )
+        out = _Budget.at_run(observations, budget, rows, int(rows[int(np.argmin(loss))]))
 
         n_distinct = min(np.unique(ln_n).size, np.unique(ln_d).size)
         if n_distinct < MIN_RUNS_PER_BUDGET:
             out.flags.append(FEW_SIZES_FLAG)
-            warnings.append(
+            out.warnings.append(
                 f"{where} has {n_distinct} distinct size(s) in {rows.size} run(s), fewer than "
                 f"the {MIN_RUNS_PER_BUDGET} a parabola needs: excluded from the laws"
             )
@@ -350,7 +127,7 @@ class QuadraticFitter(Fitter):
         ]
         if concave:
             out.flags.append(NOT_CONVEX_FLAG)
-            warnings.append(
+            out.warnings.append(
                 f"{where}: the parabola of loss in {' and '.join(concave)} has curvature <= 0, "
                 f"so the runs show no minimum (noise, or a grid far from the optimum): "
                 f"excluded from the laws"
@@ -366,7 +143,7 @@ class QuadraticFitter(Fitter):
             out.flags.append(OUTSIDE_FLAG)
             axis, p = outside[0]
             side, extend = ("below", "smaller") if p.position < 0 else ("above", "larger")
-            warnings.append(
+            out.warnings.append(
                 f"{where}: the parabola's vertex ({axis} = {math.exp(p.vertex):.4g}) lies "
                 f"{side} the sampled {axis} range [{math.exp(p.x_min):.4g}, "
                 f"{math.exp(p.x_max):.4g}], so the runs have no interior minimum: excluded "
@@ -379,7 +156,7 @@ class QuadraticFitter(Fitter):
         if not lo <= position <= hi:
             out.flags.append(OFF_CENTRE_FLAG)
             further = "smaller" if position < lo else "larger"
-            warnings.append(
+            out.warnings.append(
                 f"{where}: the vertex lies at {position:.0%} of the sampled ln N range, outside "
                 f"its middle {hi - lo:.0%}: a parabola fitted to a lopsided sample of a curve "
                 f"that is not a parabola pulls its vertex towards the grid centre (Approach "
@@ -387,7 +164,7 @@ class QuadraticFitter(Fitter):
                 f"budget's grid on it"
             )
         if out.n_parabola.dof == 0:
-            warnings.append(
+            out.warnings.append(
                 f"{where} has exactly 3 sizes: the parabola passes through every run, so its "
                 f"vertex has no standard error or interval"
             )
@@ -435,6 +212,18 @@ def _exp(x: float) -> float:
     """exp, clipped to stay finite: a nearly flat parabola's vertex can have an error of
     hundreds in ln N, and an interval end of inf would not survive fit.json."""
     return math.exp(min(max(x, -700.0), 700.0))
+
+
+def _diagnostics(optima: list[_Budget], used: list[_Budget]) -> dict:
+    """The off-centre budgets, what the fit minimised, and every budget's N-parabola."""
+    return {
+        "off_centre_budgets": [b.budget for b in optima if OFF_CENTRE_FLAG in b.flags],
+        # The squared loss residuals of the N-parabolas of the budgets used (loss units²).
+        # The D-parabolas are not added: under C = 6ND they are the same fit mirrored, and
+        # adding them would count every run twice.
+        "objective": float(sum(b.n_parabola.ssr for b in used)),
+        "parabolas": [_describe(b) for b in optima],
+    }
 
 
 def _describe(b: _Budget) -> dict:

@@ -4,17 +4,18 @@ It fits every run at once rather than one optimum per budget, so it uses all the
 extrapolates with a model of the loss surface, not a line through a handful of points. The
 procedure follows Hoffmann et al. (2022) and Besiroglu et al. (2024): Huber loss (delta 1e-3) on
 ln L in the log-sum-exp form, summed over runs; starts over a grid at least as wide as
-Chinchilla's; bootstrap intervals. It differs in how the work is done (`vpnls`): the grid is over
-(alpha, beta) only, with (E, A, B) projected out by least squares at each start, and the polish,
-the 1,000 resamples and the leave-one-budget-out refits are one batched exact-Newton
-computation each. Epoch AI found that Chinchilla's own fit had stopped short of its optimum; this
-one reports how many starts reach the best objective, which parameters sit on a bound, and
-which resamples failed, so a user can see whether the optimiser can be trusted.
+Chinchilla's; bootstrap intervals. It differs in how the work is done (`variable_projection`):
+the grid is over (alpha, beta) only, with (E, A, B) projected out by least squares at each
+start, and the polish, the 1,000 resamples and the leave-one-budget-out refits are one batched
+exact-Newton computation each. Epoch AI found that Chinchilla's own fit had stopped short of its
+optimum; this one reports how many starts reach the best objective, which parameters sit on a
+bound, and which resamples failed, so a user can see whether the optimiser can be trusted.
 
 From the fitted surface, with C = k N D (k measured from the data: 6 under the 6N convention):
 a = beta/(alpha+beta), b = alpha/(alpha+beta), G = (alpha A / (beta B))^(1/(alpha+beta)),
 N*(C) = G (C/k)^a, D*(C) = (C/k)^b / G, and L*(C) = E + K C^(-alpha beta/(alpha+beta)), an
-exact power law with an offset. Every derived number carries the bootstrap's interval.
+exact power law with an offset (`surface.frontier`). Every derived number carries the
+bootstrap's interval.
 """
 
 from __future__ import annotations
@@ -37,20 +38,27 @@ from flops_fit_core import (
     PowerLaw,
 )
 
-from .checks import MIN_RUNS_PER_BUDGET, check_n_budgets, format_budget, not_decreasing
+from .checks import (
+    MIN_RUNS_PER_BUDGET,
+    budget_for_message,
+    check_budgets_left,
+    check_n_budgets,
+    format_budgets,
+    not_decreasing,
+)
+from .config import CommonConfig
 from .diagnostics import check_exponent_identified, check_exponent_sum, exponent_sum
-from .quadratic import fit_parabola
-from .settings import CommonConfig
-from .vpnls import (
-    PARAMS,
+from .flags import EXCLUDED_FLAG, EXTRAPOLATED_FLAG, FEW_RUNS_FLAG
+from .parabola import fit_parabola
+from .surface import PARAMS, THETA_NAMES, fitted_loss, frontier, frontier_at
+from .variable_projection import (
     SAME_OPTIMUM,
     Data,
     Grid,
     Objective,
+    Problem,
     evaluate,
-    fitted_loss,
     grid_basins,
-    minimise,
     point_gradients,
     screen,
 )
@@ -58,9 +66,6 @@ from .vpnls import (
 __all__ = ["RobustConfig", "RobustFitter"]
 
 Param = Literal["E", "A", "B", "alpha", "beta"]
-
-#: Flag of a budget whose model optimum lies outside the sizes it sampled (an extrapolation).
-OUTSIDE_FLAG = "optimum outside sampled sizes"
 
 #: Without budgets (a table whose compute lies on no grid), the optima are reported at this
 #: many C, log-spaced from the smallest run's C to the largest's.
@@ -195,31 +200,23 @@ class RobustFitter(Fitter):
             groups = []
         warnings = list(observations.warnings)
         used, excluded = self._monotonic_rows(observations, groups, warnings)
-        n_kept = len(groups) - len(excluded)
-        if budgeted and n_kept < cfg.min_budgets:
-            raise FitError(
-                f"only {n_kept} of {len(groups)} budgets remain after excluding non-monotonic "
-                f"ones, fewer than min_budgets = {cfg.min_budgets}; inspect those runs, or set "
-                f"enforce_monotonic = false"
-            )
+        if budgeted:
+            check_budgets_left(len(groups), [(b, EXCLUDED_FLAG) for b in excluded], cfg.min_budgets)
         data = Data.from_arrays(
             observations.params[used], observations.tokens[used], observations.loss[used]
         )
-        objective = Objective(cfg.loss, cfg.delta, cfg.asymmetry)
         k_flops = float(
             np.median(observations.compute / (observations.params * observations.tokens))
         )
 
-        free, lower, upper, fixed = self._constraints()
-        best, search = self._search(data, objective, free, lower, upper, fixed)
-        replicates, failed = self._bootstrap(
-            observations, used, data, objective, best, free, lower, upper
-        )
+        problem = self._problem(data)
+        best, search = self._search(problem)
+        replicates, failed = self._bootstrap(observations, used, problem, best)
         level = cfg.confidence
-        point = _derived(best[None, :], k_flops)
+        point = frontier(best[None, :], k_flops)
         reps = None
         if replicates is not None:
-            reps = _derived(replicates, k_flops)
+            reps = frontier(replicates, k_flops)
             finite = np.all([np.isfinite(v) for v in reps.values()], axis=0)
             if not finite.all():  # e.g. a resample with no N effect: alpha -> 0, N* -> inf
                 failed += int((~finite).sum())
@@ -242,7 +239,7 @@ class RobustFitter(Fitter):
                 "(about 70-75% for a nominal 95% in our tests)"
             )
         parametric = self._parametric(best, replicates, search, level, warnings)
-        optima = self._optima(observations, reported, point, reps, level, k_flops, used)
+        optima = self._optima(observations, reported, point, reps, used)
         warnings.extend(_optimum_warnings(optima))
         warnings.extend(self._search_warnings(search))
         if failed:
@@ -291,9 +288,7 @@ class RobustFitter(Fitter):
                 "bootstrap_resamples": cfg.bootstrap,
                 "bootstrap_failed": failed,
             },
-            "theta": dict(
-                zip(("ln_E", "ln_A", "ln_B", "alpha", "beta"), map(float, best), strict=True)
-            ),
+            "theta": dict(zip(THETA_NAMES, map(float, best), strict=True)),
             "covariance_intervals": search["covariance_intervals"],
             "best_runs": [
                 observations.ids[rows[np.argmin(observations.loss[rows])]] for _, rows in groups
@@ -309,14 +304,12 @@ class RobustFitter(Fitter):
                 diagnostics["leave_one_out"] = "skipped: no budgets to leave out"
         elif cfg.leave_one_out:
             diagnostics["leave_one_out"] = self._leave_one_out(
-                observations, groups, used, data, objective, best, free, lower, upper, k_flops
+                observations, groups, used, problem, best, k_flops
             )
         if cfg.profile:
             from .profile import profile_intervals
 
-            diagnostics["profile"] = profile_intervals(
-                data, objective, best, free, lower, upper, level
-            )
+            diagnostics["profile"] = profile_intervals(problem, best, level)
         return FitResult(
             fitter=self.name,
             settings={**cfg.model_dump(mode="json"), **observations.record()},
@@ -336,7 +329,7 @@ class RobustFitter(Fitter):
         bad = not_decreasing(best)
         excluded = [float(groups[i][0]) for i in np.flatnonzero(bad)]
         if bad.any():
-            named = ", ".join(format_budget(b) for b in excluded)
+            named = format_budgets(excluded)
             if self.config.enforce_monotonic:
                 for i in np.flatnonzero(bad):
                     used[groups[i][1]] = False
@@ -353,7 +346,7 @@ class RobustFitter(Fitter):
         for budget, rows in groups:
             if rows.size < MIN_RUNS_PER_BUDGET:
                 warnings.append(
-                    f"budget {format_budget(budget)} has {rows.size} run(s), fewer than "
+                    f"budget {budget_for_message(budget)} has {rows.size} run(s), fewer than "
                     f"{MIN_RUNS_PER_BUDGET}: it constrains the surface little"
                 )
         if used.sum() < 6:
@@ -363,8 +356,9 @@ class RobustFitter(Fitter):
             )
         return used, excluded
 
-    def _constraints(self):
-        """Free mask, lower and upper bounds in theta space (ln E, ln A, ln B, alpha, beta)."""
+    def _problem(self, data: Data) -> Problem:
+        """The loss, the free mask, and the bounds in theta space (ln E, ln A, ln B, alpha,
+        beta) that every solve of this fit shares."""
         cfg = self.config
         free = np.array([name not in cfg.fixed for name in PARAMS])
         lower = np.full(5, -np.inf)
@@ -379,11 +373,14 @@ class RobustFitter(Fitter):
                 else:
                     lower[j], upper[j] = lo, hi
         fixed = {PARAMS.index(name): value for name, value in cfg.fixed.items()}
-        return free, lower, upper, fixed
+        objective = Objective(cfg.loss, cfg.delta, cfg.asymmetry)
+        return Problem(data, objective, free, lower, upper, fixed)
 
-    def _search(self, data, objective, free, lower, upper, fixed):
+    def _search(self, problem: Problem):
         """Grid of starts, discrete descent to local minima, polish; the convergence report."""
         cfg = self.config
+        data, objective, fixed = problem.data, problem.objective, problem.fixed
+        free, lower, upper = problem.free, problem.lower, problem.upper
         a_lo, a_hi = cfg.alpha_range
         b_lo, b_hi = cfg.beta_range
         if "alpha" in cfg.bounds:
@@ -404,7 +401,7 @@ class RobustFitter(Fitter):
         starts = theta.reshape(-1, 5)[minima[chosen]]
         for j, value in fixed.items():
             starts[:, j] = math.log(value) if j < 3 else value
-        sol = minimise(starts, data, objective, free=free, lower=lower, upper=upper, max_iter=500)
+        sol = problem.minimise(starts, max_iter=500)
         finite = np.isfinite(sol.objective)
         if not finite.any():
             raise FitError("the robust fit found no finite optimum from any start")
@@ -414,7 +411,7 @@ class RobustFitter(Fitter):
         at_best = np.zeros(minima.size, bool)
         at_best[chosen] = sol.objective <= f_best + SAME_OPTIMUM * abs(f_best)
         share = float(at_best[basin].mean())
-        covariance, cov_intervals = _sandwich(best, data, objective, free, cfg.confidence)
+        covariance, cov_intervals = _sandwich(best, problem, cfg.confidence)
         # A term whose share of the fitted loss is below 1e-4 everywhere is a coefficient at
         # its natural bound, 0, however its logarithm happened to stop.
         terms = np.stack(
@@ -447,7 +444,7 @@ class RobustFitter(Fitter):
             "covariance_intervals": cov_intervals,
         }
 
-    def _bootstrap(self, observations, used, data, objective, best, free, lower, upper):
+    def _bootstrap(self, observations, used, problem: Problem, best):
         """Refit `bootstrap` resamples at once (as per-run weights), warm-started at the optimum."""
         cfg = self.config
         if cfg.bootstrap == 0:
@@ -461,17 +458,7 @@ class RobustFitter(Fitter):
         np.add.at(counts, (np.arange(cfg.bootstrap)[:, None], draws), 1.0)
         weights = counts[:, unit_of_row]
         start = np.tile(best, (cfg.bootstrap, 1))
-        sol = minimise(
-            start,
-            data,
-            objective,
-            weights,
-            free=free,
-            lower=lower,
-            upper=upper,
-            rtol=1e-10,
-            lam0=1e-3,
-        )
+        sol = problem.minimise(start, weights, rtol=1e-10, lam0=1e-3)
         ok = sol.converged & np.isfinite(sol.objective)
         return sol.theta[ok], int((~ok).sum())
 
@@ -556,12 +543,13 @@ class RobustFitter(Fitter):
             out[name] = Estimate(value=value, stderr=se, interval=tuple(interval))
         return out
 
-    def _optima(self, observations, groups, point, reps, level, k_flops, used):
+    def _optima(self, observations, groups, point, reps, used):
         """Each budget's optimum on the fitted surface, flagged when it lies outside its grid."""
+        level = self.config.confidence
         optima = []
         for budget, rows in groups:
-            values = _at_budget(point, budget, k_flops)
-            spread = {} if reps is None else _at_budget(reps, budget, k_flops)
+            values = frontier_at(point, budget)
+            spread = {} if reps is None else frontier_at(reps, budget)
             estimate = {
                 key: self._estimate(float(values[key][0]), spread.get(key), level)
                 for key in ("n", "d", "l")
@@ -570,11 +558,11 @@ class RobustFitter(Fitter):
             flags = []
             sizes = observations.params[rows]
             if sizes.size and not sizes.min() <= values["n"][0] <= sizes.max():
-                flags.append(OUTSIDE_FLAG)
+                flags.append(EXTRAPOLATED_FLAG)
             if rows.size < MIN_RUNS_PER_BUDGET:
-                flags.append("few runs")
+                flags.append(FEW_RUNS_FLAG)
             if not used[rows].all():
-                flags.append("excluded: non-monotonic")
+                flags.append(EXCLUDED_FLAG)
             optima.append(
                 Optimum(
                     budget=float(budget),
@@ -634,9 +622,7 @@ class RobustFitter(Fitter):
             out.append("the best start had not converged when the polish stopped")
         return out
 
-    def _leave_one_out(
-        self, observations, groups, used, data, objective, best, free, lower, upper, k_flops
-    ):
+    def _leave_one_out(self, observations, groups, used, problem: Problem, best, k_flops):
         """Refit without each budget (one batched solve) and predict that budget's optimum.
 
         Same shape as `diagnostics.leave_one_out`: per law the errors ln(predicted/observed).
@@ -651,22 +637,13 @@ class RobustFitter(Fitter):
         weights = np.ones((len(held_groups), row_index.size))
         for g, (_, rows) in enumerate(held_groups):
             weights[g, [position[r] for r in rows]] = 0.0
-        sol = minimise(
-            np.tile(best, (len(held_groups), 1)),
-            data,
-            objective,
-            weights,
-            free=free,
-            lower=lower,
-            upper=upper,
-            rtol=1e-12,
-        )
+        sol = problem.minimise(np.tile(best, (len(held_groups), 1)), weights, rtol=1e-12)
         errors: dict[str, list[float | None]] = {"n_opt": [], "d_opt": []}
         loss_rmse: list[float | None] = []
         for g, (budget, rows) in enumerate(held_groups):
             theta = sol.theta[g]
             with np.errstate(all="ignore"):
-                predicted = _at_budget(_derived(theta[None, :], k_flops), budget, k_flops)
+                predicted = frontier_at(frontier(theta[None, :], k_flops), budget)
                 loss = observations.loss[rows]
                 for name, key, sizes in (
                     ("n_opt", "n", observations.params[rows]),
@@ -696,42 +673,6 @@ class RobustFitter(Fitter):
 
 
 # ---------------------------------------------------------------------- helpers
-def _derived(theta: np.ndarray, k_flops: float) -> dict[str, np.ndarray]:
-    """Exponents and law coefficients (in logs) for each row of theta."""
-    ln_e, ln_a, ln_b, alpha, beta = theta.T
-    total = alpha + beta
-    with np.errstate(divide="ignore", invalid="ignore"):
-        a = beta / total
-        b = alpha / total
-        ln_g = (np.log(alpha) + ln_a - np.log(beta) - ln_b) / total
-        ln_c = np.log(k_flops)
-        ln_kn = ln_g - a * ln_c
-        ln_kd = -ln_g - b * ln_c
-        # L*(C) - E = A N*^-alpha + B D*^-beta = K C^gamma with gamma = -alpha beta / (alpha+beta)
-        gamma = -alpha * beta / total
-        ln_kl = np.logaddexp(ln_a - alpha * ln_kn, ln_b - beta * ln_kd)
-    return {
-        "a": a,
-        "b": b,
-        "b_minus_a": b - a,
-        "gamma": gamma,
-        "ln_kn": ln_kn,
-        "ln_kd": ln_kd,
-        "ln_kr": ln_kd - ln_kn,
-        "ln_kl": ln_kl,
-        "E": np.exp(ln_e),
-    }
-
-
-def _at_budget(derived: dict[str, np.ndarray], budget: float, k_flops: float):
-    x = math.log(budget)
-    return {
-        "n": np.exp(derived["ln_kn"] + derived["a"] * x),
-        "d": np.exp(derived["ln_kd"] + derived["b"] * x),
-        "l": derived["E"] + np.exp(derived["ln_kl"] + derived["gamma"] * x),
-    }
-
-
 def _r_squared(theta, data: Data) -> tuple[float, float]:
     """R² of ln L on the fitted surface (the share of the runs' log-loss variance it explains)
     and the RMS error of ln L."""
@@ -743,13 +684,13 @@ def _r_squared(theta, data: Data) -> tuple[float, float]:
     return r2, float(np.sqrt(ssr / resid.size))
 
 
-def _sandwich(theta, data: Data, objective: Objective, free, level):
+def _sandwich(theta, problem: Problem, level):
     """Covariance of theta by the M-estimator sandwich H^-1 (sum psi² q q') H^-1; intervals."""
-    _, _, hess = evaluate(theta[None, :], data, objective)
-    per_point = point_gradients(theta, data, objective)
+    _, _, hess = evaluate(theta[None, :], problem.data, problem.objective)
+    per_point = point_gradients(theta, problem.data, problem.objective)
     meat = per_point.T @ per_point
     h = hess[0]
-    idx = np.flatnonzero(free)
+    idx = np.flatnonzero(problem.free)
     cov = np.zeros((5, 5))
     try:
         h_inv = np.linalg.inv(h[np.ix_(idx, idx)])
@@ -805,10 +746,10 @@ def _held_out_optimum(params: np.ndarray, loss: np.ndarray) -> float:
 
 
 def _optimum_warnings(optima: list[Optimum]) -> list[str]:
-    outside = [o.budget for o in optima if OUTSIDE_FLAG in o.flags]
+    outside = [o.budget for o in optima if EXTRAPOLATED_FLAG in o.flags]
     if not outside:
         return []
-    named = ", ".join(format_budget(b) for b in outside)
+    named = format_budgets(outside)
     return [
         f"at budget(s) {named} the fitted optimum lies outside the sampled model sizes: the "
         f"law there is an extrapolation of the surface; centre those grids on it"

@@ -1,4 +1,7 @@
-"""The engine of the `robust` fitter: L(N, D) = E + A/N^alpha + B/D^beta, fitted many times at once.
+"""Variable projection and batched Newton: the solver that fits L(N, D) many times at once.
+
+It is the engine of the `robust` fitter, for the surface L(N, D) = E + A/N^alpha + B/D^beta of
+`surface`, whose parameter order (`surface.PARAMS`) every theta array here follows.
 
 Chinchilla's Approach 3 (and Epoch AI's replication) runs one L-BFGS from each of 4,500 starts and
 one more per bootstrap resample: ~10,000 small Python-driven optimisations. This module does the
@@ -32,24 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = [
-    "PARAMS",
-    "SAME_OPTIMUM",
-    "Data",
-    "Grid",
-    "Objective",
-    "Solution",
-    "evaluate",
-    "fitted_loss",
-    "grid_basins",
-    "minimise",
-    "point_gradients",
-    "project",
-    "screen",
-]
-
-#: Parameter order of every theta array: (ln E, ln A, ln B, alpha, beta).
-PARAMS = ("E", "A", "B", "alpha", "beta")
+__all__ = ["Data", "Grid", "Objective", "evaluate", "minimise", "project", "screen"]
 
 #: Two objectives closer than this (relative) are the same optimum for the convergence report.
 SAME_OPTIMUM = 1e-6
@@ -230,12 +216,6 @@ def _evaluate_block(theta, data, objective, weights, derivatives):
     return f, grad, hess
 
 
-def fitted_loss(theta: np.ndarray, ln_n: np.ndarray, ln_d: np.ndarray) -> np.ndarray:
-    """E + A N^-alpha + B D^-beta at one theta (5,) in (ln E, ln A, ln B, alpha, beta)."""
-    e, a, b, alpha, beta = theta
-    return math.exp(e) + np.exp(a - alpha * ln_n) + np.exp(b - beta * ln_d)
-
-
 def point_gradients(theta: np.ndarray, data: Data, objective: Objective) -> np.ndarray:
     """The gradient of each point's rho(r) at one theta (5,): an (n, 5) array (for sandwiches)."""
     e, a, b, alpha, beta = theta
@@ -356,6 +336,38 @@ def minimise(
         converged[active[done]] = True
         active = active[~done]
     return Solution(theta, f, converged, iterations, hess_out)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What every solve of one fit shares: the points, the loss, and the constraints on theta.
+
+    `free`, `lower` and `upper` hold one entry per parameter of theta (ln E, ln A, ln B,
+    alpha, beta): which may move, and its bounds. `fixed` maps the index of each parameter
+    held at a value to that value in natural units (E, A, B, alpha, beta), as `screen` takes
+    it.
+    """
+
+    data: Data
+    objective: Objective
+    free: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    fixed: dict[int, float] = field(default_factory=dict)
+
+    def minimise(self, theta0: np.ndarray, weights: np.ndarray | None = None, **options):
+        """`minimise` every row of theta0 under this problem's constraints (`options`: its
+        keyword arguments `max_iter`, `rtol`, `keep_hessian`, `lam0`)."""
+        return minimise(
+            theta0,
+            self.data,
+            self.objective,
+            weights,
+            free=self.free,
+            lower=self.lower,
+            upper=self.upper,
+            **options,
+        )
 
 
 @dataclass(frozen=True)
