@@ -18,17 +18,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pytest
 
-from flops_fit_core import Plotter, PluginConfig, RunResult
-from flops_fit_core.testing import (
-    EchoTrainer,
-    FitterContract,
-    PlotterContract,
-    TrainerContract,
-)
+from flops_fit_core import Plotter, PluginConfig
+from flops_fit_core.testing import FitterContract, PlotterContract, TrainerContract
 from flops_fit_fitters import EmpiricalFitter
+from flops_fit_mock import MockTrainer
 
 
-class TenfoldTrainer(EchoTrainer):
+class TenfoldTrainer(MockTrainer):
     """Counts ten times the FLOPs it trained."""
 
     name = "tenfold"
@@ -70,6 +66,10 @@ class TestTenfold(TrainerContract):
     @pytest.fixture
     def plugin(self):
         return TenfoldTrainer
+
+    @pytest.fixture
+    def plugin_config(self):
+        return {"curve_points": 5}  # it looks for a cancel at each point
 
 
 class TestSteepData(FitterContract):
