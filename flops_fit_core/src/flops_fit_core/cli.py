@@ -19,6 +19,7 @@ from .cli_options import (
     State,
     config_options,
     echo_json,
+    plugin_shortcuts,
     read_study_config,
     resolve,
 )
@@ -94,9 +95,10 @@ def config():
 
 @config.command("show")
 @config_options
-def config_show(config_path, preset, overrides):
+@plugin_shortcuts()
+def config_show(config_path, preset, overrides, **shortcuts):
     """Print the resolved config, every option included, as TOML."""
-    study_config = read_study_config(config_path, preset, overrides)
+    study_config = read_study_config(config_path, preset, overrides, **shortcuts)
     shown, missing = describe_config(study_config)
     for note in study_config.notes:
         click.echo(note, err=True)
@@ -112,10 +114,11 @@ def config_show(config_path, preset, overrides):
 
 @config.command("validate")
 @config_options
-def config_validate(config_path, preset, overrides):
+@plugin_shortcuts()
+def config_validate(config_path, preset, overrides, **shortcuts):
     """Check a config: every plugin exists, every option is known and valid, and the plugins
     agree with each other and with the plan (what would otherwise fail every run)."""
-    study = resolve(read_study_config(config_path, preset, overrides))
+    study = resolve(read_study_config(config_path, preset, overrides, **shortcuts))
     study.validate()
     click.echo(f"config is valid ({len(study.plan.experiments)} experiments planned)")
 
