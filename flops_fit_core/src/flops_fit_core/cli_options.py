@@ -183,8 +183,8 @@ def resolve(study_config: StudyConfig) -> Study:
 
 
 def report_line(summary: pipeline.RunSummary) -> str:
-    if summary.report:
-        return str(summary.report)
+    if summary.report_path:
+        return str(summary.report_path)
     if "report" in summary.skipped_figures:
         return f"not written ({summary.skipped_figures['report']})"
     return "none (not in [plot] names)"

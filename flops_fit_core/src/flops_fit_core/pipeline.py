@@ -201,8 +201,8 @@ class RunSummary:
     skipped_figures: dict[str, str] = field(default_factory=dict)
 
     @property
-    def report(self) -> Path | None:
-        """The HTML report, when the study's plotters wrote one."""
+    def report_path(self) -> Path | None:
+        """The HTML report's path, when the study's plotters wrote one (`report.html`)."""
         return next((p for p in self.figures if p.name == REPORT_FILE), None)
 
     def headline_computes(self, targets: Sequence[float] = ()) -> list[float]:
@@ -225,7 +225,7 @@ class RunSummary:
             "predictions": predictions,
             "figures": [str(p) for p in self.figures],
             "skipped_figures": self.skipped_figures,
-            "report": str(self.report) if self.report else None,
+            "report": str(self.report_path) if self.report_path else None,
         }
 
 
