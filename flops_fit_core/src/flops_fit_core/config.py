@@ -32,6 +32,7 @@ import yaml
 from pydantic import Field, PrivateAttr, create_model
 
 from .errors import ConfigError, InputError
+from .files import read_text
 from .limits import MAX_NESTING, nesting_depth, value_depth
 from .plugins import KINDS
 from .schemas import SCHEMA_VERSION, StrictModel, parse_model
@@ -108,12 +109,7 @@ def read_preset(name: str) -> dict[str, Any]:
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """A TOML or YAML config file as a dict; a bad file is a one-line InputError."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise InputError(f"config file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read config file {path}: {exc}") from None
+    text = read_text(path, "config file")
     try:
         if path.suffix.lower() in {".yaml", ".yml"}:
             data = yaml.safe_load(text) or {}

@@ -24,6 +24,7 @@ __all__ = [
     "os_error_cause",
     "output_error",
     "read_inside",
+    "read_text",
     "remove_temp_files",
     "write_atomic",
 ]
@@ -120,6 +121,18 @@ def remove_temp_files(folders: Iterable[Path]) -> list[Path]:
                     continue
                 removed.append(entry)
     return removed
+
+
+def read_text(path: Path | str, what: str) -> str:
+    """The text of a file the user named, or a one-line `InputError` saying what is wrong
+    (`config file not found: x.toml`, `cannot read plan p.json: [Errno 13] Permission denied`)."""
+    path = Path(path)
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        raise InputError(f"{what} not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {what} {path}: {exc}") from None
 
 
 def read_inside(root: Path, path: Path, what: str) -> str:

@@ -20,7 +20,7 @@ from .errors import (
     InputError,
     UsageError,
 )
-from .files import read_inside
+from .files import read_inside, read_text
 from .fits import FitResult
 from .observations import (
     StudyOutcome,
@@ -69,12 +69,7 @@ FAILED_SUFFIX = ".failed"
 
 def _read_model(path: Path, model: type[BaseModel], what: str):
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise InputError(f"{what} not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read {what} {path}: {exc}") from None
+    text = read_text(path, what)
     try:
         return model.model_validate_json(text)
     except ValidationError as exc:
