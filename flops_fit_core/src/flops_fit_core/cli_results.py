@@ -24,7 +24,13 @@ from .cli_options import (
 )
 from .files import check_output
 from .fits import FitResult
-from .observations import StudyOutcome, is_results_file, read_observations, requested_conventions
+from .observations import (
+    StudyOutcome,
+    is_results_file,
+    observations_for,
+    read_observations,
+    requested_conventions,
+)
 from .plugins import get_host
 from .store import ResultsStore
 
@@ -166,15 +172,8 @@ def plot(
     host = get_host()
     instances = [host.build("plotter", {**options, "name": name}) for name in names]
     the_fit = rundir.read_fit(fit_path)
-    conventions = the_fit.conventions
-    if group_tolerance is None and not is_results_file(results_path):
-        group_tolerance = the_fit.settings.get("group_tolerance")  # grouped as it was fitted
-    observations = read_observations(
-        results_path,
-        mapping=mapping,
-        params=conventions.params,
-        flops=conventions.flops,
-        group_tolerance=group_tolerance,
+    observations = observations_for(
+        the_fit, results_path, mapping=mapping, group_tolerance=group_tolerance
     )
     drawn = pipeline.draw_outcome(
         StudyOutcome.single(observations, the_fit),

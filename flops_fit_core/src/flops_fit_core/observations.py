@@ -32,6 +32,7 @@ __all__ = [
     "StudyOutcome",
     "is_results_file",
     "load_observations",
+    "observations_for",
     "options_note",
     "read_observations",
     "requested_conventions",
@@ -402,3 +403,24 @@ def read_observations(
     default = tables.DEFAULT_CONVENTIONS
     conventions = Conventions(params=params or default.params, flops=flops or default.flops)
     return tables.read_table(path, mapping, conventions, group_tolerance)
+
+
+def observations_for(
+    fit: FitResult,
+    path: Path,
+    *,
+    mapping: Mapping[str, str] | None = None,
+    group_tolerance: float | None = None,
+) -> Observations:
+    """The observations of `path` as `fit` was made from them: counted under its conventions,
+    and a table's runs grouped into budgets as the fit recorded (`settings.group_tolerance`)
+    unless `group_tolerance` says otherwise."""
+    if group_tolerance is None and not is_results_file(path):
+        group_tolerance = fit.settings.get("group_tolerance")
+    return read_observations(
+        path,
+        mapping=mapping,
+        params=fit.conventions.params,
+        flops=fit.conventions.flops,
+        group_tolerance=group_tolerance,
+    )

@@ -26,7 +26,7 @@ from .observations import (
     StudyOutcome,
     is_results_file,
     load_observations,
-    read_observations,
+    observations_for,
     results_notes,
 )
 from .plugins import get_host
@@ -180,16 +180,7 @@ def read_outcome(
                 source, only_ids, params=conv.params, flops=conv.flops, **selection
             )
         else:
-            tolerance = group_tolerance
-            if tolerance is None and not is_results_file(source):
-                tolerance = fit.settings.get("group_tolerance")
-            data = read_observations(
-                source,
-                mapping=mapping,
-                params=conv.params,
-                flops=conv.flops,
-                group_tolerance=tolerance,
-            )
+            data = observations_for(fit, source, mapping=mapping, group_tolerance=group_tolerance)
         fits.append(fit)
         datasets.append(data)
     runs = latest_runs(source, only_ids, **selection) if is_results_file(source) else ()
