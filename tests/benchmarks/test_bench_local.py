@@ -3,10 +3,11 @@
 Opt-in: `uv run pytest tests/benchmarks/test_bench_local.py -m benchmark -s`. For d_model 128
 and 256 (4 layers, d/64 heads, T 256, V 256, batch 16, 20 steps) three loops are measured,
 interleaved in one process so machine noise hits them alike: the plain loop
-(`flops_fit_torch.reference`: nanoGPT-style fp32, default AdamW), `local` with precision=auto
-and `local` with precision=fp32 (the real trainer: data pipeline, schedule, fused AdamW,
-clipping; its own tokens/s, timed after its warm-up steps, evaluation excluded). Each is run
-REPEATS times, rotating the order; the median tokens/s is printed with the ratios local / plain.
+(`flops_fit_torch.bench.reference`: nanoGPT-style fp32, default AdamW), `local` with
+precision=auto and `local` with precision=fp32 (the real trainer: data pipeline, schedule, fused
+AdamW, clipping; its own tokens/s, timed after its warm-up steps, evaluation excluded). Each is
+run REPEATS times, rotating the order; the median tokens/s is printed with the ratios local /
+plain.
 
 Targets (printed PASS/MISS, never asserted: timings depend on the machine and its load):
 precision=auto >= 1.6x the plain loop, and fp32 never below 1.0x. precision=auto resolves to
@@ -27,7 +28,7 @@ import torch
 
 from flops_fit_core import ModelShape
 from flops_fit_torch.bench import build_spec, local_warmup_steps, run_local
-from flops_fit_torch.reference import plain_train
+from flops_fit_torch.bench.reference import plain_train
 from flops_fit_torch.runtime import cpu_has_native_bf16, resolve_device, resolve_threads
 
 WIDTHS = (128, 256)

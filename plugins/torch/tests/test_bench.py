@@ -17,7 +17,7 @@ import torch
 
 from flops_fit_core import ModelShape
 from flops_fit_torch import bench
-from flops_fit_torch.reference import PlainGPT, plain_train
+from flops_fit_torch.bench.reference import PlainGPT, plain_train
 from flops_fit_torch.runtime import cpu_has_native_bf16
 
 TINY = "--d-model 32 --layers 1 --heads 1 --seq-len 16 --batch 2 --steps 4"

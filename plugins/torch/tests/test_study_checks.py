@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from flops_fit_core import ConfigError, TrainerContext, TrainingCancelled
+from flops_fit_core import ConfigError, TrainerContext, TrainingCancelled, resolve_study
 from flops_fit_core.config import load_study_config
-from flops_fit_core.pipeline import resolve_study
 from flops_fit_core.schemas import parse_model
 from flops_fit_torch import LocalTrainer
 from flops_fit_torch.checkpoint import CHECKPOINT_FILE, save_checkpoint

@@ -230,7 +230,7 @@ def test_threads_default_to_this_process_share_of_the_cores(
 def test_auto_precision_on_a_cpu_with_native_bf16_keeps_bf16_only_if_it_agrees(
     local_config, make_spec, context, monkeypatch
 ):
-    import flops_fit_torch.loop as loop
+    import flops_fit_torch.runtime as loop
 
     auto = {**local_config, "precision": "auto"}
     monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: True)

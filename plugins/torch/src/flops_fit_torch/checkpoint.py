@@ -1,28 +1,41 @@
-"""Atomic training checkpoints: everything a killed run needs to end exactly as if it had not been.
+"""Resume consistency: checkpoints and the training log a killed run resumes exactly from.
 
 A checkpoint holds the model, the optimizer and scheduler states, the step, the tokens trained,
 the data cursor, every RNG state (torch CPU and CUDA, numpy, Python) and the running statistics
-the result reports, under the hash of the configuration that produced it. It is written to a
-temporary file in the same folder, flushed and fsynced, then renamed over the old one, so a
-kill at any moment leaves either the previous checkpoint or the new one, never half of one.
+the result reports, under the hash of the configuration that produced it. It is written with
+the core's `write_atomic` (a temporary file in the same folder, fsynced, renamed over the old
+one), so a kill at any moment leaves the previous checkpoint or the new one, never half of one.
 A checkpoint whose hash differs from the run's (another spec, other trainer settings, other
 data, another thread count) is ignored, never resumed from; the checkpoint also stores what
 was hashed, so the run can say which options differ (an older checkpoint without them was
 "made under unknown options").
+
+`hash_inputs` is what a checkpoint must match, `resume` loads a matching one into the run, and
+`TrainLog` keeps the run's log in step with it: a resume drops the lines the killed session
+wrote past its checkpoint.
 """
 
 from __future__ import annotations
 
-import os
+import hashlib
+import json
 import random
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-__all__ = ["CHECKPOINT_FILE", "capture_rng", "load_checkpoint", "restore_rng", "save_checkpoint"]
+from flops_fit_core import write_atomic
+
+if TYPE_CHECKING:
+    from flops_fit_core import ExperimentSpec
+
+    from .config import LocalConfig
+    from .data import TokenData
+    from .runtime import Runtime
+
+__all__ = ["CHECKPOINT_FILE", "save_checkpoint"]
 
 CHECKPOINT_FILE = "checkpoint.pt"
 FORMAT_VERSION = 1
@@ -48,6 +61,27 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def hash_inputs(
+    spec: ExperimentSpec, config: LocalConfig, data: TokenData, runtime: Runtime
+) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed: spec, training options, data, numerics and
+    the resolved thread count (which changes the order of floating-point sums)."""
+    return {
+        "spec": spec.id,
+        "trainer": config.training_fields(),
+        "data": data.fingerprint,
+        "precision": runtime.precision,
+        "device": runtime.device.type,
+        "threads": runtime.threads,
+    }
+
+
+def config_hash(inputs: dict[str, Any]) -> str:
+    """The digest of `hash_inputs`, which a checkpoint is saved under."""
+    text = json.dumps(inputs, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def save_checkpoint(
     folder: Path, config_hash: str, state: dict[str, Any], inputs: dict[str, Any] | None = None
 ) -> Path:
@@ -62,16 +96,7 @@ def save_checkpoint(
         **state,
     }
     target = folder / CHECKPOINT_FILE
-    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(target, lambda fh: torch.save(payload, fh))
     return target
 
 
@@ -115,6 +140,20 @@ def load_checkpoint(
     return None
 
 
+def resume(
+    folder: Path, inputs: dict[str, Any], model, optimizer, scheduler, notes: list[str]
+) -> dict[str, Any] | None:
+    """Load the checkpoint in `folder` into the model, optimizer and scheduler and restore every
+    RNG state, if it was made under `inputs`; the checkpoint, or None (`notes` says why)."""
+    state = load_checkpoint(folder, config_hash(inputs), inputs, notes)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        restore_rng(state["rng"])
+    return state
+
+
 def differences(old: dict[str, Any], new: dict[str, Any], limit: int = 4) -> str:
     """`key old -> new` for each (dotted) key whose value differs, the first `limit` of them."""
     a, b = _flatten(old), _flatten(new)
@@ -146,3 +185,49 @@ def _show(value: Any) -> str:
     if value is None:
         return "(none)"
     return "(absent)" if type(value) is object else str(value)
+
+
+class TrainLog:
+    """`logs/<id>.jsonl`: step, tokens, learning rate, loss and pre-clip gradient norm.
+
+    It always matches the checkpoint the run resumed from: a fresh start truncates it, and a
+    resume from a checkpoint at step k drops the lines past k (written after that checkpoint by
+    the session that was killed), so no step appears twice. The file stays open while the run
+    trains.
+    """
+
+    def __init__(self, path: Path, start_step: int):
+        self.path = path
+        self._file = None
+        if start_step == 0:
+            path.unlink(missing_ok=True)
+        elif path.is_file():
+            kept = [
+                line
+                for line in path.read_text().splitlines()
+                if line.strip() and _log_step(line) <= start_step
+            ]
+            write_atomic(path, "".join(f"{line}\n" for line in kept))
+
+    def write(self, step: int, tokens: int, lr: float, loss: float, grad_norm: float) -> None:
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("a")
+        record = {"step": step, "tokens": tokens, "lr": lr, "loss": loss, "grad_norm": grad_norm}
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+
+    def __enter__(self) -> TrainLog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _log_step(line: str) -> int:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return 1 << 62  # a torn last line: drop it

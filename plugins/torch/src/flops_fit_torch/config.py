@@ -16,7 +16,7 @@ from flops_fit_core import PluginConfig
 
 from .data.config import DataConfig
 
-__all__ = ["LocalConfig", "ModelConfig", "OptimizerConfig", "ScheduleConfig"]
+__all__ = ["LocalConfig", "ModelConfig"]
 
 Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]

@@ -46,10 +46,13 @@ from flops_fit_core import ModelShape
 __all__ = [
     "GPT",
     "ModelOptions",
-    "Parametrization",
+    "RMSNorm",
+    "ScaledLinear",
+    "apply_rope",
     "attention_output_scale",
     "gelu_output_scale",
     "residual_taus",
+    "rope_table",
 ]
 
 Parametrization = Literal["umup", "sp"]

@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["SCHEDULES", "Schedule", "ScheduleName"]
+__all__ = ["SCHEDULES", "Schedule"]
 
 ScheduleName = Literal["cosine", "wsd", "constant"]
 SCHEDULES: tuple[str, ...] = ("cosine", "wsd", "constant")

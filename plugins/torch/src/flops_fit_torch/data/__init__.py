@@ -9,7 +9,7 @@ text is actually loaded or BPE is used, so importing this package is cheap.
 
 from .batches import Batches, eval_windows
 from .config import ALPHABET, DataConfig, SyntheticConfig
-from .prepare import TokenData, cache_root, prepare_data
+from .prepare import TokenData, prepare_data
 from .synthetic import SyntheticLanguage
 from .tokenizers import BpeTokenizer, ByteTokenizer, SymbolTokenizer, Tokenizer
 
@@ -24,7 +24,6 @@ __all__ = [
     "SyntheticLanguage",
     "TokenData",
     "Tokenizer",
-    "cache_root",
     "eval_windows",
     "prepare_data",
 ]

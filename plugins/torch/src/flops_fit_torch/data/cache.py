@@ -31,9 +31,10 @@ import numpy as np
 
 __all__ = [
     "CACHE_FORMAT",
-    "CachedTokens",
+    "STALE_AFTER_S",
     "TokenWriter",
     "build_cache",
+    "clean_stale",
     "default_cache_dir",
     "fingerprint",
     "open_cache",

@@ -33,7 +33,7 @@ from .sources import load_documents, source_identity, text_batches
 from .synthetic import SyntheticLanguage
 from .tokenizers import BpeTokenizer, ByteTokenizer, SymbolTokenizer, Tokenizer
 
-__all__ = ["TokenData", "cache_root", "prepare_data"]
+__all__ = ["TokenData", "prepare_data"]
 
 log = logging.getLogger(__name__)
 

@@ -19,13 +19,7 @@ from flops_fit_core import InputError
 
 from .config import DataConfig
 
-__all__ = [
-    "DOCUMENT_SEPARATOR",
-    "load_documents",
-    "resolve_files",
-    "source_identity",
-    "text_batches",
-]
+__all__ = ["resolve_files"]
 
 #: Appended to every document. With the `text` builder a document is a line, so the corpus of a
 #: text file is the file itself; a newline is also one byte under every tokenizer here.

@@ -37,7 +37,7 @@ import numpy as np
 
 from .config import ALPHABET, SyntheticConfig
 
-__all__ = ["ALPHABET", "SyntheticLanguage"]
+__all__ = ["SyntheticLanguage"]
 
 #: Seed tags: the lexicon and each text stream draw from their own SeedSequence.
 _LEXICON_TAG = 0x1E71C0

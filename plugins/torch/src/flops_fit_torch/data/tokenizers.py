@@ -11,14 +11,13 @@ no network; the trained tokenizer is saved as `tokenizer.json` and reused from t
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from flops_fit_core import InputError
+from flops_fit_core import InputError, write_atomic
 
 from .config import ALPHABET
 
@@ -171,10 +170,7 @@ class BpeTokenizer:
 
     def save(self, path: Path) -> None:
         """Write `tokenizer.json` atomically: a reader sees the old file, the new one, or none."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(self._json, encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomic(path, self._json.encode("utf-8"))
 
     def encode(self, text: str) -> np.ndarray:
         return np.asarray(self._tokenizer.encode(text).ids, dtype=np.uint32)

@@ -14,7 +14,7 @@ run and checkpoint directory; the synthetic data comes from the usual cache. Rep
   run's precision (bf16 if it trained in bf16): the best of a few large square matmuls;
   `mfu` = achieved / that peak;
 * with `--reference`, `reference_tokens_per_s` of the plain fp32 loop of the same shape
-  (`flops_fit_torch.reference`), measured in the same process, and `ratio` = local / plain.
+  (`flops_fit_torch.bench.reference`), measured in the same process, and `ratio` = local / plain.
 
 Bad arguments give one line on stderr and exit status 2. Importing this module does nothing
 (and does not import torch).
@@ -34,17 +34,9 @@ from typing import Any
 
 from flops_fit_core import ExperimentSpec, ModelShape
 
-from .data.config import ALPHABET
+from ..data.config import ALPHABET
 
-__all__ = [
-    "BenchError",
-    "build_spec",
-    "local_warmup_steps",
-    "main",
-    "matmul_peak_flops_per_s",
-    "run_bench",
-    "run_local",
-]
+__all__ = ["build_spec", "local_warmup_steps", "main", "parse_args", "run_local"]
 
 PROG = "python -m flops_fit_torch.bench"
 DEFAULT_LR = 0.5
@@ -65,7 +57,7 @@ class BenchError(Exception):
 def local_warmup_steps(steps: int) -> int:
     """Steps `local` trains before it starts its clock (`loop.untimed_steps`; imported here, not
     at the top, so that importing this module does not import torch)."""
-    from .loop import untimed_steps
+    from ..loop import untimed_steps
 
     return untimed_steps(steps)
 
@@ -96,7 +88,7 @@ def run_local(
     """Train `spec` through `LocalTrainer` in a throw-away run directory; its `RunResult`."""
     from flops_fit_core import TrainerContext
 
-    from .trainer import LocalTrainer
+    from ..trainer import LocalTrainer
 
     options: dict[str, Any] = {"precision": precision, "device": device}
     if threads is not None:
@@ -168,7 +160,7 @@ def _check_bf16(device, precision: str) -> None:
         return
     import torch
 
-    from .runtime import cpu_has_native_bf16
+    from ..runtime import cpu_has_native_bf16
 
     if device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
         raise BenchError(f"--precision bf16 asked for, but {device} does not support bf16")
@@ -200,7 +192,7 @@ def run_bench(
     """Train the shape through `local`, measure the matmul peak (and the plain loop): a dict."""
     import torch
 
-    from .runtime import resolve_device
+    from ..runtime import resolve_device
 
     try:
         resolved = resolve_device(device)
@@ -401,7 +393,3 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(json.dumps(out) if args.json else format_table(out))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

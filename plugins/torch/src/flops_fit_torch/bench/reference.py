@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from flops_fit_core import ModelShape
 
-__all__ = ["PlainGPT", "PlainRun", "plain_tokens_per_s", "plain_train"]
+__all__ = ["PlainGPT", "plain_tokens_per_s", "plain_train"]
 
 INIT_STD = 0.02
 NORM_EPS = 1e-6
