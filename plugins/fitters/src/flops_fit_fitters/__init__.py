@@ -32,6 +32,10 @@ __all__ = [
 ]
 
 
+#: The flops-fit hook API this plugin was written for (`flops_fit_core.HOOK_API_VERSION`).
+hook_api_version = 1
+
+
 @hookimpl
 def flops_fit_register_fitters():
     """The fitters this distribution provides."""

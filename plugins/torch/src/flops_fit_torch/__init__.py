@@ -12,6 +12,10 @@ from .trainer import LocalTrainer
 __all__ = ["LocalConfig", "LocalTrainer", "flops_fit_register_trainers"]
 
 
+#: The flops-fit hook API this plugin was written for (`flops_fit_core.HOOK_API_VERSION`).
+hook_api_version = 1
+
+
 @hookimpl
 def flops_fit_register_trainers():
     """The trainer classes this distribution adds: just `local`."""
