@@ -39,16 +39,16 @@ from .observations import (
 from .plugins import get_host
 from .rundir import (
     CONFIG_FILE,
-    FAILED_SUFFIX,
     FIGURES_DIR,
     FIT_FILE,
-    FITS_DIR,
     PLAN_FILE,
     REPORT_FILE,
     RESULTS_FILE,
     compared_names,
     latest_runs,
     previous_config,
+    remove_fits,
+    write_comparison,
 )
 from .schemas import SweepPlan
 from .store import ResultsStore
@@ -161,30 +161,23 @@ def fit_comparisons(
     `fits/<name>.failed` for the report, and listed there.
     `selection` (`digest`, `keep_other`) picks the results as in `load_observations`.
     """
-    fits_dir = run_dir / FITS_DIR
-    for name in sorted(set(previously) - {fitter.name for fitter in study.comparisons}):
-        for stale in (fits_dir / f"{name}.json", fits_dir / f"{name}{FAILED_SUFFIX}"):
-            if stale.exists():
-                stale.unlink()
-                reporter.message(f"removed {stale}: {name!r} is no longer compared")
+    stale = sorted(set(previously) - {fitter.name for fitter in study.comparisons})
+    for path in remove_fits(run_dir, stale):
+        reporter.message(f"removed {path}: {path.stem!r} is no longer compared")
     fits, datasets, notes = [], [], []
     for fitter in study.comparisons:
-        path = fits_dir / f"{fitter.name}.json"
-        failed = fits_dir / f"{fitter.name}{FAILED_SUFFIX}"
         data = load_observations(
             run_dir / RESULTS_FILE, only_ids, **requested_conventions(fitter), **(selection or {})
         )
         try:
             fit = fit_observations(data, fitter)
         except (FitError, InputError) as exc:
-            path.unlink(missing_ok=True)
             note = f"compared fitter {fitter.name!r} could not fit these results: {exc}"
             reporter.message(f"warning: {note}")
-            write_atomic(failed, note + "\n")
+            write_comparison(run_dir, fitter.name, note)
             notes.append(note)
             continue
-        failed.unlink(missing_ok=True)
-        write_atomic(path, fit.model_dump_json(indent=2))
+        write_comparison(run_dir, fitter.name, fit)
         fits.append(fit)
         datasets.append(data)
     return fits, datasets, notes

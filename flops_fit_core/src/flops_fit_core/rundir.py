@@ -10,7 +10,7 @@ rules for reading them live, for `run`, `report` and the Python API alike.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from .errors import (
     InputError,
     UsageError,
 )
-from .files import read_inside, read_text
+from .files import read_inside, read_text, write_atomic
 from .fits import FitResult
 from .observations import (
     StudyOutcome,
@@ -50,6 +50,8 @@ __all__ = [
     "read_outcome",
     "read_plan",
     "read_run_config",
+    "remove_fits",
+    "write_comparison",
 ]
 
 CONFIG_FILE, PLAN_FILE, RESULTS_FILE, FIT_FILE, FITS_DIR, FIGURES_DIR, REPORT_FILE = (
@@ -219,3 +221,32 @@ def latest_runs(
     options `digest` (as `load_observations`)."""
     latest = ResultsStore(results_path).load().latest(digest, keep_other)
     return tuple(r for k, r in latest.items() if only_ids is None or k in only_ids)
+
+
+def remove_fits(run_dir: Path, names: Iterable[str]) -> list[Path]:
+    """Remove `fits/<name>.json` and `fits/<name>.failed` of each of `names` (fitters no longer
+    compared, so `flops-fit report` never shows a stale fit); the paths removed."""
+    removed = []
+    for name in names:
+        for path in _comparison_files(run_dir, name):
+            if path.exists():
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
+def write_comparison(run_dir: Path, name: str, outcome: FitResult | str) -> None:
+    """Record a compared fitter's outcome in `fits/`: its fit as `<name>.json`, or why it could
+    not fit as `<name>.failed` (a one-line note the report shows); the other file goes."""
+    fit_path, failed_path = _comparison_files(run_dir, name)
+    if isinstance(outcome, str):
+        fit_path.unlink(missing_ok=True)
+        write_atomic(failed_path, outcome + "\n")
+    else:
+        failed_path.unlink(missing_ok=True)
+        write_atomic(fit_path, outcome.model_dump_json(indent=2))
+
+
+def _comparison_files(run_dir: Path, name: str) -> tuple[Path, Path]:
+    folder = Path(run_dir) / FITS_DIR
+    return folder / f"{name}.json", folder / f"{name}{FAILED_SUFFIX}"
