@@ -181,3 +181,13 @@ def test_registering_the_built_ins_imports_no_heavy_library():
     seen = json.loads(done.stdout)
     assert seen["errors"] == 0 and seen["records"] >= 15
     assert seen["heavy"] == []
+
+
+def test_three_classes_sharing_a_name_make_one_error_naming_all_three():
+    host = PluginHost(load_entry_points=False)
+    for i, dist in enumerate(("dist-a", "dist-b", "dist-c")):
+        cls = type(f"Trainer{i}", (ServiceTrainer,), {"name": "dup"})
+        host.register(_module(cls), f"p{i}", dist)
+    (error,) = host.errors
+    assert all(f"Trainer{i}" in error.error for i in range(3)), error.error
+    assert "dist-a" in error.error and "dist-c" in error.error

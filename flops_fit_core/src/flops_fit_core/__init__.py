@@ -37,11 +37,11 @@ from .errors import (
 from .executors import WORKERS_ENV
 from .files import write_atomic
 from .fits import Estimate, FitResult, Optimum, PowerLaw, Prediction
-from .flops import ParamConvention
+from .flops import FlopsConvention, ParamConvention, flops_per_token, params_count
 from .hookspecs import HOOK_API_VERSION, hookimpl
 from .observations import Observations, StudyOutcome, read_observations
 from .pipeline import fit, run_study
-from .plugins import PluginHost, get_host
+from .plugins import KINDS, PluginHost, get_host
 from .rundir import REPORT_FILE, read_fit, read_outcome
 from .schemas import (
     SCHEMA_VERSION,
@@ -76,6 +76,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "DEFAULT_PLOTS",
     "HOOK_API_VERSION",
+    "KINDS",
     "REPORT_FILE",
     "SCHEMA_VERSION",
     "WORKERS_ENV",
@@ -88,6 +89,7 @@ __all__ = [
     "FitResult",
     "Fitter",
     "FitterConfig",
+    "FlopsConvention",
     "FlopsFitError",
     "InputError",
     "ModelShape",
@@ -123,6 +125,7 @@ __all__ = [
     "fit",
     "fit_report",
     "flops_convention",
+    "flops_per_token",
     "format_estimate",
     "format_headline",
     "format_interval",
@@ -131,6 +134,7 @@ __all__ = [
     "get_host",
     "hookimpl",
     "load_study_config",
+    "params_count",
     "predictions",
     "read_fit",
     "read_observations",

@@ -1,5 +1,7 @@
-"""The commands that read results: `fit`, `predict`, `plot` and `report`, for a study's run
-directory or for runs a team trained elsewhere."""
+"""The commands that read results: `fit`, `predict`, `plot` and `report`.
+
+They work on a study's run directory or on runs a team trained elsewhere.
+"""
 
 from __future__ import annotations
 
@@ -221,7 +223,7 @@ def report(state: State, run_dir, results_path, mapping, group_tolerance, target
     outcome = rundir.read_outcome(
         run_dir, results=results_path, mapping=mapping, group_tolerance=group_tolerance
     )
-    files = the_report.draw(outcome, run_dir)
+    written = the_report.draw(outcome, run_dir)
     if not state.quiet:
-        for path in files:
+        for path in written:
             click.echo(str(path))

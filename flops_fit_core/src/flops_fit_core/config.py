@@ -26,7 +26,7 @@ import tomllib
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import Field, PrivateAttr, create_model
@@ -78,6 +78,12 @@ _Sections = create_model(
 
 class StudyConfig(_Sections):
     """The top level of a study config: one table per stage, validated by its plugin."""
+
+    if TYPE_CHECKING:  # the sections, made from `KINDS` above, spelled out for type checkers
+        planner: dict[str, Any]
+        trainer: dict[str, Any]
+        executor: dict[str, Any]
+        fitter: dict[str, Any]
 
     #: Fitters run beside `[fitter]` on the same results, each a table like `[fitter]`
     #: (`[[compare]]` / `name = "robust"` / options): the report shows them side by side.

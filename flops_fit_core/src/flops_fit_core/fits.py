@@ -1,5 +1,4 @@
-"""The contracts of a fit: power laws with their uncertainty, per-budget optima, `FitResult` and
-the `Prediction`s it makes.
+"""The contracts of a fit: `PowerLaw`, `Optimum`, `FitResult` and the `Prediction`s it makes.
 
 A `FitResult` carries everything a reader needs to trust or doubt it: each law's interval and
 covariance, the optima it was fitted through, the fitter's settings and the conventions its

@@ -1,5 +1,7 @@
-"""Groups a table's runs into compute budgets by their C, or refuses when the values do not fall
-into clearly separated groups (grouping runs into the wrong budgets moves every optimum).
+"""Groups a table's runs into compute budgets by their compute C, or refuses to.
+
+It refuses when the values do not fall into clearly separated groups: grouping runs into the
+wrong budgets moves every optimum.
 """
 
 from __future__ import annotations

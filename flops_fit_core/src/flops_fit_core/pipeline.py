@@ -67,6 +67,8 @@ __all__ = [
 
 
 def fit_observations(observations: Observations, fitter: Fitter) -> FitResult:
+    """The fit stage: `fitter.fit`, the one place the stages call a fitter (so `run`, the
+    comparisons and `fit` fit alike)."""
     return fitter.fit(observations)
 
 

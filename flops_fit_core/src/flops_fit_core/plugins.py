@@ -38,8 +38,9 @@ class Kind(NamedTuple):
 
 
 #: The one table of plugin kinds. The study config's sections (`config.SECTIONS`) and their
-#: defaults, the CLI's `--planner/--trainer/...` shortcuts and `testing.CONTRACTS` derive from
-#: it: adding a kind is one line here plus its hookspec.
+#: defaults, the CLI's `--planner/--trainer/...` shortcuts, `config show`, the resolved
+#: `config.toml` and `testing.CONTRACTS` derive from it: adding a kind is one line here plus
+#: its hookspec (and, for a kind with a section, the `Study` field its stage reads).
 KINDS: dict[str, Kind] = {
     "planner": Kind("flops_fit_register_planners", Planner, "isoflop", "PlannerContract"),
     "trainer": Kind("flops_fit_register_trainers", Trainer, "mock", "TrainerContract"),
@@ -110,6 +111,7 @@ class PluginHost:
         self._registry: dict[str, dict[str, list[PluginRecord]]] = {kind: {} for kind in KINDS}
         #: `entry point (distribution)` of each plugin FLOPS_FIT_DISABLE_PLUGINS kept out
         self.disabled: list[str] = []
+        self._clashes: dict[tuple[str, str], int] = {}  # (kind, name) -> its error's index
         if load_entry_points:
             self.load_entry_points()
 
@@ -178,9 +180,17 @@ class PluginHost:
                         continue
                     records = self._registry[kind].setdefault(cls.name, [])
                     records.append(PluginRecord(kind, cls.name, cls, plugin_name, dist, version))
-                    if len(records) > 1:
-                        error = self._duplicate(kind, cls.name, records)
-                        self.errors.append(LoadError(plugin_name, dist, error))
+                    if len(records) > 1:  # one error per clashing name, naming every class
+                        error = LoadError(
+                            records[1].plugin,
+                            records[1].distribution,
+                            self._duplicate(kind, cls.name, records),
+                        )
+                        if (kind, cls.name) in self._clashes:
+                            self.errors[self._clashes[kind, cls.name]] = error
+                        else:
+                            self._clashes[kind, cls.name] = len(self.errors)
+                            self.errors.append(error)
 
     @staticmethod
     def _check_class(cls: Any, base: type[PluginBase]) -> str | None:

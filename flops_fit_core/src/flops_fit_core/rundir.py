@@ -101,9 +101,10 @@ def read_run_config(run_dir: Path) -> dict[str, Any] | None:
     path = Path(run_dir) / CONFIG_FILE
     if not path.exists():
         return None
+    text = read_text(path, "config")
     try:
-        return tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise InputError(f"cannot read {path}: {exc}") from None
 
 

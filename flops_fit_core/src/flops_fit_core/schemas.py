@@ -1,8 +1,8 @@
-"""The data contracts every stage exchanges: pydantic models, all `extra="forbid"`.
+"""The data contracts of planning and training: pydantic models, all `extra="forbid"`.
 
-A plan (`SweepPlan`) is a list of `ExperimentSpec`s; training turns each into a `RunResult`;
-a fitter turns `Observations` (results, or a table a user trained elsewhere) into a
-`FitResult`, whose `PowerLaw`s answer `predict(C)` with a `Prediction`. Files on disk carry a
+A plan (`SweepPlan`) is a list of `ExperimentSpec`s; training turns each into a `RunResult`
+(stamped with the `TrainerInfo` of the options it was trained under). What a fitter makes of
+the results is in `fits` (`FitResult`, `PowerLaw`, ...). Files on disk carry a
 `schema_version`. Every spec and result records the parameter and FLOP conventions it was made
 under (`Conventions`), so numbers from two conventions are never silently mixed.
 """

@@ -56,7 +56,11 @@ class SilentReporter:
 
 @dataclass
 class Study:
-    """A study config with every plugin resolved and its options validated."""
+    """A study config with every plugin resolved and its options validated.
+
+    One field per section of `config.SECTIONS` (the stages read `study.trainer`, ...): a new
+    kind of plugin with a section of its own gets its field here, where its stage reads it.
+    """
 
     config: StudyConfig
     planner: Planner
@@ -80,10 +84,8 @@ class Study:
         return self
 
     def plugins(self) -> list[Any]:
-        return [
-            self.planner, self.trainer, self.executor, self.fitter, *self.comparisons,
-            *self.plotters,
-        ]  # fmt: skip
+        """Every plugin of the study: one per config section, the comparisons, the plotters."""
+        return [*(getattr(self, s) for s in SECTIONS), *self.comparisons, *self.plotters]
 
     def validate(self) -> None:
         """Every plugin's `validate_study` check; the first that fails raises `ConfigError`."""
@@ -92,14 +94,10 @@ class Study:
 
     def resolved(self) -> dict[str, Any]:
         """The full config, every option's value included (what `config.toml` records)."""
-
         plot_options = self.plotters[0].config.model_dump(mode="json") if self.plotters else {}
         resolved = {
             "schema_version": self.config.schema_version,
-            "planner": section(self.planner),
-            "trainer": section(self.trainer),
-            "executor": section(self.executor),
-            "fitter": section(self.fitter),
+            **{name: section(getattr(self, name)) for name in SECTIONS},
             "plot": {"names": [p.name for p in self.plotters], **plot_options},
         }
         if self.comparisons:

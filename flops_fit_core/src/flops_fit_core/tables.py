@@ -7,8 +7,9 @@ from our own results, so every fitter, plotter and `predict` works on it unchang
 
 Formats, by extension: `.csv` (stdlib `csv`), `.jsonl` or `.json` (JSON lines, or one JSON
 array of objects), `.parquet` (pyarrow, imported only when a Parquet file is read, so a CSV
-user never pays for it). Columns are found by name (`FIELDS`, `ALIASES`) or named explicitly
-(`--map field=column`).
+user never pays for it); `table_files` reads each format's rows, `grouping` finds budgets in
+a compute column, and this module checks and converts the columns. Columns are found by name
+(`FIELDS`, `ALIASES`) or named explicitly (`--map field=column`).
 
 What this module refuses rather than guesses, and why:
 

@@ -1,5 +1,6 @@
-"""The training stage: train what a results file does not hold yet, appending each result as it
-arrives, under one writer's lock, with room on disk checked first.
+"""The training stage: train what the results file does not hold yet.
+
+Each result is appended as it arrives, under one writer's lock, with room on disk checked first.
 
 Idempotent by construction: an experiment with an `ok` record (of these trainer options) is
 never trained again, so a rerun after a crash, a Ctrl-C or an edited plan trains only what

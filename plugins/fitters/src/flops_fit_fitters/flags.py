@@ -9,7 +9,9 @@ from __future__ import annotations
 
 __all__ = [
     "EDGE_FLAG",
+    "EXCLUDED",
     "EXCLUDED_FLAG",
+    "EXTRAPOLATED_FLAG",
     "FEW_RUNS_FLAG",
     "FEW_SIZES_FLAG",
     "NOT_CONVEX_FLAG",

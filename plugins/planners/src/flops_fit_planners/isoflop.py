@@ -15,8 +15,14 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from flops_fit_core import ConfigError, ExperimentSpec, ModelShape, Planner, SweepPlan
-from flops_fit_core import flops as _flops
+from flops_fit_core import (
+    ConfigError,
+    ExperimentSpec,
+    ModelShape,
+    Planner,
+    SweepPlan,
+    flops_per_token,
+)
 
 from .config import IsoFlopConfig
 from .grid import budget_values, learning_rates, prior_optimum, size_exponents
@@ -99,7 +105,7 @@ class IsoFlopPlanner(Planner):
         conv = c.conventions
         budget, target = self.targets()
         shapes = search_shapes(target, self.shape_grid())
-        per_token = _flops.flops_per_token(
+        per_token = flops_per_token(
             shapes.d_model,
             shapes.n_layers,
             shapes.n_heads,

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flops_fit_core import ConfigError, ParamConvention
-from flops_fit_core import flops as _flops
+from flops_fit_core import ConfigError, ParamConvention, params_count
 
 __all__ = ["MAX_TARGET_PARAMS", "ShapeGrid", "Shapes", "choose_heads", "d_ff_for", "search_shapes"]
 
@@ -147,9 +146,7 @@ def _search_block(targets: np.ndarray, grid: ShapeGrid) -> tuple[np.ndarray, np.
     width = 2.0 * t / (lin + np.sqrt(lin * lin + 4.0 * quad * t))
     d = _bracketing_widths(width, grid).reshape(len(targets), -1)
     n_layers = np.repeat(layers, 2)[None, :]
-    params = _flops.params_count(
-        d, n_layers, _d_ff_float(d, r), grid.vocab_size, grid.param_convention
-    )
+    params = params_count(d, n_layers, _d_ff_float(d, r), grid.vocab_size, grid.param_convention)
     miss = np.abs(params / t - 1.0)
     # |log(x / aspect)| ranks like max(x / aspect, aspect / x), which needs no logarithm.
     ratio = d * (1.0 / (n_layers * grid.aspect_ratio))
@@ -184,7 +181,7 @@ def search_shapes(targets: np.ndarray, grid: ShapeGrid) -> Shapes:
     d_ff = d_ff_for(d, grid.ffn_ratio)
     # The recorded N is counted again, exactly, in int64 by the core's own function.
     params = np.asarray(
-        _flops.params_count(d, n_layers, d_ff, grid.vocab_size, grid.param_convention),
+        params_count(d, n_layers, d_ff, grid.vocab_size, grid.param_convention),
         dtype=np.int64,
     )
     return Shapes(

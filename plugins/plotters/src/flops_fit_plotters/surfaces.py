@@ -1,5 +1,6 @@
-"""Loss surfaces: a fit's model of each run's loss, read back from `fit.json`, and the
-iso-FLOP lines the figures draw across the (N, D) plane.
+"""Loss surfaces: a fit's model of each run's loss, and the iso-FLOP lines across (N, D).
+
+The model is read back from `fit.json`; the figures draw the lines across the (N, D) plane.
 
 The figures that compare runs with the fit need the fit's prediction of a single run's loss,
 not just the per-budget optima. Two fitters record one:

@@ -149,7 +149,11 @@ def _bf16_agrees(config: LocalConfig, data: TokenData, threads: int) -> bool:
     (`train_step`: warmup and cosine, the configured clipping), on the study's own data, and
     is made once per process.
     """
-    key = json.dumps([data.fingerprint, config.training_fields()["model"]], sort_keys=True)
+    fields = config.training_fields()  # what the check trains with: model, AdamW, warmup
+    key = json.dumps(
+        [data.fingerprint, fields["model"], fields["optimizer"], fields["schedule"]],
+        sort_keys=True,
+    )
     if key in _bf16_verdicts:
         return _bf16_verdicts[key]
     shape = ModelShape(
