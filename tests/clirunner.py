@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,13 @@ def assert_one_line_error(outcome: Outcome, *needles: str, code: int = 2) -> Non
     assert "Traceback" not in outcome.err
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
+
+
+def sigint_as_from_a_terminal() -> None:
+    """`preexec_fn` for a child the test stops with SIGINT: it takes Ctrl-C as a terminal's
+    foreground job does, even when the test run itself was started with SIGINT ignored (a
+    background job of a non-interactive shell), which the child would otherwise inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def snapshot(directory: Path) -> dict[Path, bytes]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.clirunner import NO_FIGURES, flops_fit
+from tests.clirunner import NO_FIGURES, flops_fit, sigint_as_from_a_terminal
 
 #: The default preset's shapes and trainer, at budgets small enough for the test suite, on a
 #: small synthetic corpus, fitted with `empirical` (which needs no particular curve shape).
@@ -122,6 +122,7 @@ def _start(args, cache) -> subprocess.Popen:
         text=True,
         env=env,
         start_new_session=True,
+        preexec_fn=sigint_as_from_a_terminal,
     )
 
 

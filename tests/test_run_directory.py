@@ -19,7 +19,13 @@ from pathlib import Path
 import pytest
 
 from flops_fit_core import RunFailed, SweepPlan, TrainingCancelled
-from tests.clirunner import assert_one_line_error, flops_fit, mock_study_args, snapshot
+from tests.clirunner import (
+    assert_one_line_error,
+    flops_fit,
+    mock_study_args,
+    sigint_as_from_a_terminal,
+    snapshot,
+)
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +88,7 @@ def test_a_second_run_in_the_same_directory_exits_2_naming_the_first(capsys, tmp
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=sigint_as_from_a_terminal,
     )
     try:
         lock, results = run / "results.jsonl.lock", run / "results.jsonl"
