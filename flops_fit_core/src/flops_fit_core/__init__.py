@@ -18,7 +18,7 @@ from .bases import (
     TrainerContext,
     run_one,
 )
-from .config import DEFAULT_PLOTS, load_study_config
+from .config import DEFAULT_PLOTS, apply_overrides, load_study_config
 from .errors import (
     ConfigError,
     FitError,
@@ -52,6 +52,7 @@ from .schemas import (
     RunResult,
     SweepPlan,
     TrainerInfo,
+    parse_model,
 )
 from .store import ResultsStore
 from .study import resolve_study
@@ -121,6 +122,7 @@ __all__ = [
     "UnknownPluginError",
     "UsageError",
     "__version__",
+    "apply_overrides",
     "computes",
     "fit",
     "fit_report",
@@ -135,6 +137,7 @@ __all__ = [
     "hookimpl",
     "load_study_config",
     "params_count",
+    "parse_model",
     "predictions",
     "read_fit",
     "read_observations",

@@ -1,0 +1,22 @@
+"""flops-fit `api`: train on another machine over HTTP.
+
+`flops-fit serve` (added to the CLI here) trains the runs it is sent on its own devices; the
+`api` trainer sends a study's runs to such a server and waits for their results. Registered
+through the `flops_fit` entry point like any third-party plugin; httpx, FastAPI and uvicorn are
+imported only when a command or a run needs them.
+"""
+
+from flops_fit_core import hookimpl
+
+__all__ = ["flops_fit_register_commands"]
+
+#: The flops-fit hook API this plugin was written for (`flops_fit_core.HOOK_API_VERSION`).
+hook_api_version = 1
+
+
+@hookimpl
+def flops_fit_register_commands(cli):
+    """`flops-fit serve`."""
+    from .serve import serve
+
+    cli.add_command(serve)

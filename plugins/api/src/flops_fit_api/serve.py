@@ -1,0 +1,172 @@
+"""`flops-fit serve`: train the runs a remote `api` trainer submits, on this machine's devices.
+
+The command checks everything before it listens: the token (`FLOPS_FIT_TOKEN` or
+`--token-file`; none only with `--insecure` on a loopback address), the trainer and its
+options (built once here, as each run's child will build them), and that no other server
+uses the data directory. Then it requeues what a previous server left running, starts the
+supervisor and serves until Ctrl-C or SIGTERM, after which its children checkpoint and stop.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from pathlib import Path
+
+import click
+
+from flops_fit_core import (
+    ConfigError,
+    StudyLocked,
+    UsageError,
+    apply_overrides,
+    get_host,
+    write_atomic,
+)
+
+__all__ = ["TOKEN_ENV", "read_token", "serve"]
+
+#: The environment variable holding the bearer token (server and client alike).
+TOKEN_ENV = "FLOPS_FIT_TOKEN"
+#: Shortest token accepted: 16 bytes of `secrets.token_urlsafe` is 22 characters.
+MIN_TOKEN_CHARS = 16
+
+
+def read_token(token_file: Path | None) -> str | None:
+    """The token from `token_file` (its first line) or `FLOPS_FIT_TOKEN`; None when neither."""
+    if token_file is not None:
+        try:
+            text = Path(token_file).read_text().strip()
+        except OSError as exc:
+            raise UsageError(f"cannot read the token file {token_file}: {exc.strerror}") from None
+        token = text.splitlines()[0].strip() if text else ""
+        if not token:
+            raise UsageError(f"the token file {token_file} is empty")
+        return token
+    return os.environ.get(TOKEN_ENV) or None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("flops-fit-server"),
+    show_default=True,
+    help="Where runs, checkpoints and the run database live.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 1024),
+    default=None,
+    help="Runs trained at once (default: one per GPU, else 1).",
+)
+@click.option("--trainer", "trainer_name", default="local", show_default=True, metavar="NAME")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="trainer.KEY=VALUE",
+    help="A trainer option as trainer.KEY=VALUE, as in a study config (repeatable).",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help=f"File whose first line is the bearer token (default: ${TOKEN_ENV}).",
+)
+@click.option("--insecure", is_flag=True, help="Serve without a token (loopback only).")
+@click.option("--max-queue", type=click.IntRange(1), default=10_000, show_default=True)
+@click.option(
+    "--infra-retries",
+    type=click.IntRange(0, 100),
+    default=2,
+    show_default=True,
+    help="Times a run is requeued after its worker or the server died.",
+)
+@click.option(
+    "--grace-s",
+    type=click.FloatRange(0),
+    default=30.0,
+    show_default=True,
+    help="Seconds a cancelled run may take to stop before SIGTERM (then SIGKILL).",
+)
+def serve(
+    host,
+    port,
+    data_dir,
+    workers,
+    trainer_name,
+    overrides,
+    token_file,
+    insecure,
+    max_queue,
+    infra_retries,
+    grace_s,
+):
+    """Train runs submitted by `--trainer api` clients: an HTTP server with a run queue."""
+    import uvicorn
+    from filelock import FileLock, Timeout
+
+    from .db import RunStore
+    from .server import create_app
+    from .supervisor import Supervisor, gpu_count
+
+    token = read_token(token_file)
+    if token is None and not insecure:
+        raise UsageError(
+            f"no token: set {TOKEN_ENV} or --token-file (e.g. python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))'), or --insecure on a loopback address"
+        )
+    if token is None and not _is_loopback(host):
+        raise UsageError(f"--insecure serves only a loopback address, not {host}")
+    if token is not None and len(token) < MIN_TOKEN_CHARS:
+        raise UsageError(f"the token is too short: use at least {MIN_TOKEN_CHARS} characters")
+    table = {"name": trainer_name}
+    for section, options in apply_overrides(overrides).items():
+        if section != "trainer":
+            raise ConfigError(f"--set {section}.…: serve takes trainer options only")
+        table.update(options)
+    trainer = get_host().build("trainer", table)  # a bad option fails here, not in each run
+    gpus = gpu_count()
+    workers = workers or max(1, gpus)
+    devices = [str(i % gpus) for i in range(workers)] if gpus else None
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(data_dir / "server.lock"), thread_local=False)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise StudyLocked(f"{data_dir} is in use by another flops-fit serve") from None
+    try:
+        write_atomic(data_dir / "server.json", json.dumps({"trainer": table}, indent=2))
+        store = RunStore(data_dir)
+        for view in store.recover(infra_retries):
+            click.echo(f"run {view.id}: {view.state} after a restart (attempt {view.attempt})")
+        supervisor = Supervisor(store, data_dir, workers, infra_retries, grace_s, devices)
+        app = create_app(
+            store, data_dir, token.encode() if token else None, trainer.info, max_queue
+        )
+        supervisor.start()
+        click.echo(
+            f"flops-fit serve: {trainer.name!r} trainer, {workers} worker(s), data in "
+            f"{data_dir}, listening on http://{host}:{port}",
+            err=True,
+        )
+        try:
+            uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        finally:
+            supervisor.stop(timeout=grace_s)
+            store.close()
+    finally:
+        lock.release()
