@@ -92,13 +92,12 @@ def token() -> str:
     return TOKEN
 
 
-@pytest.fixture
-def make_server(tmp_path):
-    """`make_server(*serve_args)`: a stopped `Server` on a free port (call `.start()`)."""
+def _factory(folder: Path):
     made: list[Server] = []
 
     def make(*args: str, data_dir: Path | None = None) -> Server:
-        data_dir = data_dir or tmp_path / "server"
+        tmp_path = folder
+        data_dir = data_dir or tmp_path / f"server-{len(made)}"
         port = free_port()
         env = {**os.environ, "FLOPS_FIT_TOKEN": TOKEN}
         server = Server(
@@ -111,6 +110,22 @@ def make_server(tmp_path):
         made.append(server)
         return server
 
+    return make, made
+
+
+@pytest.fixture
+def make_server(tmp_path):
+    """`make_server(*serve_args)`: a stopped `Server` on a free port (call `.start()`)."""
+    make, made = _factory(tmp_path)
     yield make
+    for server in made:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def mock_server(tmp_path_factory):
+    """One running server with the `mock` backend (the mock preset's options), per module."""
+    make, made = _factory(tmp_path_factory.mktemp("mock-server"))
+    yield make("--trainer", "mock", "--set", "trainer.noise=0.002", "--workers", "2").start()
     for server in made:
         server.stop()

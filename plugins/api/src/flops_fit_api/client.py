@@ -132,7 +132,10 @@ class Client:
         self.backoff_cap_s = BACKOFF_CAP_S if backoff_cap_s is None else backoff_cap_s
         self._rng = rng or random.Random()
         self._secret = token or None  # only for scrubbing messages; sent in the header below
-        headers = {"User-Agent": f"flops-fit-api/{_package_version()}", "Accept": "application/json"}
+        headers = {
+            "User-Agent": f"flops-fit-api/{_package_version()}",
+            "Accept": "application/json",
+        }
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self._http = httpx.Client(
@@ -161,7 +164,7 @@ class Client:
     def version(self, *, interrupt: Callable[[], bool] | None = None) -> VersionInfo:
         """`GET /v1/version`: the server's API version, flops-fit version and trainer."""
         response = self.request("GET", "/v1/version", interrupt=interrupt)
-        return self._parse(response, VersionInfo, "GET /v1/version")
+        return self._parse(response, VersionInfo)
 
     def put_run(
         self, spec: ExperimentSpec, *, interrupt: Callable[[], bool] | None = None
@@ -172,10 +175,8 @@ class Client:
         is sent again finds the run the first one made (200) instead of making a second.
         """
         path = f"/v1/runs/{quote(spec.id, safe='')}"
-        response = self.request(
-            "PUT", path, body=spec.model_dump(mode="json"), interrupt=interrupt
-        )
-        return self._parse(response, RunView, f"PUT {path}"), response.status_code == 201
+        response = self.request("PUT", path, body=spec.model_dump(mode="json"), interrupt=interrupt)
+        return self._parse(response, RunView), response.status_code == 201
 
     def get_run(
         self,
@@ -193,13 +194,13 @@ class Client:
             extra = min(float(wait), MAX_WAIT_S)
             params = {"wait": f"{extra:g}"}
         response = self.request("GET", path, params=params, interrupt=interrupt, extra_read_s=extra)
-        return self._parse(response, RunView, f"GET {path}")
+        return self._parse(response, RunView)
 
     def cancel(self, run_id: str, *, deadline_s: float | None = None) -> RunView:
         """`POST /v1/runs/{id}/cancel`: ask the run to stop (a terminal run stays as it is)."""
         path = f"/v1/runs/{quote(run_id, safe='')}/cancel"
         response = self.request("POST", path, deadline_s=deadline_s)
-        return self._parse(response, RunView, f"POST {path}")
+        return self._parse(response, RunView)
 
     # -- the machinery ------------------------------------------------------------------
 
@@ -260,19 +261,22 @@ class Client:
                 if detail := _detail(response):
                     last += f": {detail}"
             now = time.monotonic()
-            wait = self._rng.uniform(0.0, min(self.backoff_cap_s, self.backoff_base_s * 2 ** (tries - 1)))
+            growth = 2.0 ** min(tries - 1, 60)  # bounded: a queue waited out for days
+            wait = self._rng.uniform(0.0, min(self.backoff_cap_s, self.backoff_base_s * growth))
             if retry_after is not None:
                 wait = max(wait, retry_after)
             if busy:
                 # the server is up and said when to come back: not a failing server
                 deadline = max(deadline, now + budget)
-                limit, why = busy_until, f"the server's queue stayed full for {now - start:.1f} s"
+                limit = busy_until
+                why = f"the server's queue stayed full (over {now - start:.1f} s"
             else:
-                limit, why = deadline, f"no usable answer in {now - start:.1f} s"
+                limit = deadline
+                why = f"no usable answer within {budget:g} s (over {now - start:.1f} s"
             if limit is not None and now + wait > limit:
                 raise ServerUnavailable(
                     self._scrub(
-                        f"{what}: {why} ({tries} {'try' if tries == 1 else 'tries'}; last: "
+                        f"{what}: {why}, {tries} {'try' if tries == 1 else 'tries'}; last: "
                         f"{last}); is `flops-fit serve` running there?"
                     ),
                     status=status,
@@ -283,8 +287,9 @@ class Client:
         read = self.read_timeout_s + extra_read_s
         return httpx.Timeout(connect=self.connect_timeout_s, read=read, write=read, pool=read)
 
-    def _parse(self, response: httpx.Response, model: type[BaseModel], what: str) -> Any:
+    def _parse(self, response: httpx.Response, model: type[BaseModel]) -> Any:
         """The reply as `model`, or one `ApiError` line for an error status or a bad body."""
+        what = f"{response.request.method} {response.request.url.copy_with(query=None)}"
         status = response.status_code
         if status >= 300:
             raise self._status_error(response, what)
@@ -296,7 +301,7 @@ class Client:
             kind = response.headers.get("content-type", "no content type")
             raise ApiError(
                 self._scrub(
-                    f"{what} at {self.base_url}: the reply is not a flops-fit {model.__name__} "
+                    f"{what}: the reply is not a flops-fit {model.__name__} "
                     f"({kind}; {where}: {first['msg']}); is base_url a `flops-fit serve` of "
                     "the same version?"
                 ),
@@ -307,7 +312,7 @@ class Client:
         status = response.status_code
         reason = response.reason_phrase or ""
         detail = _detail(response)
-        message = f"{what} at {self.base_url}: HTTP {status} {reason}".rstrip()
+        message = f"{what}: HTTP {status} {reason}".rstrip()
         if detail:
             message += f": {detail}"
         hint = {
@@ -316,7 +321,8 @@ class Client:
             413: "the request is larger than the server accepts",
         }.get(status)
         if 300 <= status < 400:
-            hint = f"the server redirects to {response.headers.get('location', '?')}: set base_url to it"
+            where = response.headers.get("location", "?")
+            hint = f"the server redirects to {where}: set base_url to it"
         if hint:
             message += f" ({hint})"
         cls = NotFound if status == 404 else ApiError

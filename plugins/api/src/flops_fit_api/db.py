@@ -19,7 +19,7 @@ from typing import Any
 
 from flops_fit_core import ExperimentSpec, RunResult
 
-from .protocol import TERMINAL, RunView, can_move
+from .protocol import RESUBMITTABLE, TERMINAL, RunView, can_move
 
 __all__ = ["DB_FILE", "IllegalMove", "RunStore", "SpecConflict"]
 
@@ -134,14 +134,26 @@ class RunStore:
     # -- writing ----------------------------------------------------------------------------
     def create(self, spec: ExperimentSpec) -> tuple[RunView, bool]:
         """The run of `spec`, created `queued` if new: (run, created). Another spec already
-        stored under the same id is a `SpecConflict`."""
+        stored under the same id is a `SpecConflict`. A run that was cancelled, or failed by
+        its machine (`protocol.RESUBMITTABLE`), is queued again: its rerun resumes it."""
         text, now = canonical(spec), time.time()
         with self._transaction() as db:
-            row = db.execute("SELECT spec FROM runs WHERE id = ?", (spec.id,)).fetchone()
+            row = db.execute(
+                "SELECT spec, state, cause FROM runs WHERE id = ?", (spec.id,)
+            ).fetchone()
             if row is not None:
                 if row["spec"] != text:
                     raise SpecConflict(spec.id)
                 created = False
+                state, cause = row["state"], row["cause"]
+                if state == "cancelled" or (state == "failed" and cause in RESUBMITTABLE):
+                    db.execute(
+                        "UPDATE runs SET state = 'queued', attempt = attempt + 1, "
+                        "cancel_requested = 0, infra_failures = 0, progress = 0, message = NULL, "
+                        "result = NULL, finished_at = NULL, pid = NULL, updated_at = ?, "
+                        "version = version + 1 WHERE id = ? AND state = ?",
+                        (now, spec.id, state),
+                    )
             else:
                 db.execute(
                     "INSERT INTO runs (id, spec, state, created_at, updated_at) "

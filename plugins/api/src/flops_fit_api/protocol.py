@@ -27,7 +27,9 @@ __all__ = [
     "FAILURE_CAUSES",
     "MAX_BODY_BYTES",
     "MAX_WAIT_S",
+    "RESUBMITTABLE",
     "TERMINAL",
+    "TOKEN_ENV",
     "TRANSITIONS",
     "FailureCause",
     "RunState",
@@ -38,14 +40,20 @@ __all__ = [
 
 #: Raised with any change a client of the previous version would misread.
 API_VERSION = 1
+#: The environment variable holding the bearer token, for the server and the client alike.
+TOKEN_ENV = "FLOPS_FIT_TOKEN"
 #: Request bodies larger than this are refused (413): a spec is well under 2 KiB.
 MAX_BODY_BYTES = 64 * 1024
 #: The longest `?wait=` a request may ask for, in seconds.
 MAX_WAIT_S = 60.0
 
 RunState = Literal["queued", "running", "cancelling", "succeeded", "failed", "cancelled"]
-#: A run in one of these states never changes again.
+#: A run in one of these states is over: nothing the server does changes it again. Only a
+#: client's PUT of its spec does, for a run that did not end on its own merits (see below).
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+#: Why a terminal run may be queued again by a PUT of its spec (attempt + 1): it was cancelled
+#: (a Ctrl-C of the sweep: its rerun resumes it), or its machine failed it past its retries.
+RESUBMITTABLE: frozenset[str] = frozenset({"cancelled", "worker_crashed", "server_restart"})
 #: state -> the states it may move to; every other move is refused (`can_move`).
 TRANSITIONS: dict[str, frozenset[str]] = {
     # failed: past its retry budget when requeued; cancelled: cancelled before it started
@@ -55,8 +63,9 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     # the run may finish (or fail) before it sees the cancel
     "cancelling": frozenset({"cancelled", "succeeded", "failed"}),
     "succeeded": frozenset(),
-    "failed": frozenset(),
-    "cancelled": frozenset(),
+    # queued: only by a resubmission (`RESUBMITTABLE`), never by the server itself
+    "failed": frozenset({"queued"}),
+    "cancelled": frozenset({"queued"}),
 }
 
 FailureCause = Literal["trainer_error", "worker_crashed", "server_restart", "cancelled"]

@@ -25,10 +25,10 @@ from flops_fit_core import (
     write_atomic,
 )
 
-__all__ = ["TOKEN_ENV", "read_token", "serve"]
+from .protocol import TOKEN_ENV
 
-#: The environment variable holding the bearer token (server and client alike).
-TOKEN_ENV = "FLOPS_FIT_TOKEN"
+__all__ = ["read_token", "serve"]
+
 #: Shortest token accepted: 16 bytes of `secrets.token_urlsafe` is 22 characters.
 MIN_TOKEN_CHARS = 16
 
