@@ -98,12 +98,14 @@ def test_a_server_killed_mid_run_requeues_it_and_finishes_it_once(make_server):
         assert _put(client, spec).status_code == 201
         running = _wait_state(client, spec.id, {"running"})
     assert running["attempt"] == 1
-    server.kill(signal.SIGKILL)  # the whole group: server and its child
+    orphan = _child_pid(server, spec.id)  # in a session of its own: SIGKILL misses it
+    server.kill(signal.SIGKILL)
     server.start()
     with server.client() as client:
         done = _wait_state(client, spec.id, {"succeeded"})
     assert done["attempt"] == 2 and done["cause"] == "server_restart"
     assert done["result"]["experiment_id"] == spec.id
+    assert not _alive(orphan), "the dead server's child trained on beside the new one"
 
 
 def test_a_cancel_stops_the_child_and_ends_the_run_cancelled(make_server):

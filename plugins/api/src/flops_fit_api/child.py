@@ -11,6 +11,7 @@ A cancel reaches the trainer through its cancel flag: the child watches the row'
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -47,10 +48,13 @@ def main(argv: list[str]) -> int:
     cancel = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: cancel.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server's Ctrl-C is the server's
+    server = os.getppid()
 
     def watch() -> None:
         while not cancel.wait(WATCH_S):
-            if store.cancel_requested(run_id):
+            # A server that died (SIGKILL, a crash) leaves this run to the next server, which
+            # requeues it: stop at once, so no run is ever trained by two processes.
+            if os.getppid() != server or store.cancel_requested(run_id):
                 cancel.set()
 
     threading.Thread(target=watch, daemon=True).start()

@@ -22,6 +22,7 @@ from flops_fit_core import (
     UsageError,
     apply_overrides,
     get_host,
+    load_study_config,
     write_atomic,
 )
 
@@ -72,7 +73,21 @@ def _is_loopback(host: str) -> bool:
     default=None,
     help="Runs trained at once (default: one per GPU, else 1).",
 )
-@click.option("--trainer", "trainer_name", default="local", show_default=True, metavar="NAME")
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Train with the [trainer] of this study config (TOML or YAML).",
+)
+@click.option(
+    "--preset",
+    default=None,
+    metavar="NAME",
+    help="Train with the [trainer] of this packaged preset (default: the default preset's).",
+)
+@click.option("--trainer", "trainer_name", default=None, metavar="NAME", help="The trainer's name.")
 @click.option(
     "--set",
     "overrides",
@@ -107,6 +122,8 @@ def serve(
     port,
     data_dir,
     workers,
+    config_path,
+    preset,
     trainer_name,
     overrides,
     token_file,
@@ -115,13 +132,17 @@ def serve(
     infra_retries,
     grace_s,
 ):
-    """Train runs submitted by `--trainer api` clients: an HTTP server with a run queue."""
+    """Train runs submitted by `--trainer api` clients: an HTTP server with a run queue.
+
+    Its trainer is the `[trainer]` of the default preset, or of `-c CONFIG` / `--preset`,
+    with `--trainer` and `--set trainer.KEY=VALUE` on top, as `flops-fit run` would build it.
+    """
     import uvicorn
     from filelock import FileLock, Timeout
 
     from .db import RunStore
     from .server import create_app
-    from .supervisor import Supervisor, gpu_count
+    from .supervisor import Supervisor, gpu_count, kill_orphans
 
     token = read_token(token_file)
     if token is None and not insecure:
@@ -133,15 +154,17 @@ def serve(
         raise UsageError(f"--insecure serves only a loopback address, not {host}")
     if token is not None and len(token) < MIN_TOKEN_CHARS:
         raise UsageError(f"the token is too short: use at least {MIN_TOKEN_CHARS} characters")
-    table = {"name": trainer_name}
-    for section, options in apply_overrides(overrides).items():
+    for section in apply_overrides(overrides):
         if section != "trainer":
             raise ConfigError(f"--set {section}.…: serve takes trainer options only")
-        table.update(options)
+    # The trainer exactly as a study with these arguments would build it (same layers).
+    study = load_study_config(config_path, preset, overrides, {"trainer": trainer_name})
+    table = dict(study.trainer)
     trainer = get_host().build("trainer", table)  # a bad option fails here, not in each run
     gpus = gpu_count()
     workers = workers or max(1, gpus)
     devices = [str(i % gpus) for i in range(workers)] if gpus else None
+    data_dir = data_dir.resolve()  # the children are found again by it (`kill_orphans`)
     data_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(data_dir / "server.lock"), thread_local=False)
     try:
@@ -151,6 +174,7 @@ def serve(
     try:
         write_atomic(data_dir / "server.json", json.dumps({"trainer": table}, indent=2))
         store = RunStore(data_dir)
+        kill_orphans(store, data_dir)  # a dead server's children must not train on
         for view in store.recover(infra_retries):
             click.echo(f"run {view.id}: {view.state} after a restart (attempt {view.attempt})")
         supervisor = Supervisor(store, data_dir, workers, infra_retries, grace_s, devices)

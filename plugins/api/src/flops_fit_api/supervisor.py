@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .db import IllegalMove, RunStore
 
-__all__ = ["Supervisor", "gpu_count"]
+__all__ = ["Supervisor", "gpu_count", "kill_orphans"]
 
 #: Seconds between the supervisor's looks at the queue and its children.
 TICK_S = 0.1
@@ -40,6 +40,38 @@ def gpu_count() -> int:
     except (OSError, subprocess.SubprocessError):
         return 0
     return sum(1 for line in listed.stdout.splitlines() if line.startswith("GPU "))
+
+
+def kill_orphans(store: RunStore, data_dir: Path, timeout: float = 10.0) -> list[int]:
+    """Kill the children a dead server left training (the runs it had `running`), before
+    their runs are requeued: a run is never trained by two processes at once. A pid is only
+    killed when it still is one of this data directory's children (`/proc/PID/cmdline`)."""
+    killed = []
+    for state in ("running", "cancelling"):
+        for view in store.list(state):
+            pid = store.pid(view.id)
+            if pid is None or not _is_our_child(pid, data_dir, view.id):
+                continue
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+                killed.append(pid)
+    deadline = time.monotonic() + timeout
+    for pid in killed:
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+    return killed
+
+
+def _is_our_child(pid: int, data_dir: Path, run_id: str) -> bool:
+    try:
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return (
+        b"flops_fit_api.child" in words
+        and run_id.encode() in words
+        and any(Path(w.decode(errors="replace")) == Path(data_dir) for w in words)
+    )
 
 
 @dataclass
