@@ -79,7 +79,19 @@ SETUP: dict[str, list[str]] = {
 }
 
 # (document, command as written, comment dropped) -> why it is not run.
-SKIPS: dict[tuple[str, str], str] = {}
+_SERVER = "needs a GPU box running `flops-fit serve`: plugins/api/tests/test_against_server.py runs"
+SKIPS: dict[tuple[str, str], str] = {
+    (
+        "docs/remote.md",
+        "flops-fit serve --host 127.0.0.1 --port 8765 --data-dir /srv/flops-fit "
+        "--token-file ~/.flops-fit-token",
+    ): f"{_SERVER} a real one on a free port",
+    (
+        "docs/remote.md",
+        "FLOPS_FIT_TOKEN=... flops-fit run --trainer api "
+        "--set trainer.base_url=https://gpu-box.example.org",
+    ): f"{_SERVER} this study against it, equal to the local one",
+}
 
 # (document, command) -> the source bug that makes it fail; strict: it must fail.
 XFAILS: dict[tuple[str, str], str] = {}
