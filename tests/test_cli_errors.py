@@ -20,7 +20,7 @@ def study(tmp_path_factory):
 @pytest.mark.parametrize(
     ("args", "needles"),
     [
-        (["--set", "trainer.name=nope"], ["Unknown trainer 'nope'. Available: local, mock"]),
+        (["--set", "trainer.name=nope"], ["Unknown trainer 'nope'. Available: api, local, mock"]),
         (["--set", "fitter.name=nope"], ["Unknown fitter 'nope'. Available: empirical"]),
         (["--set", "executor.name=ray"], ["Unknown executor 'ray'. Available: process, serial"]),
         (["--set", "trainer.bogus=1"], ["trainer 'local'", "unknown key 'bogus'"]),

@@ -50,7 +50,7 @@ def test_every_built_in_is_an_ordinary_entry_point():
 def test_unknown_name_lists_what_is_available():
     with pytest.raises(UnknownPluginError) as info:
         PluginHost().get("trainer", "nope")
-    assert str(info.value) == "Unknown trainer 'nope'. Available: local, mock"
+    assert str(info.value) == "Unknown trainer 'nope'. Available: api, local, mock"
     assert info.value.exit_code == 2
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -162,3 +163,43 @@ def test_the_server_refuses_to_start_unsafe_or_misconfigured(tmp_path, token, ar
     assert done.returncode == 2, done.stderr
     lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: ") and needle in lines[0], lines
+
+
+def test_a_full_queue_is_429_with_retry_after_and_known_runs_still_answer(make_server):
+    args = ("--trainer", "mock", "--set", "trainer.seconds_per_run=30", "--workers", "1")
+    server = make_server(*args, "--max-queue", "1").start()
+    first, second, third = tiny_specs(3)
+    with server.client() as client:
+        assert _put(client, first).status_code == 201
+        _wait_state(client, first.id, {"running"})
+        assert _put(client, second).status_code == 201  # queued: the queue is now full
+        full = _put(client, third)
+        assert full.status_code == 429 and int(full.headers["retry-after"]) > 0
+        assert _put(client, second).status_code == 200  # a known run is no new load
+
+
+def test_each_worker_gets_its_own_gpu(make_server, tmp_path):
+    """With a (stand-in) `nvidia-smi` listing two GPUs, two runs train at once, one per GPU."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "nvidia-smi"
+    fake.write_text(
+        "#!/bin/sh\necho 'GPU 0: Stand-in (UUID: GPU-a)'\necho 'GPU 1: Stand-in (UUID: GPU-b)'\n"
+    )
+    fake.chmod(0o755)
+    server = make_server("--trainer", "mock", "--set", "trainer.seconds_per_run=30")
+    server.env.pop("CUDA_VISIBLE_DEVICES", None)
+    server.env["PATH"] = f"{bin_dir}:{server.env['PATH']}"
+    server.start()
+    specs = tiny_specs(2)
+    with server.client() as client:
+        for spec in specs:
+            _put(client, spec)
+        for spec in specs:
+            _wait_state(client, spec.id, {"running"})
+    devices = set()
+    for spec in specs:
+        path = Path(f"/proc/{_child_pid(server, spec.id)}/environ")
+        environ = path.read_bytes().split(b"\0")
+        devices |= {v for v in environ if v.startswith(b"CUDA_VISIBLE_DEVICES=")}
+    assert devices == {b"CUDA_VISIBLE_DEVICES=0", b"CUDA_VISIBLE_DEVICES=1"}
