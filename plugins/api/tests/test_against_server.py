@@ -48,7 +48,9 @@ def test_a_study_through_the_server_equals_the_local_one_bit_for_bit(
     local, remote = tmp_path / "local", tmp_path / "remote"
     base = ["-q", "run", "--preset", "mock", *SHRUNK, *NO_FIGURES]
     assert flops_fit(capsys, *base, "--out", local)[0] == 0
-    via_api = [*base, "--out", remote, "--trainer", "api"]
+    # two runs in flight at once through the process executor, one per server worker
+    via_api = [*base, "--out", remote, "--trainer", "api", "--executor", "process"]
+    via_api += ["--set", "executor.workers=2"]
     code, err = flops_fit(capsys, *via_api, "--set", f"trainer.base_url={mock_server.url}")
     assert code == 0, err
     assert _losses(remote) == _losses(local) and len(_losses(local)) == 15

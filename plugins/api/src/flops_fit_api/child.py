@@ -84,7 +84,10 @@ def main(argv: list[str]) -> int:
         return STOPPED  # the server is shutting down: the row stays running, to be requeued
     except Exception as exc:  # the trainer's failure is the run's, recorded with its reason
         error = " ".join(f"{type(exc).__name__}: {exc}".split())
-        _end(store, run_id, "failed", cause="trainer_error", error=error)
+        try:
+            store.fail(run_id, error, int(settings.get("train_retries", 0)))
+        except IllegalMove:  # cancelled meanwhile
+            _end(store, run_id, "cancelled", cause="cancelled", error="cancelled")
         return 0
     _end(store, run_id, "succeeded", result=result, progress=1.0)
     return 0

@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS runs (
     state TEXT NOT NULL,
     attempt INTEGER NOT NULL DEFAULT 1,
     infra_failures INTEGER NOT NULL DEFAULT 0,
+    train_failures INTEGER NOT NULL DEFAULT 0,
     cause TEXT,
     error TEXT,
     progress REAL NOT NULL DEFAULT 0,
@@ -270,6 +271,30 @@ class RunStore:
             attempt=int(row["attempt"]) + 1,
             pid=None,
         )
+
+    def fail(self, run_id: str, error: str, train_retries: int) -> RunView:
+        """Its trainer raised: `failed` (cause `trainer_error`), or queued again while
+        `train_retries` are left (counted apart from infrastructure retries: training is
+        deterministic, so the default is none)."""
+        row = self._row(run_id)
+        if row is None:
+            raise KeyError(run_id)
+        current, failures = row["state"], int(row["train_failures"]) + 1
+        if current == "running" and failures <= train_retries:
+            return self.move(
+                run_id,
+                "queued",
+                expect=current,
+                cause="trainer_error",
+                error=error,
+                train_failures=failures,
+                attempt=int(row["attempt"]) + 1,
+                pid=None,
+            )
+        return self.move(
+            run_id, "failed", expect=current, cause="trainer_error", error=error,
+            train_failures=failures,
+        )  # fmt: skip
 
     def recover(self, infra_retries: int) -> list[RunView]:
         """At start: runs a previous server left `running` or `cancelling` (it died) are

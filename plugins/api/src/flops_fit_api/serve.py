@@ -111,6 +111,13 @@ def _is_loopback(host: str) -> bool:
     help="Times a run is requeued after its worker or the server died.",
 )
 @click.option(
+    "--train-retries",
+    type=click.IntRange(0, 100),
+    default=0,
+    show_default=True,
+    help="Times a run is trained again after its trainer failed (training is deterministic).",
+)
+@click.option(
     "--grace-s",
     type=click.FloatRange(0),
     default=30.0,
@@ -130,6 +137,7 @@ def serve(
     insecure,
     max_queue,
     infra_retries,
+    train_retries,
     grace_s,
 ):
     """Train runs submitted by `--trainer api` clients: an HTTP server with a run queue.
@@ -172,7 +180,10 @@ def serve(
     except Timeout:
         raise StudyLocked(f"{data_dir} is in use by another flops-fit serve") from None
     try:
-        write_atomic(data_dir / "server.json", json.dumps({"trainer": table}, indent=2))
+        write_atomic(
+            data_dir / "server.json",
+            json.dumps({"trainer": table, "train_retries": train_retries}, indent=2),
+        )
         store = RunStore(data_dir)
         kill_orphans(store, data_dir)  # a dead server's children must not train on
         for view in store.recover(infra_retries):
