@@ -64,6 +64,9 @@ def test_bad_bodies_are_refused_with_the_reason(make_server):
         odd = client.get("/v1/runs/..%2F..%2Fetc")
         assert odd.status_code in (404, 422)
         assert client.get("/v1/runs", params={"state": "queued"}).json() == []
+        unknown = client.get("/v1/runs", params={"state": "sleeping"})
+        assert unknown.status_code == 422 and "queued" in unknown.json()["detail"]
+        assert client.get("/v1/runs/0123456789ab").status_code == 404
 
 
 def test_a_run_is_created_once_and_another_spec_under_its_id_conflicts(make_server):

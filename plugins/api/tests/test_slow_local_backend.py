@@ -95,4 +95,8 @@ def test_a_server_killed_mid_run_resumes_it_from_its_checkpoint(
     with server.client() as client:
         run = client.get(f"/v1/runs/{spec.id}").json()
     assert run["attempt"] == 2 and run["cause"] == "server_restart"
+    with server.client() as client:
+        log = client.get(f"/v1/runs/{spec.id}/log").text.splitlines()
+    steps = [json.loads(line)["step"] for line in log]
+    assert steps and steps == sorted(set(steps))  # resumed: no step logged twice
     assert run["result"]["details"]["sessions"] == 2, run["result"].get("warnings")

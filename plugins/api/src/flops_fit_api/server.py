@@ -24,7 +24,15 @@ from flops_fit_core import ExperimentSpec, TrainerInfo, __version__
 
 from .child import run_dir
 from .db import RunStore, SpecConflict
-from .protocol import API_VERSION, MAX_BODY_BYTES, MAX_WAIT_S, TERMINAL, RunView, VersionInfo
+from .protocol import (
+    API_VERSION,
+    MAX_BODY_BYTES,
+    MAX_WAIT_S,
+    TERMINAL,
+    TRANSITIONS,
+    RunView,
+    VersionInfo,
+)
 
 __all__ = ["create_app"]
 
@@ -115,6 +123,9 @@ def create_app(
 
     @app.get("/v1/runs")
     async def list_runs(state: str | None = None):
+        if state is not None and state not in TRANSITIONS:
+            known = ", ".join(TRANSITIONS)
+            raise HTTPException(422, f"unknown state {state!r}; the states are {known}")
         views = await asyncio.to_thread(store.list, state)
         return [v.model_dump(mode="json") for v in views]
 
