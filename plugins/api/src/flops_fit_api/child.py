@@ -58,12 +58,13 @@ def main(argv: list[str]) -> int:
                 cancel.set()
 
     threading.Thread(target=watch, daemon=True).start()
-    last = [0.0]
+    last = 0.0
 
     def progress(fraction: float, message: str | None = None) -> None:
+        nonlocal last
         now = time.monotonic()
-        if now - last[0] >= WATCH_S or fraction >= 1.0:
-            last[0] = now
+        if now - last >= WATCH_S or fraction >= 1.0:
+            last = now
             store.set_progress(run_id, fraction, message)
 
     trainer = get_host().build("trainer", settings["trainer"])

@@ -147,7 +147,8 @@ class RunStore:
                     raise SpecConflict(spec.id)
                 created = False
                 state, cause = row["state"], row["cause"]
-                if state == "cancelled" or (state == "failed" and cause in RESUBMITTABLE):
+                resubmitted = state == "cancelled" or (state == "failed" and cause in RESUBMITTABLE)
+                if resubmitted and can_move(state, "queued"):
                     db.execute(
                         "UPDATE runs SET state = 'queued', attempt = attempt + 1, "
                         "cancel_requested = 0, infra_failures = 0, progress = 0, message = NULL, "

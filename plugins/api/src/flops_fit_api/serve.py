@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 from pathlib import Path
 
 import click
@@ -27,6 +26,7 @@ from flops_fit_core import (
 )
 
 from .protocol import TOKEN_ENV
+from .trainer import token_from_file_or_env
 
 __all__ = ["read_token", "serve"]
 
@@ -36,16 +36,7 @@ MIN_TOKEN_CHARS = 16
 
 def read_token(token_file: Path | None) -> str | None:
     """The token from `token_file` (its first line) or `FLOPS_FIT_TOKEN`; None when neither."""
-    if token_file is not None:
-        try:
-            text = Path(token_file).read_text().strip()
-        except OSError as exc:
-            raise UsageError(f"cannot read the token file {token_file}: {exc.strerror}") from None
-        token = text.splitlines()[0].strip() if text else ""
-        if not token:
-            raise UsageError(f"the token file {token_file} is empty")
-        return token
-    return os.environ.get(TOKEN_ENV) or None
+    return token_from_file_or_env(token_file, "--token-file")
 
 
 def _is_loopback(host: str) -> bool:

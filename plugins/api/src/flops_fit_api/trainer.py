@@ -39,6 +39,7 @@ import ipaddress
 import os
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -63,7 +64,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .client import Client
 
-__all__ = ["TOKEN_ENV", "ApiConfig", "ApiTrainer", "resolve_token"]
+__all__ = ["TOKEN_ENV", "ApiConfig", "ApiTrainer", "resolve_token", "token_from_file_or_env"]
 
 #: The environment variable the token is read from when neither `token` nor `token_file` is set.
 #: How long a cancel (Ctrl-C) keeps trying to reach the server before it gives up.
@@ -212,15 +213,23 @@ def resolve_token(config: ApiConfig, environ: dict[str, str] | None = None) -> s
     unreadable or empty token file, or a token with characters no header can carry."""
     if config.token is not None:
         return _valid_token(config.token.get_secret_value().strip(), "trainer.token")
-    if config.token_file is not None:
-        path = Path(config.token_file).expanduser()
+    return token_from_file_or_env(config.token_file, "trainer.token_file", environ)
+
+
+def token_from_file_or_env(
+    token_file: str | Path | None, what: str, environ: Mapping[str, str] | None = None
+) -> str | None:
+    """The first line of `token_file` (named `what` in errors) when given, else
+    `$FLOPS_FIT_TOKEN`, else None: the one reading of a token for the client and `serve`."""
+    if token_file is not None:
+        path = Path(token_file).expanduser()
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-            raise ConfigError(f"trainer.token_file {path}: cannot read it ({why})") from None
+            raise ConfigError(f"{what} {path}: cannot read it ({why})") from None
         lines = text.strip().splitlines()
-        return _valid_token(lines[0].strip() if lines else "", f"trainer.token_file {path}")
+        return _valid_token(lines[0].strip() if lines else "", f"{what} {path}")
     environ = os.environ if environ is None else environ
     if token := environ.get(TOKEN_ENV, "").strip():
         return _valid_token(token, TOKEN_ENV)
