@@ -20,6 +20,7 @@ from .bases import (
 )
 from .config import DEFAULT_PLOTS, apply_overrides, load_study_config
 from .errors import (
+    ClusterError,
     ConfigError,
     FitError,
     FlopsFitError,
@@ -34,7 +35,7 @@ from .errors import (
     UnknownPluginError,
     UsageError,
 )
-from .executors import WORKERS_ENV
+from .executors import THREADS_ENV, WORKERS_ENV
 from .files import write_atomic
 from .fits import Estimate, FitResult, Optimum, PowerLaw, Prediction
 from .flops import FlopsConvention, ParamConvention, flops_per_token, params_count
@@ -80,7 +81,9 @@ __all__ = [
     "KINDS",
     "REPORT_FILE",
     "SCHEMA_VERSION",
+    "THREADS_ENV",
     "WORKERS_ENV",
+    "ClusterError",
     "ConfigError",
     "Conventions",
     "Estimate",

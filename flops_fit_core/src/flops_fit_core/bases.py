@@ -149,6 +149,11 @@ class Trainer(PluginBase):
     def info(self) -> TrainerInfo:
         return TrainerInfo.made_by(self.name, self.version, self.outcome_options())
 
+    def uses_gpu(self) -> bool:
+        """Whether each run takes a GPU: cluster executors then ask for one per experiment
+        (and size how many they keep in flight by the cluster's GPUs, not its CPUs)."""
+        return False
+
     def checkpoint_bytes(self, spec: ExperimentSpec) -> int:
         """About how many bytes a checkpoint of `spec` takes on disk (0: none is written).
 
@@ -286,12 +291,21 @@ class Executor(PluginBase):
 
     @staticmethod
     def context_for(
-        spec: ExperimentSpec, run_dir: Path, cancel: Any, progress=None
+        spec: ExperimentSpec,
+        run_dir: Path,
+        cancel: Any,
+        progress=None,
+        *,
+        checkpoint_root: Path | None = None,
     ) -> TrainerContext:
-        """The context a trainer gets: its checkpoint folder is `checkpoints/<id>` in the run."""
+        """The context a trainer gets: its checkpoint folder is `<checkpoint_root>/<id>`, by
+        default `checkpoints/<id>` in the run directory."""
+        root = (
+            Path(checkpoint_root) if checkpoint_root is not None else Path(run_dir) / "checkpoints"
+        )
         ctx = TrainerContext(
             run_dir=Path(run_dir),
-            checkpoint_dir=Path(run_dir) / "checkpoints" / spec.id,
+            checkpoint_dir=root / spec.id,
             cancel_event=cancel if cancel is not None else threading.Event(),
         )
         if progress is not None:

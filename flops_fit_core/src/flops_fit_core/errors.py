@@ -16,6 +16,8 @@
     ├── FitError                   exit 1: the data cannot support the requested fit (too few
     │                              budgets, strict R² not met)
     ├── TrainingError              exit 1: a run failed; trainers raise it, executors record it
+    ├── ClusterError               exit 1: a cluster cannot run the sweep (its workers run
+    │                              other versions, the scheduler refused the jobs)
     ├── TrainingCancelled          exit 130: the user or the executor cancelled a run; not a
     │                              failure, so nothing is recorded and the next run trains it
     └── RunFailed                  exit 1: a stage finished but left failed experiments
@@ -27,6 +29,7 @@ a user never sees a traceback for a mistake of theirs.
 from __future__ import annotations
 
 __all__ = [
+    "ClusterError",
     "ConfigError",
     "FitError",
     "FlopsFitError",
@@ -99,6 +102,11 @@ class FitError(FlopsFitError):
 
 class TrainingError(FlopsFitError):
     """A training run failed; executors turn it into a `failed` RunResult."""
+
+
+class ClusterError(FlopsFitError):
+    """A cluster cannot run the sweep: its workers run other versions of flops-fit or the
+    trainer than the driver, or its scheduler refused or lost the jobs."""
 
 
 class TrainingCancelled(FlopsFitError):

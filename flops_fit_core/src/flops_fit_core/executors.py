@@ -31,7 +31,7 @@ from .errors import TrainingCancelled
 from .hookspecs import HOOK_API_VERSION, hookimpl
 from .schemas import ExperimentSpec, PluginConfig, RunResult
 
-__all__ = ["WORKERS_ENV", "ProcessExecutor", "SerialExecutor"]
+__all__ = ["THREADS_ENV", "WORKERS_ENV", "ProcessExecutor", "SerialExecutor"]
 
 ProgressFn = Callable[[str, float, str | None], None]
 
@@ -75,6 +75,11 @@ class SerialExecutor(Executor):
 #: Tells a worker how many trainer processes share the machine, so a trainer that sizes its
 #: thread pool to the free cores (the torch trainer does) takes its share, not all of them.
 WORKERS_ENV = "FLOPS_FIT_WORKERS"
+
+#: Tells a worker how many threads its trainer may use, where an executor gave the experiment
+#: a number of CPUs on a machine it shares with others (a Ray task, a packed Slurm task).
+#: It takes precedence over `WORKERS_ENV`.
+THREADS_ENV = "FLOPS_FIT_THREADS"
 
 #: How long, once a sweep stops for an error, the runs in flight get to checkpoint and stop
 #: before their workers are killed.

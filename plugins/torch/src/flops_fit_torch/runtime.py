@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from flops_fit_core import WORKERS_ENV, ExperimentSpec, ModelShape, TrainingCancelled
+from flops_fit_core import THREADS_ENV, WORKERS_ENV, ExperimentSpec, ModelShape, TrainingCancelled
 
 from .data import Batches
 from .schedule import Schedule
@@ -76,7 +76,11 @@ def cpu_has_native_bf16() -> bool:
 
 
 def free_cores() -> int:
-    """Cores this process may use, shared out among the trainer processes running beside it."""
+    """Cores this process may use: the executor's thread budget for it (`THREADS_ENV`), else
+    the free cores shared out among the trainer processes running beside it."""
+    budget = os.environ.get(THREADS_ENV, "")
+    if budget.isdigit() and int(budget) > 0:
+        return int(budget)
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - macOS, Windows

@@ -82,6 +82,19 @@ class LocalTrainer(Trainer):
                     "an even integer head size (plan even head sizes)"
                 )
 
+    def uses_gpu(self) -> bool:
+        """`cuda` takes a GPU; `auto` takes one where this machine (the driver) has one, so a
+        CPU-only head node of a GPU cluster sets `device = "cuda"` (or the executor's
+        `num_gpus`)."""
+        device = self.config.device
+        if device.startswith("cuda"):
+            return True
+        if device != "auto":
+            return False
+        import shutil
+
+        return shutil.which("nvidia-smi") is not None  # no torch import for a yes or no
+
     def checkpoint_bytes(self, spec: ExperimentSpec) -> int:
         """fp32 weights and AdamW's two moments (12 bytes a parameter), plus the RNG states,
         statistics and the pickle's overhead."""
