@@ -14,6 +14,7 @@ import pytest
 @pytest.fixture(scope="module")
 def ray_cluster(request):
     import cloudpickle
+
     from flops_fit_ray.executor import import_ray
 
     ray = import_ray()

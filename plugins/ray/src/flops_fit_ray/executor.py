@@ -12,9 +12,11 @@ more is delivered.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import socket
 import sys
 import threading
 import uuid
@@ -46,6 +48,30 @@ def import_ray():
     import ray
 
     return ray
+
+
+#: Seconds to wait for a cluster's head to accept a connection (Ray itself waits minutes).
+CONNECT_TIMEOUT_S = 5.0
+
+
+def _check_reachable(address: str | None) -> None:
+    """Fail in one line, within seconds, if a `HOST:PORT` or `ray://HOST:PORT` head does
+    not accept connections (`auto` and unset are Ray's to resolve)."""
+    if address is None or address == "auto":
+        return
+    hostport = address.removeprefix("ray://").rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(
+            f"executor 'ray': address {address!r} is not 'auto', HOST:PORT or ray://HOST:PORT"
+        )
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ClusterError(
+            f"executor 'ray': cannot reach the Ray head at {address} ({exc.strerror or exc}); "
+            "is the cluster up (`ray status` on its head)?"
+        ) from None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -109,6 +135,7 @@ class RayExecutor(Executor):
         """Join the configured cluster (or start a local Ray); True if this call did."""
         if ray.is_initialized():
             return False
+        _check_reachable(self.config.address)
         try:
             ray.init(
                 address=self.config.address,
@@ -187,10 +214,8 @@ class RayExecutor(Executor):
         force-cancelled; their results are dropped. A second Ctrl-C skips the wait."""
         flag.set()
         if not at_once and self.config.grace_s > 0:
-            try:
+            with contextlib.suppress(KeyboardInterrupt):
                 ray.wait(refs, num_returns=len(refs), timeout=self.config.grace_s)
-            except KeyboardInterrupt:
-                pass
         for ref in refs:
             try:
                 ray.cancel(ref, force=True)
