@@ -22,7 +22,10 @@ def study(tmp_path_factory):
     [
         (["--set", "trainer.name=nope"], ["Unknown trainer 'nope'. Available: api, local, mock"]),
         (["--set", "fitter.name=nope"], ["Unknown fitter 'nope'. Available: empirical"]),
-        (["--set", "executor.name=ray"], ["Unknown executor 'ray'. Available: process, serial"]),
+        (
+            ["--set", "executor.name=nope"],
+            ["Unknown executor 'nope'. Available: process, ray, serial, slurm"],
+        ),
         (["--set", "trainer.bogus=1"], ["trainer 'local'", "unknown key 'bogus'"]),
         (["--set", "planner.n_budgets=zero"], ["planner 'isoflop'", "n_budgets"]),
         (["--set", "bogus.key=1"], ["unknown key 'bogus'"]),
