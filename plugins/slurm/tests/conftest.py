@@ -78,3 +78,17 @@ def fake_slurm(tmp_path_factory, monkeypatch):
         yield slurm
     finally:
         slurm.stop_everything()
+
+
+@pytest.fixture(autouse=True)
+def _test_module_by_value(request):
+    """The test modules' trainers travel by value: a job's process cannot import a test
+    module (pytest imports them with importlib)."""
+    import cloudpickle
+
+    module = sys.modules[request.module.__name__]
+    cloudpickle.register_pickle_by_value(module)
+    try:
+        yield
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)

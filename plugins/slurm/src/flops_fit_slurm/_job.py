@@ -17,6 +17,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import submitit
 
 from flops_fit_core import Trainer
@@ -117,9 +118,10 @@ class TrainTask(submitit.helpers.Checkpointable):
         with ProcessPoolExecutor(
             len(specs), mp_context=context, initializer=_start_packed, initargs=(preempted,)
         ) as pool:
+            # by cloudpickle, as submitit sent the trainer here: it may be defined by value
+            trainer = cloudpickle.dumps(self.trainer)
             futures = {
-                pool.submit(_train_packed, self.trainer, spec, self.flag, common): spec
-                for spec in specs
+                pool.submit(_train_packed, trainer, spec, self.flag, common): spec for spec in specs
             }
             for future in as_completed(futures):
                 self._keep(futures[future], future.result())
@@ -151,5 +153,7 @@ def _start_packed(preempted: Any) -> None:
         signal.signal(signum, signal.SIG_IGN)
 
 
-def _train_packed(trainer: Trainer, spec: ExperimentSpec, flag: Any, common: dict) -> WorkerReply:
-    return train_on_worker(trainer, spec, cancel=_Either(flag, _packed_preempted), **common)
+def _train_packed(trainer: bytes, spec: ExperimentSpec, flag: Any, common: dict) -> WorkerReply:
+    return train_on_worker(
+        cloudpickle.loads(trainer), spec, cancel=_Either(flag, _packed_preempted), **common
+    )

@@ -135,6 +135,9 @@ class _Sweep:
         self.queue = [(spec, 0) for spec in specs if spec.id not in attached]
         stopped_by: BaseException | None = None
         try:
+            if attached:
+                self._collect_ready()  # what finished while no driver ran
+                self._say_reattached()
             self._loop(cancel)
         except BaseException as exc:
             stopped_by = exc
@@ -149,9 +152,7 @@ class _Sweep:
         last_look = float("-inf")
         while (self.queue or self.jobs) and not cancel.is_set():
             self._submit()
-            for job in list(self.jobs.values()):
-                if self.cluster.result_path(job.job_id).exists():
-                    self._collect(job)
+            self._collect_ready()
             if time.monotonic() - last_look >= config.state_check_s and self.jobs:
                 last_look = time.monotonic()
                 self._look()
@@ -224,18 +225,27 @@ class _Sweep:
                 continue
             self.jobs[record.job_id] = _Job(record, mine, reattached=True)
             attached.update(spec.id for spec in mine)
-        if self.jobs:
-            arrays = sorted({job_id.split("_")[0] for job_id in self.jobs})
-            print(
-                f"re-attached to {len(attached)} experiment{'' if len(attached) == 1 else 's'} "
-                f"in {self.cluster.name} job{'' if len(arrays) == 1 else 's'} "
-                f"{', '.join(arrays)} (submitted by an earlier run): collecting what finished, "
-                "waiting for the rest",
-                file=sys.stderr,
-            )
         return attached
 
+    def _say_reattached(self) -> None:
+        waiting = sum(len(job.specs) for job in self.jobs.values())
+        if not waiting and not self.delivered:
+            return
+        arrays = sorted({job_id.split("_")[0] for job_id in self.jobs})
+        print(
+            f"re-attached to {self.cluster.name} job{'' if len(arrays) == 1 else 's'} "
+            f"{', '.join(arrays) or '(none left)'} of an earlier run: {len(self.delivered)} "
+            f"result{'' if len(self.delivered) == 1 else 's'} collected, {waiting} "
+            f"experiment{'' if waiting == 1 else 's'} queued or running there",
+            file=sys.stderr,
+        )
+
     # -- results and deaths -------------------------------------------------------------------
+
+    def _collect_ready(self) -> None:
+        for job in list(self.jobs.values()):
+            if self.cluster.result_path(job.job_id).exists():
+                self._collect(job)
 
     def _collect(self, job: _Job) -> None:
         from submitit.core.utils import pickle_load

@@ -95,6 +95,10 @@ def sbatch(args: list[str]) -> int:
         match = re.match(r"#SBATCH --([a-z-]+)(?:=(.*))?$", line.strip())
         if match:
             options[match[1]] = (match[2] or "").strip("'")
+    if options.get("partition") == "nonexistent":
+        print("sbatch: error: invalid partition specified: nonexistent", file=sys.stderr)
+        print("sbatch: error: Batch job submission failed: Invalid partition name", file=sys.stderr)
+        return 1
     with _locked():
         counter = STATE / "next_id"
         array_id = int(counter.read_text()) if counter.exists() else 1000
