@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 
@@ -38,6 +39,7 @@ def ray_cluster(request):
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
         cloudpickle.unregister_pickle_by_value(sys.modules[request.module.__name__])
         for key, value in saved.items():
             if value is None:

@@ -165,6 +165,40 @@ def test_a_cancel_mid_sweep_delivers_nothing_more_and_stops_every_run(tmp_path):
     assert not list((tmp_path / "checkpoints").glob(".cancel-*")), "the flag was left behind"
 
 
+class Stubborn(Trainer):
+    """Sleeps without ever looking at the cancel event (a trainer stuck in a collective)."""
+
+    name = "stubborn"
+
+    def train(self, spec, context):
+        folder = Path(context.run_dir) / "started"
+        folder.mkdir(exist_ok=True)
+        (folder / spec.id).write_text(str(os.getpid()))
+        time.sleep(120)
+        return RunResult.success(spec, self.info, loss=1.0, tokens_trained=spec.tokens)
+
+
+def test_a_run_that_ignores_the_cancel_is_force_cancelled_after_the_grace(tmp_path):
+    cancel = threading.Event()
+    started = tmp_path / "started"
+
+    def cancel_when_started():
+        deadline = time.monotonic() + 60
+        while not any(started.glob("*")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        cancel.set()
+
+    threading.Thread(target=cancel_when_started, daemon=True).start()
+    delivered = []
+    began = time.monotonic()
+    RayExecutor({"grace_s": 1}).map(
+        Stubborn(), tiny_specs(1), delivered.append, run_dir=tmp_path, cancel=cancel
+    )
+    assert delivered == [] and time.monotonic() - began < 60
+    (pid,) = [int(p.read_text()) for p in started.glob("*")]
+    _wait_for(lambda: not Path(f"/proc/{pid}").exists(), 10, "the stuck worker to be killed")
+
+
 class OtherVersion(EchoTrainer):
     """An echo trainer whose version, on a worker, is what `FAKE_VERSION` says there."""
 

@@ -18,9 +18,7 @@ import pytest
 
 from flops_fit_core import ExperimentSpec, ModelShape, RunResult, TrainerContext
 from flops_fit_slurm import SlurmExecutor
-
-pytest.importorskip("torch")
-from flops_fit_torch import LocalTrainer  # noqa: E402
+from flops_fit_torch import LocalTrainer
 
 SHAPE = ModelShape(d_model=32, n_layers=1, n_heads=2, d_ff=128, vocab_size=64, seq_len=32)
 STEPS, BATCH = 1500, 4  # a few seconds: long enough to be interrupted mid-run

@@ -211,12 +211,18 @@ class RayExecutor(Executor):
 
     def _stop(self, ray, refs: list, flag: CancelFlag, *, at_once: bool) -> None:
         """The runs in flight checkpoint and stop (up to `grace_s`), then every task left is
-        force-cancelled; their results are dropped. A second Ctrl-C skips the wait."""
+        force-cancelled; their results are dropped. A second Ctrl-C skips the wait.
+
+        Only tasks that have not ended are force-cancelled: Ray (2.60) aborts the driver
+        process when a force-cancel crosses the reply of a task that is just completing
+        ("Tried to complete task that was not pending"), so a finished task is left alone.
+        """
         flag.set()
         if not at_once and self.config.grace_s > 0:
             with contextlib.suppress(KeyboardInterrupt):
                 ray.wait(refs, num_returns=len(refs), timeout=self.config.grace_s)
-        for ref in refs:
+        _, running = ray.wait(refs, num_returns=len(refs), timeout=0)
+        for ref in running:
             try:
                 ray.cancel(ref, force=True)
             except Exception as exc:  # pragma: no cover - a task that ended meanwhile
