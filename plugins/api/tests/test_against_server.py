@@ -9,8 +9,8 @@ import threading
 import time
 
 import pytest
-from flops_fit_api import ApiTrainer
 
+from flops_fit_api import ApiTrainer
 from flops_fit_core import TrainerContext, TrainingCancelled
 from flops_fit_core.cli import main
 from flops_fit_core.testing import TrainerContract, tiny_specs

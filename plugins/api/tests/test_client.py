@@ -19,10 +19,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from flops_fit_api import ApiConfig, ApiTrainer, resolve_token
 from flops_fit_api.client import ApiError, Client, NotFound, ServerUnavailable
 from flops_fit_api.protocol import API_VERSION, RunView, VersionInfo
-
 from flops_fit_core import (
     ConfigError,
     ResultsStore,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from flops_fit_api.db import IllegalMove, RunStore, SpecConflict
 
+from flops_fit_api.db import IllegalMove, RunStore, SpecConflict
 from flops_fit_core.testing import tiny_specs
 
 

@@ -10,8 +10,8 @@ import threading
 import time
 
 import pytest
-from flops_fit_api import ApiTrainer
 
+from flops_fit_api import ApiTrainer
 from flops_fit_core import SweepPlan, TrainerContext
 from flops_fit_core.cli import main
 
