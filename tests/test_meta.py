@@ -98,3 +98,22 @@ def test_the_exception_tree_in_errors_py_says_what_the_code_does():
             assert cls.__base__.__name__ == parent, name
         assert cls.exit_code == code, name
     assert not issubclass(errors.TrainingCancelled, errors.TrainingError)
+
+
+def test_built_in_plugins_import_only_the_public_api_of_the_core():
+    """What a third party cannot do with `flops_fit_core`'s public API, our plugins do not do
+    either: their sources import `flops_fit_core` itself, never its submodules."""
+    offenders = []
+    for path in sorted(ROOT.glob("plugins/*/src/**/*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            offenders += [
+                f"{path.relative_to(ROOT)}:{node.lineno} imports {name}"
+                for name in names
+                if name.startswith("flops_fit_core.")
+            ]
+    assert not offenders, "\n".join(offenders)

@@ -18,6 +18,14 @@ from .bases import (
     TrainerContext,
     run_one,
 )
+from .cluster import (
+    CancelFlag,
+    WorkerReply,
+    check_versions,
+    in_flight_for,
+    shared_folder,
+    train_on_worker,
+)
 from .config import DEFAULT_PLOTS, apply_overrides, load_study_config
 from .errors import (
     ClusterError,
@@ -83,6 +91,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "THREADS_ENV",
     "WORKERS_ENV",
+    "CancelFlag",
     "ClusterError",
     "ConfigError",
     "Conventions",
@@ -124,8 +133,10 @@ __all__ = [
     "TrainingError",
     "UnknownPluginError",
     "UsageError",
+    "WorkerReply",
     "__version__",
     "apply_overrides",
+    "check_versions",
     "computes",
     "fit",
     "fit_report",
@@ -138,6 +149,7 @@ __all__ = [
     "format_number_tex",
     "get_host",
     "hookimpl",
+    "in_flight_for",
     "load_study_config",
     "params_count",
     "parse_model",
@@ -149,5 +161,7 @@ __all__ = [
     "role",
     "run_one",
     "run_study",
+    "shared_folder",
+    "train_on_worker",
     "write_atomic",
 ]

@@ -12,6 +12,8 @@ on a shared filesystem, or the executor's `checkpoint_dir`.
   the result (None for a cancelled run) and the worker's versions.
 - `check_versions`: the driver's check, on the first reply, that its workers run the
   flops-fit and the trainer it runs.
+- `shared_folder`: where a configured folder (`checkpoint_dir`, ...) is: a relative path is
+  inside the run directory, and may not leave it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .bases import Executor, Trainer, run_one
-from .errors import ClusterError, TrainingCancelled
+from .errors import ClusterError, ConfigError, TrainingCancelled
 from .executors import THREADS_ENV
 from .schemas import ExperimentSpec, RunResult
 
@@ -34,6 +36,7 @@ __all__ = [
     "WorkerReply",
     "check_versions",
     "in_flight_for",
+    "shared_folder",
     "train_on_worker",
     "worker_versions",
 ]
@@ -155,3 +158,21 @@ def in_flight_for(slots: float) -> int:
     """The default cap on experiments submitted at once: what the cluster runs at once, plus
     2 queued behind them so a worker that frees up starts the next run without a wait."""
     return max(1, int(slots)) + 2
+
+
+def shared_folder(run_dir: Path, path: Path | str | None, what: str) -> Path | None:
+    """`path` as an absolute folder: an absolute one as given (the user's choice), a relative
+    one inside `run_dir` (a `ConfigError` if it leads out of it, by `..` or a link)."""
+    if path is None:
+        return None
+    path = Path(path).expanduser()
+    if path.is_absolute():
+        return path.resolve()
+    root = Path(run_dir).resolve()
+    full = (root / path).resolve()
+    if not full.is_relative_to(root):
+        raise ConfigError(
+            f"{what}: {str(path)!r} leads out of the run directory {root}; give an absolute "
+            "path to put it elsewhere"
+        )
+    return full

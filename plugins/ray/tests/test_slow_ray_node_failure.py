@@ -5,6 +5,7 @@ raylets takes tens of seconds (`uv run pytest -m slow plugins/ray`)."""
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 import threading
@@ -40,20 +41,22 @@ class OnNode(Trainer):
         return RunResult.success(spec, self.info, loss=1.0, tokens_trained=spec.tokens)
 
 
-def test_a_node_removed_mid_task_reruns_it_elsewhere(tmp_path):
+def test_a_node_removed_mid_task_reruns_it_elsewhere(tmp_path, monkeypatch):
     import cloudpickle
-    from ray.cluster_utils import Cluster
 
     from flops_fit_ray.executor import import_ray
 
-    ray = import_ray()
+    ray = import_ray()  # first: it turns Ray's `uv run` hook off before Ray is imported
+    from ray.cluster_utils import Cluster
+
     module = sys.modules[__name__]
     cloudpickle.register_pickle_by_value(module)
+    temp = tempfile.mkdtemp(prefix="ffrayn")  # short: Ray's sockets live under it
+    monkeypatch.setenv("RAY_TMPDIR", temp)  # every node's files, and Ray's address file
     cluster = Cluster(
         initialize_head=True,
         head_node_args={
             "num_cpus": 0,  # the driver's node trains nothing
-            "_temp_dir": tempfile.mkdtemp(prefix="ffrayn"),
             "include_dashboard": False,
             "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 3},
         },
@@ -76,11 +79,11 @@ def test_a_node_removed_mid_task_reruns_it_elsewhere(tmp_path):
         on_victim = []
         while not on_victim:
             assert time.monotonic() < deadline, "no task started on the victim node"
-            on_victim = [
-                p.name
-                for p in nodes.glob("*")
-                if victim.unique_id in p.read_text().split()
-            ] if nodes.exists() else []
+            on_victim = (
+                [p.name for p in nodes.glob("*") if victim.node_id in p.read_text().split()]
+                if nodes.exists()
+                else []
+            )
             time.sleep(0.05)
         cluster.remove_node(victim)
         sweep.join(180)
@@ -89,8 +92,9 @@ def test_a_node_removed_mid_task_reruns_it_elsewhere(tmp_path):
         assert all(r.status == "ok" for r in delivered), [r.error for r in delivered]
         (moved,) = on_victim
         attempts = (nodes / moved).read_text().split()
-        assert attempts[0] == victim.unique_id and attempts[-1] != victim.unique_id
+        assert attempts[0] == victim.node_id and attempts[-1] != victim.node_id
     finally:
         ray.shutdown()
         cluster.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
         cloudpickle.unregister_pickle_by_value(module)

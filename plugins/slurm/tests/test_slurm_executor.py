@@ -175,6 +175,15 @@ def test_sbatch_lines_are_checked(line, message):
         SlurmExecutor({"sbatch_lines": [line]})
 
 
+def test_a_folder_that_leaves_the_run_directory_is_refused(capsys, fake_slurm, tmp_path):
+    args = ["-q", "run", "--preset", "mock", *SHRUNK, "--out", tmp_path / "r"]
+    code, err = flops_fit(capsys, *args, "--executor", "slurm", "--set", "executor.folder=../x")
+    assert code == 2
+    (line,) = err.strip().splitlines()
+    assert "executor.folder: '../x' leads out of the run directory" in line
+    assert not fake_slurm.calls("sbatch") and not (tmp_path / "x").exists()
+
+
 def test_no_slurm_on_path_is_one_line(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     args = ["-q", "run", "--preset", "mock", *SHRUNK, "--out", tmp_path / "r"]

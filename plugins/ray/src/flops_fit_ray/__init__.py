@@ -6,7 +6,7 @@ Importing this module does not import Ray (about 2 s a `flops-fit` start-up woul
 
 from __future__ import annotations
 
-from flops_fit_core.hookspecs import HOOK_API_VERSION, hookimpl
+from flops_fit_core import HOOK_API_VERSION, hookimpl
 
 from .config import RayConfig
 from .executor import RayExecutor

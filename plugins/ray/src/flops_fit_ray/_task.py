@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ray
 
-from flops_fit_core.cluster import train_on_worker
+from flops_fit_core import train_on_worker
 
 
 @ray.remote

@@ -25,8 +25,17 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from flops_fit_core import ClusterError, Executor, ExperimentSpec, RunResult, Trainer
-from flops_fit_core.cluster import CancelFlag, check_versions, in_flight_for
+from flops_fit_core import (
+    CancelFlag,
+    ClusterError,
+    Executor,
+    ExperimentSpec,
+    RunResult,
+    Trainer,
+    check_versions,
+    in_flight_for,
+    shared_folder,
+)
 
 from .config import RayConfig
 
@@ -155,7 +164,7 @@ class RayExecutor(Executor):
 
         config = self.config
         options = self.task_options(trainer)
-        root = Path(config.checkpoint_dir).resolve() if config.checkpoint_dir else None
+        root = shared_folder(run_dir, config.checkpoint_dir, "executor.checkpoint_dir")
         flag = CancelFlag((root or run_dir / "checkpoints") / f".cancel-{uuid.uuid4().hex}")
         cap = config.max_in_flight or in_flight_for(self._slots(ray, options))
         threads = max(1, math.floor(options["num_cpus"]))

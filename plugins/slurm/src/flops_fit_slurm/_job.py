@@ -20,9 +20,7 @@ from typing import Any
 import cloudpickle
 import submitit
 
-from flops_fit_core import Trainer
-from flops_fit_core.cluster import WorkerReply, train_on_worker
-from flops_fit_core.schemas import ExperimentSpec
+from flops_fit_core import ExperimentSpec, Trainer, WorkerReply, train_on_worker
 
 __all__ = ["TrainTask"]
 

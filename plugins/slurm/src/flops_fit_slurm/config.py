@@ -43,7 +43,10 @@ class SlurmConfig(PluginConfig):
     qos: str | None = Field(None, min_length=1, description="sbatch --qos")
     job_name: str = Field("flops-fit", min_length=1, description="sbatch --job-name")
     gpus_per_node: int | None = Field(
-        None, ge=0, le=64, description="GPUs per task (default 1 if the trainer uses one)"
+        None,
+        ge=0,
+        le=64,
+        description="GPUs per task, as sbatch --gres=gpu:N (default 1 if the trainer uses one)",
     )
     cpus_per_task: int = Field(1, ge=1, le=1024, description="CPUs per array task")
     mem: str | None = Field(
@@ -67,7 +70,11 @@ class SlurmConfig(PluginConfig):
         "which every node must reach at the same path)",
     )
     array_parallelism: int = Field(
-        256, ge=1, le=100_000, description="array tasks Slurm runs at once (--array=...%N)"
+        256,
+        ge=1,
+        le=100_000,
+        description="array tasks Slurm runs at once (--array=...%N); with cluster = 'local', "
+        "jobs alive at once",
     )
     experiments_per_task: int = Field(
         1,
@@ -79,12 +86,12 @@ class SlurmConfig(PluginConfig):
     folder: Path | None = Field(
         None,
         description="where job scripts, logs and pickles go, on a filesystem every node "
-        "reaches (default: slurm/ in the run directory)",
+        "reaches (default: slurm/ in the run directory; a relative path is in it)",
     )
     checkpoint_dir: Path | None = Field(
         None,
         description="a folder every node reaches (default: checkpoints/ in the run "
-        "directory, which must then be on a shared filesystem)",
+        "directory, which must then be on a shared filesystem; a relative path is in it)",
     )
     infra_retries: int = Field(
         2,

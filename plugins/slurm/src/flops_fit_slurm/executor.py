@@ -32,8 +32,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flops_fit_core import ClusterError, Executor, ExperimentSpec, RunResult, Trainer
-from flops_fit_core.cluster import CancelFlag, WorkerReply, check_versions
+from flops_fit_core import (
+    CancelFlag,
+    ClusterError,
+    Executor,
+    ExperimentSpec,
+    RunResult,
+    Trainer,
+    WorkerReply,
+    check_versions,
+    shared_folder,
+)
 
 from .clusters import ACTIVE_STATES, Cluster, make_cluster
 from .config import SlurmConfig
@@ -101,8 +110,10 @@ class _Sweep:
     ):
         self.config, self.trainer, self.run_dir = config, trainer, run_dir
         self.on_result, self.on_progress = on_result, on_progress
-        self.folder = (config.folder or run_dir / "slurm").resolve()
-        self.checkpoint_root = config.checkpoint_dir.resolve() if config.checkpoint_dir else None
+        self.folder = shared_folder(run_dir, config.folder or "slurm", "executor.folder")
+        self.checkpoint_root = shared_folder(
+            run_dir, config.checkpoint_dir, "executor.checkpoint_dir"
+        )
         # One flag per run directory, at a fixed place: jobs an earlier driver submitted
         # (re-attached here) carry its path too.
         self.flag = CancelFlag(self.folder / "cancel")

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from flops_fit_core.files import output_error
+from flops_fit_core import InputError, OutputError
 
 __all__ = ["LEDGER", "JobRecord", "Ledger"]
 
@@ -61,7 +61,7 @@ class Ledger:
         except FileNotFoundError:
             return []
         except OSError as exc:
-            raise output_error(exc, self.path) from None
+            raise InputError(f"cannot read {self.path}: {exc.strerror or exc}") from None
         records = []
         for line in text.splitlines():
             try:
@@ -81,4 +81,4 @@ class Ledger:
                 fh.flush()
                 os.fsync(fh.fileno())
         except OSError as exc:
-            raise output_error(exc, self.path) from None
+            raise OutputError(f"cannot write {self.path}: {exc.strerror or exc}") from None
