@@ -117,3 +117,29 @@ def test_built_in_plugins_import_only_the_public_api_of_the_core():
                 if name.startswith("flops_fit_core.")
             ]
     assert not offenders, "\n".join(offenders)
+
+
+def test_the_core_alone_pulls_in_no_cluster_engine():
+    """`pip install flops-fit-core` installs neither Ray nor submitit: every distribution it
+    requires, transitively (as installed here, extras left out), is free of them."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    from packaging.requirements import Requirement
+
+    seen: set[str] = set()
+    todo = ["flops-fit-core"]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            wanted = requires(name) or []
+        except PackageNotFoundError:
+            continue
+        for line in wanted:
+            requirement = Requirement(line)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                todo.append(requirement.name.lower().replace("_", "-"))
+    assert "flops-fit-core" in seen and "pydantic" in seen
+    assert not {"ray", "submitit", "flops-fit-ray", "flops-fit-slurm"} & seen, sorted(seen)

@@ -25,8 +25,8 @@ from flops_fit_slurm import SlurmExecutor
 DATA = Path(__file__).parent / "data"
 FLOPS_FIT = Path(sys.executable).parent / "flops-fit"
 #: Polling fast enough for tests (a real cluster wants the defaults: 2 s and 60 s).
-FAST = {"poll_s": 0.1, "state_check_s": 0.3}
-FAST_SETS = ("--set", "executor.poll_s=0.1", "--set", "executor.state_check_s=0.3")
+FAST = {"poll_s": 0.1, "state_check_s": 0.5}
+FAST_SETS = ("--set", "executor.poll_s=0.1", "--set", "executor.state_check_s=0.5")
 #: A shrunk mock study: 3 budgets x 3 sizes, no figures, no compare fits.
 SHRUNK = (
     "--set",
@@ -38,8 +38,10 @@ SHRUNK = (
 )
 
 
+@pytest.mark.slow
 class TestSlurmExecutorLocal(ExecutorContract):
-    """submitit's local executor: the same jobs as processes on this machine."""
+    """submitit's local executor: the same jobs as processes on this machine (slow: the
+    default run covers this path with a whole study, below)."""
 
     @pytest.fixture
     def plugin(self):
@@ -88,7 +90,11 @@ def serial_study(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("cluster", ["local", "slurm"])
+@pytest.mark.parametrize(
+    "cluster",
+    # on the stand-in Slurm, whole studies run in the re-attach and Ctrl-C tests below
+    ["local", pytest.param("slurm", marks=pytest.mark.slow)],
+)
 def test_a_mock_study_through_slurm_equals_the_serial_one(
     request, capsys, tmp_path, serial_study, cluster
 ):
@@ -122,7 +128,7 @@ def test_the_sbatch_script_of_a_gpu_config(fake_slurm, tmp_path):
         "setup": ["module load cuda/12.4"],
     }
     delivered: list[RunResult] = []
-    specs = tiny_specs(10)
+    specs = tiny_specs(6)
     SlurmExecutor(config).map(EchoTrainer(), specs, delivered.append, run_dir=tmp_path)
     assert sorted(r.experiment_id for r in delivered) == sorted(s.id for s in specs)
     (submitted,) = fake_slurm.calls("sbatch")
@@ -237,6 +243,7 @@ def test_a_node_failure_resubmits_the_experiment_from_its_checkpoint(fake_slurm,
     assert fake_slurm.tasks("NODE_FAIL") == [running[0]]
 
 
+@pytest.mark.slow
 def test_a_job_that_keeps_dying_is_failed_after_its_retries(fake_slurm, tmp_path):
     spec = tiny_specs(1)[0]
     delivered: list[RunResult] = []
@@ -291,14 +298,37 @@ def test_jobs_with_another_trainer_version_stop_the_sweep_in_one_line(
     )
 
 
-# --- a driver in its own process ------------------------------------------------------------
+# --- a driver in its own process: `flops-fit train PLAN` ------------------------------------
+
+#: The mock preset planned at 2 budgets x 3 sizes: 6 experiments.
+SMALL_PLAN = ("--set", "planner.n_budgets=2", "--set", "planner.sizes_per_budget=3")
 
 
-def _driver(out: Path, *extra: str) -> subprocess.Popen:
-    args = [str(FLOPS_FIT), "run", "--preset", "mock", *SHRUNK, "--out", str(out)]
-    args += ["--executor", "slurm", *FAST_SETS, "--set", "executor.array_parallelism=2", *extra]
+@pytest.fixture(scope="module")
+def small_plan(tmp_path_factory) -> tuple[Path, dict[str, float]]:
+    """The plan, and its losses trained by `serial`."""
+    folder = tmp_path_factory.mktemp("small")
+    plan = folder / "plan.json"
+    assert main(["-q", "plan", "--preset", "mock", *SMALL_PLAN, "-o", str(plan)]) == 0
+    serial = folder / "serial.jsonl"
+    args = ["-q", "train", str(plan), "--preset", "mock", "--results", str(serial)]
+    assert main(args) == 0
+    losses = {r["experiment_id"]: r["loss"] for r in map(json.loads, serial.open())}
+    assert len(losses) == 6
+    return plan, losses
+
+
+def _train_args(plan: Path, run: Path, *extra: str) -> list[str]:
+    return [
+        "train", str(plan), "--preset", "mock", "--results", str(run / "results.jsonl"),
+        "--executor", "slurm", *FAST_SETS, "--set", "executor.array_parallelism=2", *extra,
+    ]  # fmt: skip
+
+
+def _driver(plan: Path, run: Path, *extra: str) -> subprocess.Popen:
+    run.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
-        args,
+        [str(FLOPS_FIT), *_train_args(plan, run, *extra)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -314,13 +344,14 @@ def _stop(driver: subprocess.Popen) -> None:
 
 
 def test_a_driver_killed_and_rerun_reattaches_to_its_array(
-    capsys, fake_slurm, tmp_path, serial_study
+    capsys, fake_slurm, tmp_path, small_plan
 ):
     """SIGKILL the driver once two results are in: the array runs on without it; the rerun
     collects what finished meanwhile, waits for the rest and submits nothing again."""
+    plan, serial = small_plan
     run = tmp_path / "run"
-    slow = ("--set", "trainer.seconds_per_run=1.5")
-    driver = _driver(run, *slow)
+    slow = ("--set", "trainer.seconds_per_run=1.0")
+    driver = _driver(plan, run, *slow)
     try:
         _wait_for(lambda: len(_records(run)) >= 2, 120, "two results")
         os.killpg(driver.pid, signal.SIGKILL)
@@ -328,38 +359,27 @@ def test_a_driver_killed_and_rerun_reattaches_to_its_array(
     finally:
         _stop(driver)
     before = {r["experiment_id"] for r in _records(run)}
-    assert 2 <= len(before) < 9
+    assert 2 <= len(before) < 6
     # the array goes on without its driver: wait for one more task to end
     done = len(fake_slurm.tasks("COMPLETED"))
     _wait_for(lambda: len(fake_slurm.tasks("COMPLETED")) > done, 60, "a task to end")
     assert fake_slurm.tasks("RUNNING") or fake_slurm.tasks("PENDING"), "nothing left to wait for"
-    code, err = flops_fit(
-        capsys,
-        "run",
-        "--preset",
-        "mock",
-        *SHRUNK,
-        "--out",
-        run,
-        "--executor",
-        "slurm",
-        *FAST_SETS,
-        *slow,
-    )
+    code, err = flops_fit(capsys, *_train_args(plan, run, *slow))
     assert code == 0, err
-    assert "re-attached to" in err
+    assert "re-attached to slurm job" in err
     assert len(fake_slurm.calls("sbatch")) == 1, "the rerun submitted again"
     ids = [r["experiment_id"] for r in _records(run)]
-    assert len(ids) == len(set(ids)) == 9, "a result was duplicated or lost"
-    assert _losses(run) == _losses(serial_study)
+    assert len(ids) == len(set(ids)) == 6, "a result was duplicated or lost"
+    assert _losses(run) == serial
 
 
-def test_ctrl_c_cancels_the_array_and_a_rerun_resumes(capsys, fake_slurm, tmp_path, serial_study):
+def test_ctrl_c_cancels_the_array_and_a_rerun_resumes(capsys, fake_slurm, tmp_path, small_plan):
     """The first Ctrl-C: the tasks not started are scancel-ed at once, the two in flight stop
     at their next check; the driver exits 130 within seconds leaving no task running. The
     rerun submits what is left, once."""
+    plan, serial = small_plan
     run = tmp_path / "run"
-    driver = _driver(run, "--set", "trainer.seconds_per_run=60")
+    driver = _driver(plan, run, "--set", "trainer.seconds_per_run=60")
     try:
         _wait_for(lambda: len(fake_slurm.tasks("RUNNING")) == 2, 60, "two running tasks")
         time.sleep(1.0)  # the runs are under way
@@ -376,22 +396,10 @@ def test_ctrl_c_cancels_the_array_and_a_rerun_resumes(capsys, fake_slurm, tmp_pa
     _wait_for(lambda: not fake_slurm.tasks("RUNNING"), 10, "the tasks to end")
     assert not fake_slurm.tasks("PENDING")
     assert _records(run) == []
-    code, err = flops_fit(
-        capsys,
-        "-q",
-        "run",
-        "--preset",
-        "mock",
-        *SHRUNK,
-        "--out",
-        run,
-        "--executor",
-        "slurm",
-        *FAST_SETS,
-    )
+    code, err = flops_fit(capsys, "-q", *_train_args(plan, run))
     assert code == 0, err
     calls = fake_slurm.calls("sbatch")
     assert len(calls) == 2  # the rest, once: the cancelled array is not waited for
     arrays = sorted(fake_slurm.jobs().values(), key=lambda job: int(job["array_id"]))
-    assert len(arrays[1]["tasks"]) == 9  # the two stopped runs resume with the rest
-    assert _losses(run) == _losses(serial_study)
+    assert len(arrays[1]["tasks"]) == 6  # the two stopped runs resume with the rest
+    assert _losses(run) == serial

@@ -2,7 +2,8 @@
 submitit calls the task's `checkpoint()`, the run saves its checkpoint and stops, the task is
 requeued, and the run resumes from its checkpoint to the final loss of an uninterrupted run
 (CPU, fp32: bitwise). Once on submitit's local executor, once through the stand-in Slurm
-(`scancel --signal=USR2`, then `scontrol requeue`), which is the slower of the two."""
+(`scancel --signal=USR2`, then `scontrol requeue`). Slow: real training in two sessions
+(`uv run pytest -m slow plugins/slurm`)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ import pytest
 from flops_fit_core import ExperimentSpec, ModelShape, RunResult, TrainerContext
 from flops_fit_slurm import SlurmExecutor
 from flops_fit_torch import LocalTrainer
+
+pytestmark = pytest.mark.slow
 
 SHAPE = ModelShape(d_model=32, n_layers=1, n_heads=2, d_ff=128, vocab_size=64, seq_len=32)
 STEPS, BATCH = 1500, 4  # a few seconds: long enough to be interrupted mid-run
@@ -105,7 +108,6 @@ def test_a_preempted_job_on_the_local_executor_resumes_to_the_same_loss(
     assert "this job is preempted" in log and "Requeued job" in log
 
 
-@pytest.mark.slow
 def test_a_preempted_array_task_is_requeued_by_slurm_and_resumes(
     fake_slurm, trainer_config, spec, uninterrupted, tmp_path
 ):

@@ -99,8 +99,9 @@ class Cluster:
 
         return JobPaths(self.folder, job_id=job_id, task_id=0).stderr
 
-    def states(self, job_ids: list[str]) -> dict[str, str]:
-        """The state of each job: a word from Slurm's vocabulary (`UNKNOWN` if unknown)."""
+    def states(self, job_ids: list[str]) -> dict[str, str] | None:
+        """The state of each job: a word from Slurm's vocabulary (`UNKNOWN` if unknown), or
+        None if the cluster could not be asked this time."""
         raise NotImplementedError
 
     def where(self, job_id: str) -> str:
@@ -146,23 +147,27 @@ class SlurmCluster(Cluster):
         executor.update_parameters(**parameters)
         return executor
 
-    def states(self, job_ids: list[str]) -> dict[str, str]:
-        from submitit.slurm.slurm import SlurmJob
+    def states(self, job_ids: list[str]) -> dict[str, str] | None:
+        """One `sacct` call for every array (parsed as submitit parses it); None when sacct
+        fails, which says nothing about the jobs (a busy controller is no dead job)."""
+        from submitit.slurm.slurm import SlurmInfoWatcher
 
-        watcher = SlurmJob.watcher
-        for job_id in job_ids:
-            if job_id not in watcher._registered:
-                watcher.register_job(job_id)
-        watcher.update()  # one sacct call for every array
+        arrays = sorted({job_id.split("_")[0] for job_id in job_ids})
+        command = ["sacct", "-o", "JobID,State,NodeList", "--parsable2"]
+        for array in arrays:
+            command += ["-j", array]
+        try:
+            output = subprocess.run(command, capture_output=True, timeout=120, check=True).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None
+        self._info = SlurmInfoWatcher().read_info(output)
         return {
-            job_id: (watcher.get_state(job_id, mode="cache").split() or ["UNKNOWN"])[0]
+            job_id: (self._info.get(job_id, {}).get("State", "").split() or ["UNKNOWN"])[0]
             for job_id in job_ids
         }
 
     def where(self, job_id: str) -> str:
-        from submitit.slurm.slurm import SlurmJob
-
-        node = SlurmJob.watcher.get_info(job_id, mode="cache").get("NodeList", "")
+        node = getattr(self, "_info", {}).get(job_id, {}).get("NodeList", "")
         return "" if node in ("", "None assigned") else node
 
     def cancel(self, job_ids: list[str], *, pending_only: bool = False) -> None:

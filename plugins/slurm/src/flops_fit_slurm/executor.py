@@ -310,6 +310,8 @@ class _Sweep:
         """Ask the cluster for the jobs' states: a job seen ended on two looks in a row with
         no result file died (a result may take a moment to show on a shared filesystem)."""
         states = self.cluster.states(list(self.jobs))
+        if states is None:
+            return  # no answer this time: nothing learned
         for job_id, state in states.items():
             job = self.jobs.get(job_id)
             if job is None:
@@ -389,6 +391,8 @@ class _Sweep:
 
     def _any_alive(self, jobs: list[str]) -> bool:
         states = self.cluster.states(jobs)
+        if states is None:
+            return True
         return any(
             states.get(j) in ACTIVE_STATES and not self.cluster.result_path(j).exists()
             for j in jobs

@@ -242,20 +242,41 @@ def srun(args: list[str]) -> int:
     return 127  # pragma: no cover
 
 
+def _ranges(indexes: list[int]) -> str:
+    """[0, 1, 2, 5] -> "0-2,5", as Slurm writes array indexes."""
+    parts, start = [], None
+    for i, index in enumerate(indexes):
+        if start is None:
+            start = index
+        if i + 1 == len(indexes) or indexes[i + 1] != index + 1:
+            parts.append(str(start) if start == index else f"{start}-{index}")
+            start = None
+    return ",".join(parts)
+
+
 def sacct(args: list[str]) -> int:
+    """As Slurm prints it: a line per task that started (and its `.batch` step), and the
+    tasks still pending of an array on one line, `ID_[2-8%2]`."""
     ids = [args[i + 1] for i, a in enumerate(args) if a == "-j"]
     lines = ["JobID|State|NodeList"]
     for array_id, _ in _targets(ids):
         job = _read(array_id)
         if job is None:
             continue
-        for index, task in sorted(job["tasks"].items(), key=lambda kv: int(kv[0])):
+        tasks = sorted(job["tasks"].items(), key=lambda kv: int(kv[0]))
+        pending = [int(i) for i, task in tasks if task["state"] == "PENDING"]
+        for index, task in tasks:
+            if task["state"] == "PENDING" and job["is_array"]:
+                continue
             name = f"{array_id}_{index}" if job["is_array"] else array_id
             node = f"fake-node-{index}" if task["state"] != "PENDING" else "None assigned"
             state = "CANCELLED by 0" if task["state"] == "CANCELLED" else task["state"]
             lines.append(f"{name}|{state}|{node}")
             if task["state"] != "PENDING":
                 lines.append(f"{name}.batch|{task['state']}|{node}")
+        if pending and job["is_array"]:
+            ranges = f"{array_id}_[{_ranges(pending)}%{job['parallel']}]"
+            lines.append(f"{ranges}|PENDING|None assigned")
     print("\n".join(lines))
     return 0
 
