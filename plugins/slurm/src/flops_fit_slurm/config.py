@@ -106,9 +106,19 @@ class SlurmConfig(PluginConfig):
         le=100,
         description="times a task that reached its time limit is requeued from its checkpoint",
     )
-    poll_s: float = Field(2.0, gt=0, le=600, description="seconds between looks for results")
-    state_check_s: float = Field(
-        60.0, gt=0, le=3600, description="seconds between two sacct calls for job states"
+    poll_s: float | None = Field(
+        None,
+        gt=0,
+        le=600,
+        description="seconds between looks for result files (default: 2 on Slurm, where "
+        "they are on a shared filesystem; 0.2 with cluster = 'local')",
+    )
+    state_check_s: float | None = Field(
+        None,
+        gt=0,
+        le=3600,
+        description="seconds between two looks at the jobs' states, to find jobs that died "
+        "(default: 60 on Slurm, one sacct call for all; 1 with cluster = 'local')",
     )
     grace_s: float = Field(
         30.0,
@@ -138,6 +148,12 @@ class SlurmConfig(PluginConfig):
                 f"({self.cpus_per_task}): each packed experiment needs at least one CPU"
             )
         return self
+
+    def poll_every_s(self) -> float:
+        return self.poll_s or (2.0 if self.cluster == "slurm" else 0.2)
+
+    def state_check_every_s(self) -> float:
+        return self.state_check_s or (60.0 if self.cluster == "slurm" else 1.0)
 
     def additional_parameters(self) -> dict[str, str | bool]:
         """`sbatch_lines` as submitit's `additional_parameters`."""

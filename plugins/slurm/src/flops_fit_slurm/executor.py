@@ -164,11 +164,11 @@ class _Sweep:
         while (self.queue or self.jobs) and not cancel.is_set():
             self._submit()
             self._collect_ready()
-            if time.monotonic() - last_look >= config.state_check_s and self.jobs:
+            if time.monotonic() - last_look >= config.state_check_every_s() and self.jobs:
                 last_look = time.monotonic()
                 self._look()
             if self.jobs or self.queue:
-                cancel.wait(config.poll_s)
+                cancel.wait(config.poll_every_s())
 
     def _submit(self) -> None:
         """Submit the queue (all of it on Slurm; up to the free slots where there is no queue),
@@ -379,7 +379,7 @@ class _Sweep:
             deadline = time.monotonic() + self.config.grace_s
             with contextlib.suppress(KeyboardInterrupt):
                 while time.monotonic() < deadline and self._any_alive(jobs):
-                    time.sleep(min(self.config.poll_s, 0.5))
+                    time.sleep(min(self.config.poll_every_s(), 0.5))
         # what finished meanwhile stays in its result file: the next run collects it
         left = [j for j in jobs if not self.cluster.result_path(j).exists()]
         if left:
