@@ -1,6 +1,6 @@
 """Benchmark: the `local` trainer against a plain PyTorch fp32 loop of the same GPT.
 
-Opt-in: `uv run pytest tests/benchmarks/test_bench_local.py -m benchmark -s`. For d_model 128
+Opt-in: `uv run pytest tests/benchmarks/test_bench_local.py -m benchmark -n 0 -s`. For d_model 128
 and 256 (4 layers, d/64 heads, T 256, V 256, batch 16, 20 steps) three loops are measured,
 interleaved in one process so machine noise hits them alike: the plain loop
 (`flops_fit_torch.bench.reference`: nanoGPT-style fp32, default AdamW), `local` with

@@ -1,7 +1,7 @@
 """Benchmark: planning 10,000 isoflop experiments against the 1 s target.
 
-Opt-in: `uv run pytest tests/benchmarks -m benchmark -s`. Prints the planning time and, measured
-in the same run on the same machine, the time to merely construct the same 10,000
+Opt-in: `uv run pytest tests/benchmarks -m benchmark -n 0 -s`. Prints the planning time
+and, measured in the same run on the same machine, the time to merely construct the same 10,000
 `ExperimentSpec`s from precomputed fields (each hashes itself into its id): the floor no planner
 can go below while it builds validated specs. No assertion on time: machines differ.
 """

@@ -20,9 +20,10 @@ import pytest
 from flops_fit_core import ClusterError, ConfigError, RunResult, Trainer, TrainingError
 from flops_fit_core.cli import main
 from flops_fit_core.testing import (
+    VERSION_ENV,
     ChildProcessTrainer,
-    EchoTrainer,
     ExecutorContract,
+    OtherVersionTrainer,
     tiny_specs,
 )
 from flops_fit_ray import RayExecutor
@@ -199,26 +200,11 @@ def test_a_run_that_ignores_the_cancel_is_force_cancelled_after_the_grace(tmp_pa
     _wait_for(lambda: not Path(f"/proc/{pid}").exists(), 10, "the stuck worker to be killed")
 
 
-class OtherVersion(EchoTrainer):
-    """An echo trainer whose version, on a worker, is what `FAKE_VERSION` says there."""
-
-    name = "other-version"
-
-    def __reduce__(self):
-        return (_other_version, (self.config.model_dump(),))
-
-
-def _other_version(config):
-    trainer = OtherVersion(config)
-    type(trainer).version = os.environ.get("FAKE_VERSION", type(trainer).version)
-    return trainer
-
-
 def test_workers_with_another_trainer_version_stop_the_sweep_in_one_line(tmp_path):
-    executor = RayExecutor({"runtime_env": {"env_vars": {"FAKE_VERSION": "9.9.9"}}})
+    executor = RayExecutor({"runtime_env": {"env_vars": {VERSION_ENV: "9.9.9"}}})
     delivered = []
     with pytest.raises(ClusterError) as caught:
-        executor.map(OtherVersion(), tiny_specs(3), delivered.append, run_dir=tmp_path)
+        executor.map(OtherVersionTrainer(), tiny_specs(3), delivered.append, run_dir=tmp_path)
     message = str(caught.value)
     assert "trainer other-version 9.9.9" in message and "\n" not in message
     assert delivered == [], "a result from a mismatched worker reached the store"

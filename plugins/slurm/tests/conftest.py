@@ -1,10 +1,9 @@
 """The stand-in Slurm on PATH (`fake_slurm`): `sbatch`, `srun`, `sacct`, `scancel` and
 `scontrol` that record their calls and run each array task on this machine; every process
-they start is stopped by process group when the test ends."""
+they start is stopped, by pid, when the test ends."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
@@ -51,12 +50,17 @@ class FakeSlurm:
         return {**os.environ, "FAKE_SLURM_DIR": str(self.state)}
 
     def stop_everything(self) -> None:
-        pids = self.state / "pids"
-        if not pids.exists():
-            return
-        for line in pids.read_text().split():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(int(line), signal.SIGKILL)
+        """SIGKILL every process this stand-in started (schedulers, tasks, their children):
+        each has this state folder in the environment it was started with."""
+        needle = f"FAKE_SLURM_DIR={self.state}\0".encode()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                if needle in (entry / "environ").read_bytes():
+                    os.kill(int(entry.name), signal.SIGKILL)
+            except (OSError, ProcessLookupError):
+                continue
 
 
 @pytest.fixture

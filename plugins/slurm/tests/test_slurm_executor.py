@@ -19,7 +19,13 @@ import pytest
 
 from flops_fit_core import THREADS_ENV, ClusterError, ConfigError, RunResult, Trainer
 from flops_fit_core.cli import main
-from flops_fit_core.testing import EchoTrainer, ExecutorContract, tiny_specs
+from flops_fit_core.testing import (
+    VERSION_ENV,
+    EchoTrainer,
+    ExecutorContract,
+    OtherVersionTrainer,
+    tiny_specs,
+)
 from flops_fit_slurm import SlurmExecutor
 
 DATA = Path(__file__).parent / "data"
@@ -266,28 +272,15 @@ def test_a_job_that_keeps_dying_is_failed_after_its_retries(fake_slurm, tmp_path
     assert "NODE_FAIL" in delivered[0].error and "on each of 2 tries" in delivered[0].error
 
 
-class OtherVersion(EchoTrainer):
-    """An echo trainer whose version, in a job, is what `FAKE_VERSION` says there."""
-
-    name = "other-version"
-
-    def __reduce__(self):
-        return (_other_version, (self.config.model_dump(),))
-
-
-def _other_version(config):
-    trainer = OtherVersion(config)
-    type(trainer).version = os.environ.get("FAKE_VERSION", type(trainer).version)
-    return trainer
-
-
 def test_jobs_with_another_trainer_version_stop_the_sweep_in_one_line(
     fake_slurm, tmp_path, monkeypatch
 ):
-    monkeypatch.setenv("FAKE_VERSION", "9.9.9")  # what the nodes have installed
+    monkeypatch.setenv(VERSION_ENV, "9.9.9")  # what the nodes have installed
     delivered: list[RunResult] = []
     with pytest.raises(ClusterError) as caught:
-        SlurmExecutor(FAST).map(OtherVersion(), tiny_specs(3), delivered.append, run_dir=tmp_path)
+        SlurmExecutor(FAST).map(
+            OtherVersionTrainer(), tiny_specs(3), delivered.append, run_dir=tmp_path
+        )
     message = str(caught.value)
     assert "trainer other-version 9.9.9" in message and "\n" not in message
     assert delivered == [], "a result from a mismatched node reached the store"
@@ -403,3 +396,28 @@ def test_ctrl_c_cancels_the_array_and_a_rerun_resumes(capsys, fake_slurm, tmp_pa
     arrays = sorted(fake_slurm.jobs().values(), key=lambda job: int(job["array_id"]))
     assert len(arrays[1]["tasks"]) == 6  # the two stopped runs resume with the rest
     assert _losses(run) == serial
+
+
+@pytest.mark.slow
+def test_a_rerun_with_other_trainer_options_cancels_the_old_array(
+    capsys, fake_slurm, tmp_path, small_plan
+):
+    """Jobs of an earlier driver that train under other options would write the same
+    checkpoint folders: the rerun cancels them and trains anew."""
+    plan, _ = small_plan
+    run = tmp_path / "run"
+    driver = _driver(plan, run, "--set", "trainer.seconds_per_run=60")
+    try:
+        _wait_for(lambda: len(fake_slurm.tasks("RUNNING")) == 2, 60, "two running tasks")
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    finally:
+        _stop(driver)
+    (old,) = fake_slurm.jobs()
+    code, err = flops_fit(capsys, *_train_args(plan, run, "--set", "trainer.noise=0.01"))
+    assert code == 0, err
+    assert f"cancelled slurm job {old} of an earlier run: made with other trainer options" in err
+    assert [old] in fake_slurm.calls("scancel")
+    assert len(fake_slurm.calls("sbatch")) == 2
+    assert all(t["state"] == "CANCELLED" for t in fake_slurm.jobs()[old]["tasks"].values())
+    assert len(_losses(run)) == 6

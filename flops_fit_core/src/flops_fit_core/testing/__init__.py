@@ -15,7 +15,14 @@ from .contracts import (
     TrainerContract,
 )
 from .synthetic import CHINCHILLA, Law, isoflop_observations, truth_fit
-from .trainers import CancelAfter, ChildProcessTrainer, EchoTrainer, tiny_specs
+from .trainers import (
+    VERSION_ENV,
+    CancelAfter,
+    ChildProcessTrainer,
+    EchoTrainer,
+    OtherVersionTrainer,
+    tiny_specs,
+)
 
 #: hookspec -> the contract every class it registers must pass (from the one table of kinds)
 CONTRACTS = {
@@ -26,6 +33,7 @@ CONTRACTS = {
 __all__ = [
     "CHINCHILLA",
     "CONTRACTS",
+    "VERSION_ENV",
     "CancelAfter",
     "ChildProcessTrainer",
     "CommandsContract",
@@ -33,6 +41,7 @@ __all__ = [
     "ExecutorContract",
     "FitterContract",
     "Law",
+    "OtherVersionTrainer",
     "PlannerContract",
     "PlotterContract",
     "TrainerContract",

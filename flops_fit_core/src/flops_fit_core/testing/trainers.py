@@ -20,7 +20,15 @@ from ..bases import Trainer, TrainerContext
 from ..errors import TrainingError
 from ..schemas import ExperimentSpec, ModelShape, PluginConfig, RunResult
 
-__all__ = ["CHILDREN_DIR", "CancelAfter", "ChildProcessTrainer", "EchoTrainer", "tiny_specs"]
+__all__ = [
+    "CHILDREN_DIR",
+    "VERSION_ENV",
+    "CancelAfter",
+    "ChildProcessTrainer",
+    "EchoTrainer",
+    "OtherVersionTrainer",
+    "tiny_specs",
+]
 
 
 class CancelAfter:
@@ -64,6 +72,28 @@ class EchoTrainer(Trainer):
             tokens_trained=spec.tokens,
             device=f"pid-{os.getpid()}",
         )
+
+
+#: Where `OtherVersionTrainer` reads the version its workers claim.
+VERSION_ENV = "FLOPS_FIT_TEST_VERSION"
+
+
+class OtherVersionTrainer(EchoTrainer):
+    """An echo trainer whose version, once unpickled in a worker, is that worker's
+    `FLOPS_FIT_TEST_VERSION` (if set): a cluster whose nodes run another trainer version, for
+    the check a cluster executor makes on its first result."""
+
+    name = "other-version"
+
+    def __reduce__(self):
+        return (_other_version, (self.config.model_dump(),))
+
+
+def _other_version(config: dict) -> OtherVersionTrainer:
+    trainer = OtherVersionTrainer(config)
+    if VERSION_ENV in os.environ:
+        type(trainer).version = os.environ[VERSION_ENV]
+    return trainer
 
 
 #: `ChildProcessTrainer` writes `<run_dir>/children/<spec id>.pid` for each child it starts.

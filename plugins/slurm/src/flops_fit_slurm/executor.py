@@ -218,6 +218,7 @@ class _Sweep:
             for spec_id in record.experiments:
                 latest[spec_id] = record
         attached: set[str] = set()
+        stale: list[JobRecord] = []
         for record in {id(r): r for r in latest.values()}.values():
             if record.job_id in ended:
                 continue
@@ -226,17 +227,30 @@ class _Sweep:
                 for i in record.experiments
                 if i in self.wanted and latest[i] is record and i not in attached
             ]
-            if (
-                not mine
-                or record.cluster != self.cluster.name
-                or Path(record.folder) != self.folder
-                or record.trainer != self.trainer.name
-                or record.options_digest != self.digest
-            ):
+            if not mine or record.cluster != self.cluster.name:
+                continue
+            if Path(record.folder) != self.folder:
+                continue
+            if (record.trainer, record.options_digest) != (self.trainer.name, self.digest):
+                stale.append(record)
                 continue
             self.jobs[record.job_id] = _Job(record, mine, reattached=True)
             attached.update(spec.id for spec in mine)
+        if stale:
+            self._supersede(stale)
         return attached
+
+    def _supersede(self, stale: list[JobRecord]) -> None:
+        """Jobs an earlier driver submitted for these experiments under other trainer options
+        would train them into the same checkpoint folders: cancel them before training anew."""
+        self.cluster.cancel([record.job_id for record in stale])
+        self.ledger.append([dataclasses.replace(r, ended="superseded") for r in stale])
+        arrays = sorted({record.job_id.split("_")[0] for record in stale})
+        print(
+            f"cancelled {self.cluster.name} job{'' if len(arrays) == 1 else 's'} "
+            f"{', '.join(arrays)} of an earlier run: made with other trainer options",
+            file=sys.stderr,
+        )
 
     def _say_reattached(self) -> None:
         waiting = sum(len(job.specs) for job in self.jobs.values())

@@ -8,8 +8,8 @@ gives the job an id and starts a scheduler process that runs the array's tasks (
 in a session of its own. `scancel` cancels (SIGTERM, then SIGKILL a second later) or signals
 tasks; `scontrol requeue` marks a task to run again when it exits, as Slurm does for a task
 submitit requeues; `sacct` reports the states. `fake_slurm.py node-fail JOB_TASK` kills a task
-as a failed node would. Every process started is listed in `$FAKE_SLURM_DIR/pids` so the
-tests can stop them by process group.
+as a failed node would. Every process it starts carries FAKE_SLURM_DIR in its environment,
+by which the tests find and stop them.
 """
 
 from __future__ import annotations
@@ -64,11 +64,6 @@ def _update(array_id: str, change) -> dict | None:
             change(job)
             _write(job)
         return job
-
-
-def _note_pid(pid: int) -> None:
-    with (STATE / "pids").open("a") as fh:
-        fh.write(f"{pid}\n")
 
 
 def _record(command: str, args: list[str]) -> None:
@@ -127,14 +122,13 @@ def sbatch(args: list[str]) -> int:
     with _locked():
         _write(job)
     log = (STATE / f"scheduler-{array_id}.log").open("a")
-    scheduler = subprocess.Popen(
+    subprocess.Popen(  # runs on after sbatch returns, as a real array does
         [sys.executable, __file__, "_schedule", str(array_id)],
         start_new_session=True,
         stdout=log,
         stderr=log,
         stdin=subprocess.DEVNULL,
     )
-    _note_pid(scheduler.pid)
     print(f"Submitted batch job {array_id}")
     return 0
 
@@ -204,7 +198,6 @@ def schedule(array_id: str) -> int:
                     stdin=subprocess.DEVNULL,
                     start_new_session=True,
                 )
-            _note_pid(proc.pid)
             running[index] = proc
 
             def started(job, index=index, pid=proc.pid):
