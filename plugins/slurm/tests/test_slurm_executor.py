@@ -17,7 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from flops_fit_core import THREADS_ENV, ClusterError, ConfigError, RunResult, Trainer
+from flops_fit_core import (
+    THREADS_ENV,
+    ClusterError,
+    ConfigError,
+    RunResult,
+    Trainer,
+    TrainingCancelled,
+)
 from flops_fit_core.cli import main
 from flops_fit_core.testing import (
     VERSION_ENV,
@@ -270,6 +277,25 @@ def test_a_job_that_keeps_dying_is_failed_after_its_retries(fake_slurm, tmp_path
     assert not sweep.is_alive()
     assert [(r.status, r.cause) for r in delivered] == [("failed", "worker_died")]
     assert "NODE_FAIL" in delivered[0].error and "on each of 2 tries" in delivered[0].error
+
+
+class GivesUp(Trainer):
+    """Stops as a cancelled run does, though nothing cancelled it."""
+
+    name = "gives-up"
+
+    def train(self, spec, context):
+        raise TrainingCancelled("stopped by itself")
+
+
+def test_a_run_that_stops_by_itself_is_retried_then_failed_never_looped(fake_slurm, tmp_path):
+    delivered: list[RunResult] = []
+    executor = SlurmExecutor({**FAST, "infra_retries": 1})
+    executor.map(GivesUp(), tiny_specs(1), delivered.append, run_dir=tmp_path)
+    assert [(r.status, r.cause) for r in delivered] == [("failed", "worker_died")]
+    assert "stopped at a checkpoint with no result" in delivered[0].error
+    assert "on each of 2 tries" in delivered[0].error
+    assert len(fake_slurm.calls("sbatch")) == 2
 
 
 def test_jobs_with_another_trainer_version_stop_the_sweep_in_one_line(

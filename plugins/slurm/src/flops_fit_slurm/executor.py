@@ -295,10 +295,13 @@ class _Sweep:
                 self.delivered.add(result.experiment_id)
                 self.on_result(result)
         self._ended(job, "collected")
-        # a run its job stopped (a cancel of an earlier driver) resumes in a new job
-        self.queue += [
-            (spec, job.record.attempt) for spec in job.specs if spec.id not in self.delivered
-        ]
+        stopped = [spec for spec in job.specs if spec.id not in self.delivered]
+        if stopped and job.reattached:
+            # stopped by an earlier driver's cancel: it resumes in a new job
+            self.queue += [(spec, job.record.attempt) for spec in stopped]
+        elif stopped:
+            # stopped though this sweep was not cancelled: a retry, so it cannot loop
+            self._retry_or_fail(job, stopped, "stopped at a checkpoint with no result")
 
     def _job_error(self, job: _Job, trace: str) -> None:
         """The job raised outside the trainer: a time limit hit too often is a failure of
@@ -350,23 +353,27 @@ class _Sweep:
 
     def _died(self, job: _Job, state: str) -> None:
         self._ended(job, f"died: {state}")
+        left = [spec for spec in job.specs if spec.id not in self.delivered]
+        self._retry_or_fail(job, left, f"ended {state} with no result")
+
+    def _retry_or_fail(self, job: _Job, specs: list[ExperimentSpec], what: str) -> None:
+        """Submit `specs` again, from their checkpoints, up to `infra_retries` times; then
+        record them as failed with cause `worker_died` (a plain rerun tries again)."""
         attempt = job.record.attempt
-        for spec in job.specs:
-            if spec.id in self.delivered:
-                continue
+        for spec in specs:
             if attempt < self.config.infra_retries:
                 self.queue.append((spec, attempt + 1))
                 self._progress(
                     spec,
-                    f"job {job.job_id} ended {state} with no result; submitting it again "
+                    f"job {job.job_id} {what}; submitting it again "
                     f"({attempt + 1} of {self.config.infra_retries})",
                 )
                 continue
             tries = attempt + 1
             self._fail(
                 spec,
-                f"its Slurm job ended with no result ({state}, job {job.job_id}) on each of "
-                f"{tries} {'try' if tries == 1 else 'tries'}; a rerun tries again "
+                f"its {self.cluster.name} job {what} ({job.job_id}) on each of {tries} "
+                f"{'try' if tries == 1 else 'tries'}; a rerun tries again "
                 f"(log: {self.cluster.log_path(job.job_id)})",
             )
 
@@ -391,8 +398,17 @@ class _Sweep:
         self.cluster.cancel(jobs, pending_only=True)
         if not at_once and self.config.grace_s > 0:
             deadline = time.monotonic() + self.config.grace_s
+            alive = list(jobs)
+            every = min(self.config.state_check_every_s(), 5.0)  # sacct, not every poll
+            looked = float("-inf")
             with contextlib.suppress(KeyboardInterrupt):
-                while time.monotonic() < deadline and self._any_alive(jobs):
+                while alive and time.monotonic() < deadline:
+                    alive = [j for j in alive if not self.cluster.result_path(j).exists()]
+                    if alive and time.monotonic() - looked >= every:
+                        looked = time.monotonic()
+                        states = self.cluster.states(alive)
+                        if states is not None:
+                            alive = [j for j in alive if states.get(j) in ACTIVE_STATES]
                     time.sleep(min(self.config.poll_every_s(), 0.5))
         # what finished meanwhile stays in its result file: the next run collects it
         left = [j for j in jobs if not self.cluster.result_path(j).exists()]
@@ -402,15 +418,6 @@ class _Sweep:
                 [dataclasses.replace(self.jobs[j].record, ended="cancelled") for j in left]
             )
         self.jobs.clear()
-
-    def _any_alive(self, jobs: list[str]) -> bool:
-        states = self.cluster.states(jobs)
-        if states is None:
-            return True
-        return any(
-            states.get(j) in ACTIVE_STATES and not self.cluster.result_path(j).exists()
-            for j in jobs
-        )
 
     def _progress(self, spec: ExperimentSpec, message: str) -> None:
         if self.on_progress is not None:
