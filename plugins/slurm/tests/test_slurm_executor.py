@@ -447,3 +447,27 @@ def test_a_rerun_with_other_trainer_options_cancels_the_old_array(
     assert len(fake_slurm.calls("sbatch")) == 2
     assert all(t["state"] == "CANCELLED" for t in fake_slurm.jobs()[old]["tasks"].values())
     assert len(_losses(run)) == 6
+
+
+@pytest.mark.slow
+def test_a_local_driver_killed_with_its_jobs_resumes_without_duplicates(
+    capsys, tmp_path, small_plan
+):
+    """`cluster = "local"`: the jobs are the driver's children, so a SIGKILL of its process
+    group takes them along; the rerun collects what they finished, finds the rest dead (their
+    controllers gone) and trains it again, each experiment once."""
+    plan, serial = small_plan
+    run = tmp_path / "run"
+    local = ("--set", "executor.cluster=local", "--set", "trainer.seconds_per_run=1.0")
+    driver = _driver(plan, run, *local)
+    try:
+        _wait_for(lambda: len(_records(run)) >= 2, 120, "two results")
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    finally:
+        _stop(driver)
+    code, err = flops_fit(capsys, *_train_args(plan, run, *local))
+    assert code == 0, err
+    ids = [r["experiment_id"] for r in _records(run)]
+    assert len(ids) == len(set(ids)) == 6, "a result was duplicated or lost"
+    assert _losses(run) == serial

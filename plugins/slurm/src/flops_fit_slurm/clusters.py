@@ -234,8 +234,8 @@ class LocalCluster(Cluster):
                 code = job._process.poll()
                 ended = "COMPLETED" if code == 0 else "FAILED"
                 states[job_id] = "RUNNING" if code is None else ended
-            else:  # started by an earlier driver: alive while its controller's pid is
-                states[job_id] = "RUNNING" if _alive(int(job_id)) else "COMPLETED"
+            else:  # started by an earlier driver: alive while its controller is
+                states[job_id] = "RUNNING" if _controller_alive(job_id) else "COMPLETED"
         return states
 
     def cancel(self, job_ids: list[str], *, pending_only: bool = False) -> None:
@@ -245,19 +245,19 @@ class LocalCluster(Cluster):
             job = self._job(job_id)
             if job._process is not None:
                 job.cancel()
-            elif _alive(int(job_id)):
+            elif _controller_alive(job_id):
                 with contextlib.suppress(OSError):
                     os.kill(int(job_id), 2)
 
 
-def _alive(pid: int) -> bool:
+def _controller_alive(job_id: str) -> bool:
+    """Whether the local job's controller (its pid is the job id) still runs: that pid, and
+    still submitit's controller (pids are reused)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        command = Path(f"/proc/{int(job_id)}/cmdline").read_bytes()
+    except (OSError, ValueError):
         return False
-    except PermissionError:
-        return True
-    return True
+    return b"submitit.local._local" in command
 
 
 def make_cluster(config: SlurmConfig, folder: Path, gpus: int) -> Cluster:
