@@ -362,6 +362,15 @@ def _stop(driver: subprocess.Popen) -> None:
         driver.wait()
 
 
+def _kill_when(driver: subprocess.Popen, predicate, what: str) -> None:
+    """SIGKILL the driver's process group once `predicate()` holds, as a lost login session
+    or a `kill -9` would stop it."""
+    try:
+        _wait_for(predicate, 120, what)
+    finally:
+        _stop(driver)
+
+
 def test_a_driver_killed_and_rerun_reattaches_to_its_array(
     capsys, fake_slurm, tmp_path, small_plan
 ):
@@ -371,12 +380,7 @@ def test_a_driver_killed_and_rerun_reattaches_to_its_array(
     run = tmp_path / "run"
     slow = ("--set", "trainer.seconds_per_run=1.0")
     driver = _driver(plan, run, *slow)
-    try:
-        _wait_for(lambda: len(_records(run)) >= 2, 120, "two results")
-        os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait()
-    finally:
-        _stop(driver)
+    _kill_when(driver, lambda: len(_records(run)) >= 2, "two results")
     before = {r["experiment_id"] for r in _records(run)}
     assert 2 <= len(before) < 6
     # the array goes on without its driver: wait for one more task to end
@@ -433,12 +437,7 @@ def test_a_rerun_with_other_trainer_options_cancels_the_old_array(
     plan, _ = small_plan
     run = tmp_path / "run"
     driver = _driver(plan, run, "--set", "trainer.seconds_per_run=60")
-    try:
-        _wait_for(lambda: len(fake_slurm.tasks("RUNNING")) == 2, 60, "two running tasks")
-        os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait()
-    finally:
-        _stop(driver)
+    _kill_when(driver, lambda: len(fake_slurm.tasks("RUNNING")) == 2, "two running tasks")
     (old,) = fake_slurm.jobs()
     code, err = flops_fit(capsys, *_train_args(plan, run, "--set", "trainer.noise=0.01"))
     assert code == 0, err
@@ -460,12 +459,7 @@ def test_a_local_driver_killed_with_its_jobs_resumes_without_duplicates(
     run = tmp_path / "run"
     local = ("--set", "executor.cluster=local", "--set", "trainer.seconds_per_run=1.0")
     driver = _driver(plan, run, *local)
-    try:
-        _wait_for(lambda: len(_records(run)) >= 2, 120, "two results")
-        os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait()
-    finally:
-        _stop(driver)
+    _kill_when(driver, lambda: len(_records(run)) >= 2, "two results")
     code, err = flops_fit(capsys, *_train_args(plan, run, *local))
     assert code == 0, err
     ids = [r["experiment_id"] for r in _records(run)]

@@ -26,7 +26,14 @@ from flops_fit_core import ClusterError, ExperimentSpec
 
 from .config import SlurmConfig
 
-__all__ = ["ACTIVE_STATES", "Cluster", "LocalCluster", "SlurmCluster", "make_cluster"]
+__all__ = [
+    "ACTIVE_STATES",
+    "Cluster",
+    "LocalCluster",
+    "SlurmCluster",
+    "last_line",
+    "make_cluster",
+]
 
 #: Slurm states of a job that has not ended (it may still write its result). Any other state
 #: (COMPLETED, FAILED, CANCELLED, NODE_FAIL, OUT_OF_MEMORY, TIMEOUT, ...) has ended.
@@ -55,7 +62,8 @@ ACTIVE_STATES = frozenset(
 SIGNAL_DELAY_S = 90
 
 
-def _first_line(text: str) -> str:
+def last_line(text: str) -> str:
+    """The last non-empty line of a command's stderr or a traceback: where the error is."""
     lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
     return lines[-1] if lines else "no message"
 
@@ -85,7 +93,7 @@ class Cluster:
                 jobs = self.executor.map_array(task, groups)
         except (submitit.core.utils.FailedJobError, OSError) as exc:
             raise ClusterError(
-                f"executor 'slurm': the cluster refused the jobs ({_first_line(str(exc))})"
+                f"executor 'slurm': the cluster refused the jobs ({last_line(str(exc))})"
             ) from None
         return [job.job_id for job in jobs]
 
@@ -183,7 +191,7 @@ class SlurmCluster(Cluster):
             stderr = getattr(exc, "stderr", b"") or b""
             print(
                 f"warning: executor 'slurm': `{' '.join(command)}` failed "
-                f"({_first_line(stderr.decode(errors='replace')) if stderr else exc}); "
+                f"({last_line(stderr.decode(errors='replace')) if stderr else exc}); "
                 "cancel those jobs by hand",
                 file=sys.stderr,
             )

@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from flops_fit_core import (
@@ -44,7 +44,7 @@ from flops_fit_core import (
     shared_folder,
 )
 
-from .clusters import ACTIVE_STATES, Cluster, make_cluster
+from .clusters import ACTIVE_STATES, Cluster, last_line, make_cluster
 from .config import SlurmConfig
 from .ledger import JobRecord, Ledger
 
@@ -64,7 +64,6 @@ class _Job:
     #: State looks in a row that saw the job ended with no result file.
     ended_looks: int = 0
     state: str = "UNKNOWN"
-    notes: list[str] = field(default_factory=list)
 
     @property
     def job_id(self) -> str:
@@ -98,7 +97,7 @@ class SlurmExecutor(Executor):
         if not wanted or cancel.is_set():
             return
         _Sweep(self.config, trainer, Path(run_dir).resolve(), on_result, on_progress).run(
-            list(wanted.values()), cancel
+            wanted, cancel
         )
 
 
@@ -126,7 +125,8 @@ class _Sweep:
 
     # -- the sweep ----------------------------------------------------------------------------
 
-    def run(self, specs: list[ExperimentSpec], cancel: threading.Event) -> None:
+    def run(self, wanted: dict[str, ExperimentSpec], cancel: threading.Event) -> None:
+        """Train `wanted` (by spec id)."""
         from ._job import TrainTask  # imports submitit
 
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -141,9 +141,9 @@ class _Sweep:
             self.flag,
             max(1, self.config.cpus_per_task // self.config.experiments_per_task),
         )
-        self.wanted = {spec.id: spec for spec in specs}
-        attached = self._reattach(specs)
-        self.queue = [(spec, 0) for spec in specs if spec.id not in attached]
+        self.wanted = wanted
+        attached = self._reattach()
+        self.queue = [(spec, 0) for spec in wanted.values() if spec.id not in attached]
         stopped_by: BaseException | None = None
         try:
             if attached:
@@ -205,7 +205,7 @@ class _Sweep:
             for spec in group:
                 self._progress(spec, f"queued as job {record.job_id}")
 
-    def _reattach(self, specs: list[ExperimentSpec]) -> set[str]:
+    def _reattach(self) -> set[str]:
         """Wait for the jobs an earlier driver submitted for these experiments (the latest job
         of each), where they were made for this cluster, folder and trainer options; return
         the ids of the experiments they cover."""
@@ -318,7 +318,7 @@ class _Sweep:
             return
         raise ClusterError(
             f"executor 'slurm': job {job.job_id} failed on its node outside the trainer "
-            f"({_last_line(trace)}): is flops-fit with this trainer installed where the nodes "
+            f"({last_line(trace)}): is flops-fit with this trainer installed where the nodes "
             f"run {self.config.python or sys.executable}? (log: "
             f"{self.cluster.log_path(job.job_id)})"
         )
@@ -429,8 +429,3 @@ def gpus_per_task(config: SlurmConfig, trainer: Trainer) -> int:
     if config.gpus_per_node is not None:
         return config.gpus_per_node
     return 1 if trainer.uses_gpu() else 0
-
-
-def _last_line(trace: str) -> str:
-    lines = [line.strip() for line in trace.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "no message"
