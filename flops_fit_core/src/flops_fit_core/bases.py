@@ -98,12 +98,31 @@ class PluginBase:
 
 
 class Planner(PluginBase):
-    """Turns its config into a `SweepPlan`."""
+    """Turns its config into a `SweepPlan`, in one go or in rounds.
+
+    `plan()` gives the sweep, or its first round. A planner that plans in rounds also writes
+    `next_round(outcome)`: `run` calls it after each round is trained and fitted, until it
+    returns a plan with `stop` set.
+    """
 
     kind = "planner"
 
     def plan(self) -> SweepPlan:
         raise NotImplementedError
+
+    def next_round(self, outcome: StudyOutcome) -> SweepPlan | None:
+        """The plan with one more round, or with `stop` set; None: this planner has no rounds.
+
+        `outcome` holds the plan so far (`outcome.plan`, every round), the study's fit of its
+        results (`outcome.fit`, made by the study's fitter on `outcome.primary_observations`)
+        and the latest record of each run (`outcome.runs`, failed ones included). The plan
+        returned keeps every experiment of `outcome.plan` (their ids unchanged), adds the new
+        round's experiments and a `PlanRound` naming them, or adds none and sets `stop` to say
+        why it is done. It must depend on nothing but `outcome` and the config: a study
+        interrupted in any round is resumed by replaying the rounds from its results, and
+        must propose the same rounds again. The default, for one-round planners, is None.
+        """
+        return None
 
 
 @dataclass
@@ -215,6 +234,10 @@ class Fitter(PluginBase):
 
     kind = "fitter"
     Config = FitterConfig
+    #: Whether `fit` models every run with the surface L(N, D) = E + A/N^alpha + B/D^beta and
+    #: reports its parameters in `FitResult.parametric` (E, A, B, alpha, beta): what a planner
+    #: that places runs by their information about that surface needs.
+    fits_surface: ClassVar[bool] = False
 
     def fit(self, observations: Observations) -> FitResult:
         raise NotImplementedError

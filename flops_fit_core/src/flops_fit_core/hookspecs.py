@@ -30,6 +30,11 @@ def flops_fit_register_planners():
     A planner turns its config into a `SweepPlan` with `plan()`: which budgets, which model
     shapes, how many tokens, at which learning rate. It must give every experiment a shape whose
     real N it records, and it must be deterministic: the same config gives the same ids.
+
+    A planner may plan in rounds: `plan()` is then the first round, and `next_round(outcome)`
+    returns the plan with one more round (or with `stop` set) after `run` has trained and
+    fitted the rounds so far. The next round must follow from the outcome alone, so that a
+    study stopped in any round replays the same rounds when it is run again.
     """
 
 

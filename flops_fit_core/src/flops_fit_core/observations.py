@@ -329,6 +329,9 @@ def load_observations(
     if not Path(results_path).exists():
         raise InputError(f"results file not found: {results_path}")
     ok = ResultsStore(results_path).load().ok(only_ids, digest, keep_other)
+    # In the plan's order (budget, then size), not the order results arrived in: a fit
+    # (its bootstrap resamples rows by index) must not depend on which worker finished first.
+    ok.sort(key=lambda r: (r.spec.budget, r.spec.params, r.experiment_id))
     if not ok:
         raise InputError(f"{results_path}: no successful results to fit")
     conventions = None

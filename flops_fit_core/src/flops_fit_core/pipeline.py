@@ -24,6 +24,7 @@ from .errors import (
     InputError,
     NothingToDraw,
     OutputError,
+    PluginError,
     RunFailed,
 )
 from .files import write_atomic
@@ -268,41 +269,41 @@ def _run_locked(
     resolved = study.resolved()
     previously = compared_names(previous_config(run_dir))
     write_atomic(run_dir / CONFIG_FILE, tomli_w.dumps(resolved))
-    write_atomic(run_dir / PLAN_FILE, plan.model_dump_json(indent=2))
-    stage(f"training {len(plan.experiments)} experiments with {study.trainer.name!r}")
-    training = train_plan(
-        plan,
-        study.trainer,
-        study.executor,
-        run_dir / RESULTS_FILE,
-        retry_failed=retry_failed,
-        keep_results=keep_results,
-        reporter=reporter,
-        cancel=cancel,
-    )
-    stage(f"fitting with {study.fitter.name!r}")
-    only_ids = {s.id for s in plan.experiments}
     info = study.trainer.info
     selection = {"digest": info.options_digest, "keep_other": keep_results}
-    nothing_new = training.trained == 0 and (training.failed or training.failed_before)
-    if nothing_new and not ResultsStore(run_dir / RESULTS_FILE).load().ok(only_ids, **selection):
-        failed = training.failed + training.failed_before
-        first = training.errors[0] if training.errors else ""
-        raise RunFailed(
-            f"every experiment failed ({failed} of {len(plan.experiments)}), nothing to fit"
-            + (f"; the first: {first}" if first else "")
-            + f" (see {run_dir / RESULTS_FILE})"
+    training = TrainSummary()
+    while True:
+        write_atomic(run_dir / PLAN_FILE, plan.model_dump_json(indent=2))
+        if plan.rounds:
+            reporter.message(round_line(plan))
+        observations, fit = _train_and_fit(
+            study, plan, run_dir, training, selection, retry_failed, reporter, cancel, stage
         )
-    observations = load_observations(
-        run_dir / RESULTS_FILE, only_ids, **requested_conventions(study.fitter), **selection
-    )
-    try:
-        fit = fit_observations(observations, study.fitter)
-    except BaseException:
-        # No fit.json from an earlier run may outlive a fit of these results that failed.
-        (run_dir / FIT_FILE).unlink(missing_ok=True)
-        raise
+        if plan.stop is not None:  # a plan file that says it is done: `train` of a whole study
+            break
+        proposed = study.planner.next_round(
+            StudyOutcome(
+                fits=(fit,),
+                observations=(observations,),
+                plan=plan,
+                config=resolved,
+                run_dir=run_dir,
+                runs=latest_runs(
+                    run_dir / RESULTS_FILE, {s.id for s in plan.experiments}, **selection
+                ),
+            )
+        )
+        if proposed is None:
+            break
+        _check_next_round(study.planner.name, plan, proposed)
+        plan = proposed
+        if plan.stop is not None:
+            write_atomic(run_dir / PLAN_FILE, plan.model_dump_json(indent=2))
+            verb = "stopped" if plan.stop.reached else "stopped short of its target"
+            reporter.message(f"planner {study.planner.name!r} {verb}: {plan.stop.note}")
+            break
     write_atomic(run_dir / FIT_FILE, fit.model_dump_json(indent=2))
+    only_ids = {s.id for s in plan.experiments}
     if study.comparisons:
         stage("comparing with " + ", ".join(repr(f.name) for f in study.comparisons))
     more_fits, more_data, notes = fit_comparisons(
@@ -324,3 +325,94 @@ def _run_locked(
         outcome, study.plotters, run_dir / FIGURES_DIR, never_fail=True, reporter=reporter
     )
     return RunSummary(run_dir, plan, training, fit, drawn.files, outcome, drawn.skipped)
+
+
+def _train_and_fit(
+    study: Study,
+    plan: SweepPlan,
+    run_dir: Path,
+    training: TrainSummary,
+    selection: Mapping[str, Any],
+    retry_failed: bool,
+    reporter: Reporter,
+    cancel: threading.Event | None,
+    stage: Callable[[str], None],
+) -> tuple[Observations, FitResult]:
+    """Train what `plan` lacks (adding the counts to `training`), then fit all its results."""
+    stage(f"training {len(plan.experiments)} experiments with {study.trainer.name!r}")
+    this_round = train_plan(
+        plan,
+        study.trainer,
+        study.executor,
+        run_dir / RESULTS_FILE,
+        retry_failed=retry_failed,
+        keep_results=selection["keep_other"],
+        reporter=reporter,
+        cancel=cancel,
+    )
+    _add_counts(training, this_round)
+    stage(f"fitting with {study.fitter.name!r}")
+    only_ids = {s.id for s in plan.experiments}
+    nothing_new = this_round.trained == 0 and (this_round.failed or this_round.failed_before)
+    if nothing_new and not ResultsStore(run_dir / RESULTS_FILE).load().ok(only_ids, **selection):
+        failed = this_round.failed + this_round.failed_before
+        first = this_round.errors[0] if this_round.errors else ""
+        raise RunFailed(
+            f"every experiment failed ({failed} of {len(plan.experiments)}), nothing to fit"
+            + (f"; the first: {first}" if first else "")
+            + f" (see {run_dir / RESULTS_FILE})"
+        )
+    observations = load_observations(
+        run_dir / RESULTS_FILE, only_ids, **requested_conventions(study.fitter), **selection
+    )
+    try:
+        fit = fit_observations(observations, study.fitter)
+    except BaseException:
+        # No fit.json from an earlier run may outlive a fit of these results that failed.
+        (run_dir / FIT_FILE).unlink(missing_ok=True)
+        raise
+    return observations, fit
+
+
+def _add_counts(total: TrainSummary, one: TrainSummary) -> None:
+    """Fold one round's training counts into the study's. A round sees the runs an earlier
+    round of this same run trained (or failed) as done before it; the study counts them once,
+    as trained (failed), not again as skipped (failed before)."""
+    total.skipped = one.skipped - total.trained
+    total.failed_before = one.failed_before - total.failed
+    total.trained += one.trained
+    total.failed += one.failed
+    total.errors.extend(one.errors)
+    total.other_options = max(total.other_options, one.other_options)
+    total.kept_other = total.kept_other or one.kept_other
+
+
+def _check_next_round(name: str, plan: SweepPlan, proposed: SweepPlan) -> None:
+    """A planner's next round keeps every experiment so far and adds some, or says it stopped:
+    anything else is a planner bug that would loop or lose runs, refused with one line."""
+    before = [s.id for s in plan.experiments]
+    after = {s.id for s in proposed.experiments}
+    lost = [i for i in before if i not in after]
+    if lost:
+        raise PluginError(
+            f"planner {name!r}: its next round drops {len(lost)} experiment(s) of the plan "
+            f"(the first: {lost[0]}); a round may only add experiments"
+        )
+    if proposed.stop is None and len(after) == len(before):
+        raise PluginError(f"planner {name!r}: its next round adds no experiment and does not stop")
+
+
+def round_line(plan: SweepPlan) -> str:
+    """One line on the plan's latest round: its number, what it adds, the runs and compute
+    fitted so far and the width measured on them, and why (`PlanRound.note`)."""
+    last = plan.rounds[-1]
+    total = len(plan.experiments)
+    parts = [f"round {last.index}: +{len(last.experiments)} runs ({total} in all)"]
+    if last.compute is not None:
+        parts.append(f"{last.compute:.3g} FLOPs fitted so far")
+    if last.width is not None:
+        expected = (
+            f" -> {last.predicted_width:.3g} expected" if last.predicted_width is not None else ""
+        )
+        parts.append(f"width {last.width:.3g}{expected}")
+    return ", ".join(parts) + f": {last.note}"

@@ -36,6 +36,8 @@ __all__ = [
     "ExperimentSpec",
     "FailureCause",
     "ModelShape",
+    "PlanRound",
+    "PlanStop",
     "PluginConfig",
     "RunResult",
     "StrictModel",
@@ -239,8 +241,37 @@ class ExperimentSpec(StrictModel):
         return float(self.tokens) * self.flops_per_token
 
 
+class PlanRound(StrictModel):
+    """One round of a planner that plans in rounds (`Planner.next_round`): the experiments it
+    added, why, and what the fit of the earlier rounds measured when it was proposed."""
+
+    index: PositiveInt
+    experiments: list[str]
+    #: What the round adds and why, in one line (the CLI prints it as the round starts).
+    note: str
+    #: The width of the planner's target interval measured on the earlier rounds' fit, and
+    #: the FLOPs of the runs it was fitted to (None for the first round: nothing was fitted).
+    width: float | None = None
+    compute: float | None = None
+    #: The width the planner expected once this round is trained, where it predicts one.
+    predicted_width: float | None = None
+
+
+class PlanStop(StrictModel):
+    """Why a planner that plans in rounds proposed no more: the target was met, or a cap."""
+
+    note: str
+    reached: bool
+    width: float | None = None
+    compute: float | None = None
+
+
 class SweepPlan(StrictModel):
-    """A planner's output: experiments plus what they will cost and what looks wrong."""
+    """A planner's output: experiments plus what they will cost and what looks wrong.
+
+    A planner that plans in rounds records each in `rounds` (every experiment in exactly one)
+    and, once it proposes no more, why in `stop`; a one-round planner leaves both empty.
+    """
 
     schema_version: int = SCHEMA_VERSION
     planner: str
@@ -249,6 +280,8 @@ class SweepPlan(StrictModel):
     experiments: list[ExperimentSpec]
     estimates: dict[str, Any] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
+    rounds: list[PlanRound] = Field(default_factory=list)
+    stop: PlanStop | None = None
 
     @model_validator(mode="after")
     def _unique_ids(self) -> SweepPlan:
@@ -257,7 +290,20 @@ class SweepPlan(StrictModel):
             if spec.id in seen:
                 raise ValueError(f"experiment {spec.id} appears twice in the plan")
             seen.add(spec.id)
+        if self.rounds:
+            listed = [i for r in self.rounds for i in r.experiments]
+            if sorted(listed) != sorted(seen):
+                raise ValueError("the rounds must list every experiment of the plan exactly once")
+            if [r.index for r in self.rounds] != list(range(1, len(self.rounds) + 1)):
+                raise ValueError("the rounds must be numbered 1, 2, ... in order")
         return self
+
+    def round_of(self) -> dict[str, int]:
+        """experiment id -> the round that added it (every experiment is round 1 of a
+        one-round plan)."""
+        if not self.rounds:
+            return {s.id: 1 for s in self.experiments}
+        return {i: r.index for r in self.rounds for i in r.experiments}
 
     @property
     def budgets(self) -> list[float]:

@@ -176,6 +176,7 @@ class RobustFitter(Fitter):
 
     name: ClassVar[str] = "robust"
     Config: ClassVar[type] = RobustConfig
+    fits_surface: ClassVar[bool] = True
     config: RobustConfig
 
     # ------------------------------------------------------------------ the fit

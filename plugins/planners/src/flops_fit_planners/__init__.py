@@ -1,15 +1,20 @@
-"""flops-fit planners: the `isoflop` grid sweep, registered through the `flops_fit` entry point."""
+"""flops-fit planners, registered through the `flops_fit` entry point: `isoflop`, the grid
+sweep, and `adaptive`, the sweep in rounds placed by the fit of the rounds before."""
 
 from flops_fit_core import hookimpl
 
-from .config import IsoFlopConfig, LrSchedule
+from .adaptive import AdaptiveConfig, AdaptivePlanner
+from .config import IsoFlopConfig, LrSchedule, ModelOptions
 from .isoflop import IsoFlopPlanner
 from .shapes import ShapeGrid, search_shapes
 
 __all__ = [
+    "AdaptiveConfig",
+    "AdaptivePlanner",
     "IsoFlopConfig",
     "IsoFlopPlanner",
     "LrSchedule",
+    "ModelOptions",
     "ShapeGrid",
     "flops_fit_register_planners",
     "search_shapes",
@@ -23,4 +28,4 @@ hook_api_version = 1
 @hookimpl
 def flops_fit_register_planners():
     """The planners this distribution provides."""
-    return [IsoFlopPlanner]
+    return [IsoFlopPlanner, AdaptivePlanner]

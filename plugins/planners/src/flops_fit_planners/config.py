@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 
 from flops_fit_core import Conventions, PluginConfig
 
-__all__ = ["DEFAULT_HARDWARE", "IsoFlopConfig", "LrSchedule"]
+__all__ = ["DEFAULT_HARDWARE", "IsoFlopConfig", "LrSchedule", "ModelOptions"]
 
 #: Sustained FLOP/s of a few reference machines, for the plan's wall-time estimates.
 #: 40% MFU of the dense bf16 peak: A100 312 TFLOP/s, H100 SXM 989 TFLOP/s.
@@ -53,23 +53,13 @@ class LrSchedule(PluginConfig):
     lr_power: Finite = 0.0
 
 
-class IsoFlopConfig(PluginConfig):
-    """Options of the `isoflop` planner (a grid of budgets x model sizes around a prior optimum).
+class ModelOptions(PluginConfig):
+    """What every planner of this package shares: the prior optimum the sizes are placed
+    around, the shape search space, and how each run trains (learning rate, batch, schedule).
 
-    Budgets: `budgets` (explicit) or `min_flops` [1e18] .. `max_flops` [1e21] in `n_budgets` [5]
-    log-spaced steps, both ends included. Sizes: `sizes_per_budget` [7] targets from N0/`span` to
-    N0*`span` [8.0], log-spaced around the prior optimum N0(C): sqrt(C / (6 tokens_per_param))
-    [tokens_per_param 20.0, Chinchilla] or `prior_coefficient` * C ** `prior_exponent`.
+    The prior is N0(C) = sqrt(C / (6 tokens_per_param)) [tokens_per_param 20.0, Chinchilla] or
+    `prior_coefficient` * C ** `prior_exponent`.
     """
-
-    budgets: Annotated[tuple[Positive, ...], Field(max_length=MAX_BUDGETS)] | None = None
-    min_flops: Positive | None = None
-    max_flops: Positive | None = None
-    n_budgets: Annotated[int, Field(ge=2, le=MAX_BUDGETS)] | None = None
-
-    sizes_per_budget: Annotated[int, Field(ge=1, le=MAX_SIZES_PER_BUDGET)] = 7
-    span: Annotated[float, Field(gt=1, le=MAX_SPAN, allow_inf_nan=False)] = 8.0
-    max_experiments: Annotated[int, Field(ge=1, le=10_000_000)] = MAX_EXPERIMENTS
 
     tokens_per_param: Positive | None = None
     prior_coefficient: Positive | None = None
@@ -101,8 +91,56 @@ class IsoFlopConfig(PluginConfig):
 
     @model_validator(mode="before")
     @classmethod
-    def _fill_alternative_defaults(cls, data: Any) -> Any:
-        """Fill the defaults of whichever alternative (budgets, prior) is in use."""
+    def _fill_prior_default(cls, data: Any) -> Any:
+        """Chinchilla's 20 tokens per parameter, unless an explicit prior is given."""
+        if not isinstance(data, dict):
+            return data
+        explicit_prior = ("prior_coefficient", "prior_exponent")
+        if all(data.get(k) is None for k in (*explicit_prior, "tokens_per_param")):
+            data = {**data, "tokens_per_param": _CHINCHILLA_TOKENS_PER_PARAM}
+        return data
+
+    @model_validator(mode="after")
+    def _check_model_options(self) -> ModelOptions:
+        given = [k for k in ("prior_coefficient", "prior_exponent") if getattr(self, k) is not None]
+        if len(given) == 1:
+            raise ValueError("give prior_coefficient and prior_exponent together (N0 = k C^a)")
+        if given and self.tokens_per_param is not None:
+            raise ValueError(
+                "give either tokens_per_param or prior_coefficient/prior_exponent, not both"
+            )
+        if self.min_layers > self.max_layers:
+            raise ValueError(
+                f"min_layers ({self.min_layers}) exceeds max_layers ({self.max_layers})"
+            )
+        if not self.head_options:
+            raise ValueError("head_options is empty")
+        if len(set(self.head_options)) != len(self.head_options):
+            raise ValueError(f"head_options has duplicates: {list(self.head_options)}")
+        return self
+
+
+class IsoFlopConfig(ModelOptions):
+    """Options of the `isoflop` planner (a grid of budgets x model sizes around a prior optimum).
+
+    Budgets: `budgets` (explicit) or `min_flops` [1e18] .. `max_flops` [1e21] in `n_budgets` [5]
+    log-spaced steps, both ends included. Sizes: `sizes_per_budget` [7] targets from N0/`span` to
+    N0*`span` [8.0], log-spaced around the prior optimum N0(C) (`ModelOptions`).
+    """
+
+    budgets: Annotated[tuple[Positive, ...], Field(max_length=MAX_BUDGETS)] | None = None
+    min_flops: Positive | None = None
+    max_flops: Positive | None = None
+    n_budgets: Annotated[int, Field(ge=2, le=MAX_BUDGETS)] | None = None
+
+    sizes_per_budget: Annotated[int, Field(ge=1, le=MAX_SIZES_PER_BUDGET)] = 7
+    span: Annotated[float, Field(gt=1, le=MAX_SPAN, allow_inf_nan=False)] = 8.0
+    max_experiments: Annotated[int, Field(ge=1, le=10_000_000)] = MAX_EXPERIMENTS
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_budget_defaults(cls, data: Any) -> Any:
+        """Fill the defaults of the budget range when no explicit budgets are given."""
         if not isinstance(data, dict):
             return data
         data = dict(data)
@@ -110,9 +148,6 @@ class IsoFlopConfig(PluginConfig):
             for key, default in _BUDGET_RANGE_DEFAULTS.items():
                 if data.get(key) is None:
                     data[key] = default
-        explicit_prior = ("prior_coefficient", "prior_exponent")
-        if all(data.get(k) is None for k in (*explicit_prior, "tokens_per_param")):
-            data["tokens_per_param"] = _CHINCHILLA_TOKENS_PER_PARAM
         return data
 
     @model_validator(mode="after")
@@ -133,17 +168,6 @@ class IsoFlopConfig(PluginConfig):
                 f"min_flops ({self.min_flops:g}) must be below max_flops "
                 f"({self.max_flops:g}); for one budget use budgets = [C]"
             )
-        given = [k for k in ("prior_coefficient", "prior_exponent") if getattr(self, k) is not None]
-        if len(given) == 1:
-            raise ValueError("give prior_coefficient and prior_exponent together (N0 = k C^a)")
-        if given and self.tokens_per_param is not None:
-            raise ValueError(
-                "give either tokens_per_param or prior_coefficient/prior_exponent, not both"
-            )
-        if self.min_layers > self.max_layers:
-            raise ValueError(
-                f"min_layers ({self.min_layers}) exceeds max_layers ({self.max_layers})"
-            )
         n_budgets = len(self.budgets) if self.budgets is not None else self.n_budgets
         planned = n_budgets * self.sizes_per_budget
         if planned > self.max_experiments:
@@ -152,8 +176,4 @@ class IsoFlopConfig(PluginConfig):
                 f"more than max_experiments = {self.max_experiments}; plan fewer, or raise "
                 "max_experiments"
             )
-        if not self.head_options:
-            raise ValueError("head_options is empty")
-        if len(set(self.head_options)) != len(self.head_options):
-            raise ValueError(f"head_options has duplicates: {list(self.head_options)}")
         return self

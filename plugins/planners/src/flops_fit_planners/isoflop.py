@@ -26,7 +26,7 @@ from flops_fit_core import (
 
 from .config import IsoFlopConfig
 from .grid import budget_values, learning_rates, prior_optimum, size_exponents
-from .shapes import ShapeGrid, search_shapes
+from .shapes import ShapeGrid, Shapes, search_shapes
 
 __all__ = ["IsoFlopPlanner"]
 
@@ -93,18 +93,10 @@ class IsoFlopPlanner(Planner):
         targets = prior_optimum(c, budgets)[:, None] * np.power(c.span, exponents)[None, :]
         return np.repeat(budgets, len(exponents)), targets.ravel()
 
-    def plan(self) -> SweepPlan:
-        """Budgets x sizes -> shapes -> tokens that spend each budget -> validated specs.
-
-        Raises ConfigError for a sweep that cannot be built (a budget smaller than one token,
-        a size beyond exact counting); returns a plan whose warnings name everything that was
-        built but not as asked (sizes off target, sizes merged, runs shorter than a batch,
-        runs longer than the dataset).
-        """
+    def realize(self, target: np.ndarray) -> tuple[Shapes, np.ndarray]:
+        """The shape nearest each target N, and its FLOPs per token in the plan's convention."""
         c = self.config
-        conv = c.conventions
-        budget, target = self.targets()
-        shapes = search_shapes(target, self.shape_grid())
+        shapes = search_shapes(np.asarray(target, dtype=float), self.shape_grid())
         per_token = flops_per_token(
             shapes.d_model,
             shapes.n_layers,
@@ -112,21 +104,38 @@ class IsoFlopPlanner(Planner):
             shapes.d_ff,
             c.vocab_size,
             c.seq_len,
-            conv.flops,
-            conv.params,
+            c.conventions.flops,
+            c.conventions.params,
         )
+        return shapes, per_token
+
+    def plan(self) -> SweepPlan:
+        """Budgets x sizes -> shapes -> tokens that spend each budget -> validated specs."""
+        return self.build(*self.targets())
+
+    def build(self, budget: np.ndarray, target: np.ndarray) -> SweepPlan:
+        """The experiments that train a model of about `target[i]` parameters on
+        `budget[i]` FLOPs, for each i: shapes -> tokens that spend each budget -> specs.
+
+        Raises ConfigError for a sweep that cannot be built (a budget smaller than one token,
+        a size beyond exact counting); returns a plan whose warnings name everything that was
+        built but not as asked (sizes off target, sizes merged, runs shorter than a batch,
+        runs longer than the dataset).
+        """
+        c = self.config
+        shapes, per_token = self.realize(target)
         tokens_f = np.rint(budget / per_token)
         if tokens_f.min() < 1:
             i = int(np.argmin(tokens_f))
             raise ConfigError(
-                f"planner 'isoflop': budget {budget[i]:.4g} FLOPs is less than one "
+                f"planner {self.name!r}: budget {budget[i]:.4g} FLOPs is less than one "
                 f"token of its model (N={shapes.params[i]:,}, "
                 f"{per_token[i]:,} FLOPs per token)"
             )
         if tokens_f.max() >= _MAX_TOKENS:
             i = int(np.argmax(tokens_f))
             raise ConfigError(
-                f"planner 'isoflop': budget {budget[i]:.4g} would train a model of "
+                f"planner {self.name!r}: budget {budget[i]:.4g} would train a model of "
                 f"N={shapes.params[i]:,} on {tokens_f[i]:.3g} tokens; lower the "
                 f"budgets or raise the prior"
             )

@@ -1,0 +1,521 @@
+"""The `adaptive` planner: the sweep in rounds, each placed by the fit of the ones before it.
+
+A fixed IsoFLOP grid spends most of its FLOPs at its largest budget, yet the width of the
+interval on the N* exponent depends mostly on how many runs there are and how widely their N
+and D spread. This planner starts with a few sizes at the cheapest budgets, over a wide window
+around the prior optimum; after each round the study's fitter fits everything so far, and the
+next round is the set of blocks (a few sizes around the fitted N*(C) at one budget of a fine
+ladder) that shrinks the predicted variance of the target most per FLOP (`design`: the delta
+method on the fitted surface, calibrated against the width the fit measured). Before it stops
+it brackets the fitted optimum at `max_flops` with at least three runs, so the answer at the
+largest budget asked for is never an extrapolation alone. It stops when the target interval is
+narrow enough, or at `max_compute` or `max_rounds`.
+
+Every proposal is a pure function of the config and the results, so a study stopped in any
+round is resumed by replaying the rounds from its results file.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from flops_fit_core import (
+    ConfigError,
+    FitError,
+    PlanRound,
+    PlanStop,
+    StudyOutcome,
+    SweepPlan,
+)
+
+from .config import ModelOptions, Positive
+from .design import Surface, log_loss_gradients, target_gradient, target_variance
+from .grid import prior_optimum, round_sig, size_exponents
+from .isoflop import IsoFlopPlanner
+
+__all__ = ["AdaptiveConfig", "AdaptivePlanner"]
+
+#: Two sizes at one budget within this share of each other are the same run.
+SAME_RUN = 0.10
+#: A round that is predicted to end the study aims this far below the target, so that the
+#: measured width, which scatters around the prediction, lands under it.
+AIM = 0.9
+#: Sizes further than this factor from the fitted optimum are named in the round's note: the
+#: design then rests on the law's form holding far from where the answer is read.
+FAR_FROM_OPTIMUM = 8.0
+
+
+class AdaptiveConfig(ModelOptions):
+    """Options of the `adaptive` planner: the budget ladder, the target and the caps, the
+    first round, and the blocks later rounds are made of (plus `ModelOptions`)."""
+
+    min_flops: Positive = Field(1e18, description="the cheapest budget of the ladder (FLOPs)")
+    max_flops: Positive = Field(
+        1e21, description="the largest budget: its optimum is bracketed before stopping"
+    )
+    budgets_per_decade: Annotated[int, Field(ge=1, le=20)] = Field(
+        3, description="steps per decade of the budget ladder runs are placed on"
+    )
+    target: Literal["n_exponent", "n_opt"] = Field(
+        "n_exponent",
+        description="n_exponent: the width of the interval on the exponent of N*(C); "
+        "n_opt: the relative width (hi - lo) / N* of N* at target_compute",
+    )
+    target_width: Positive = Field(0.1, description="stop once the target's width is this or less")
+    target_compute: Positive | None = Field(
+        None, description="for target = n_opt: the compute C of N* (default: max_flops)"
+    )
+    max_compute: Positive | None = Field(
+        None, description="stop before the planned runs' FLOPs would exceed this"
+    )
+    max_rounds: Annotated[int, Field(ge=1, le=100)] = Field(
+        10, description="stop after this many rounds"
+    )
+    first_budgets: Annotated[int, Field(ge=1, le=100)] = Field(
+        3, description="round 1: this many of the cheapest budgets of the ladder"
+    )
+    first_sizes: Annotated[int, Field(ge=2, le=50)] = Field(
+        5, description="round 1: sizes per budget"
+    )
+    first_span: Annotated[float, Field(gt=1, le=1e4, allow_inf_nan=False)] = Field(
+        16.0, description="round 1: sizes from N0/first_span to N0*first_span (N0: the prior)"
+    )
+    block_sizes: Annotated[int, Field(ge=1, le=20)] = Field(
+        3, description="later rounds: sizes per block (one budget each)"
+    )
+    block_spans: Annotated[
+        tuple[Annotated[float, Field(gt=1, le=1e4, allow_inf_nan=False)], ...],
+        Field(min_length=1, max_length=20),
+    ] = Field(
+        (2.0, 4.0, 8.0, 16.0),
+        description="the windows a block may span around the fitted N*(C): N*/w .. N*·w",
+    )
+    top_span: Annotated[float, Field(gt=1, le=1e4, allow_inf_nan=False)] = Field(
+        4.0, description="the runs at max_flops: N*/top_span, N*, N*·top_span"
+    )
+    blocks_per_round: Annotated[int, Field(ge=1, le=100)] = Field(
+        6, description="the most blocks one round adds"
+    )
+
+    @model_validator(mode="after")
+    def _check_adaptive(self) -> AdaptiveConfig:
+        if not self.min_flops < self.max_flops:
+            raise ValueError(
+                f"min_flops ({self.min_flops:g}) must be below max_flops ({self.max_flops:g})"
+            )
+        if self.target_compute is not None and self.target != "n_opt":
+            raise ValueError("target_compute is for target = 'n_opt'")
+        if len(set(self.block_spans)) != len(self.block_spans):
+            raise ValueError(f"block_spans has duplicates: {list(self.block_spans)}")
+        ladder = len(ladder_budgets(self))
+        if self.first_budgets > ladder:
+            raise ValueError(
+                f"first_budgets ({self.first_budgets}) exceeds the {ladder} budgets of the "
+                "ladder; lower it or raise budgets_per_decade"
+            )
+        return self
+
+
+def ladder_budgets(config: AdaptiveConfig) -> np.ndarray:
+    """The budgets runs may be placed at: `budgets_per_decade` log-steps from min_flops to
+    max_flops, both kept exactly as given, the rest rounded to 12 digits (stable ids)."""
+    decades = math.log10(config.max_flops / config.min_flops)
+    count = max(2, math.ceil(decades * config.budgets_per_decade - 1e-9) + 1)
+    values = round_sig(np.geomspace(config.min_flops, config.max_flops, count))
+    values[0], values[-1] = config.min_flops, config.max_flops
+    return values
+
+
+@dataclass
+class _Design:
+    """The runs a round's choice is weighed against: the fitted ones and those chosen so far
+    (N and D for the information matrix; every planned size per budget, to avoid repeats)."""
+
+    params: np.ndarray
+    tokens: np.ndarray
+    planned: dict[float, list[float]]
+    compute: float
+
+    def with_runs(self, budget: float, params: np.ndarray, tokens: np.ndarray) -> _Design:
+        planned = {**self.planned, budget: [*self.planned.get(budget, []), *params.tolist()]}
+        return _Design(
+            np.concatenate([self.params, params]),
+            np.concatenate([self.tokens, tokens]),
+            planned,
+            self.compute + budget * len(params),
+        )
+
+    def is_new(self, budget: float, size: float) -> bool:
+        return all(abs(size / n - 1.0) > SAME_RUN for n in self.planned.get(budget, ()))
+
+
+@dataclass(frozen=True)
+class _Block:
+    budget: float
+    span: float
+    targets: np.ndarray
+    params: np.ndarray
+    tokens: np.ndarray
+
+    @property
+    def flops(self) -> float:
+        return self.budget * len(self.targets)
+
+
+class AdaptivePlanner(IsoFlopPlanner):
+    """Plan a sweep in rounds, each where it narrows the target interval most per FLOP."""
+
+    name = "adaptive"
+    Config = AdaptiveConfig
+    config: AdaptiveConfig
+
+    # ------------------------------------------------------------------ checks
+    def validate_study(self, study: Any) -> None:
+        """The rounds are placed by the fitted surface and stopped by the fit's interval:
+        refuse a fitter that reports neither, or counts N and C otherwise than the plan."""
+        fitter = study.fitter
+        if not getattr(fitter, "fits_surface", False):
+            raise ConfigError(
+                f"planner 'adaptive' places its runs by the fitted loss surface, which fitter "
+                f"{fitter.name!r} does not fit; use fitter 'robust'"
+            )
+        options = fitter.config
+        if getattr(options, "bootstrap", None) == 0:
+            raise ConfigError(
+                "planner 'adaptive' stops on the width of the fit's interval: the fitter's "
+                "bootstrap = 0 gives none; set bootstrap to 200 or more"
+            )
+        for key in ("params", "flops"):
+            mine, theirs = getattr(self.config.conventions, key), getattr(options, key, None)
+            if theirs is not None and theirs != mine:
+                raise ConfigError(
+                    f"planner 'adaptive' plans with {key} = {mine!r} but the fitter fits with "
+                    f"{key} = {theirs!r}; let them agree"
+                )
+        least = getattr(options, "min_budgets", None)
+        if isinstance(least, int) and self.config.first_budgets < least:
+            raise ConfigError(
+                f"planner 'adaptive': first_budgets = {self.config.first_budgets} is fewer "
+                f"than the {least} budgets fitter {fitter.name!r} needs (min_budgets)"
+            )
+
+    # ------------------------------------------------------------------ round 1
+    def plan(self) -> SweepPlan:
+        """Round 1: `first_sizes` sizes over N0/first_span .. N0*first_span at each of the
+        `first_budgets` cheapest budgets of the ladder."""
+        c = self.config
+        budgets = ladder_budgets(c)[: c.first_budgets]
+        exponents = size_exponents(c.first_sizes)
+        targets = prior_optimum(c, budgets)[:, None] * np.power(c.first_span, exponents)[None, :]
+        first = self.build(np.repeat(budgets, len(exponents)), targets.ravel())
+        span = f"{c.first_span:g}"
+        note = (
+            f"{len(first.experiments)} runs at the {len(budgets)} cheapest budgets, "
+            f"N0/{span} to N0*{span} around the prior optimum"
+        )
+        self._check_compute(first.estimates["total_flops"])
+        return first.model_copy(
+            update={
+                "rounds": [
+                    PlanRound(index=1, experiments=[s.id for s in first.experiments], note=note)
+                ]
+            }
+        )
+
+    def _check_compute(self, flops: float) -> None:
+        cap = self.config.max_compute
+        if cap is not None and flops > cap:
+            raise ConfigError(
+                f"planner 'adaptive': its first round alone takes {flops:.3g} FLOPs, more than "
+                f"max_compute = {cap:.3g}; raise max_compute or lower first_sizes/first_budgets"
+            )
+
+    # ------------------------------------------------------------------ later rounds
+    def next_round(self, outcome: StudyOutcome) -> SweepPlan:
+        """The plan with the next round, or with `stop` set (see the module)."""
+        c = self.config
+        plan, fit = outcome.plan, outcome.fit
+        observations = outcome.primary_observations
+        if plan is None:
+            raise ConfigError("planner 'adaptive' plans its next round from a study's plan")
+        surface = Surface.from_parametric(fit.parametric)
+        if surface is None:
+            raise FitError(
+                f"planner 'adaptive' needs the fitted surface E, A, B, alpha, beta, which "
+                f"fitter {fit.fitter!r} did not report"
+            )
+        width = self._width(fit)
+        compute = float(observations.compute.sum())
+        top = c.max_flops
+        n_star_top = float(fit.laws["n_opt"].predict(top))
+        at_top = observations.params[np.isclose(observations.budget, top, rtol=1e-9)]
+        bracketed = at_top.size >= 3 and at_top.min() < n_star_top < at_top.max()
+        measured = {"width": width, "compute": compute}
+        if width <= c.target_width and bracketed:
+            note = (
+                f"{self._target_words()} {width:.3g} <= target {c.target_width:g}, and the "
+                f"fitted N* = {n_star_top:.3g} at max_flops = {top:.3g} lies between "
+                f"{at_top.size} runs there ({len(plan.rounds)} rounds, "
+                f"{len(plan.experiments)} runs)"
+            )
+            return plan.model_copy(update={"stop": PlanStop(note=note, reached=True, **measured)})
+        short = f"{self._target_words()} {width:.3g} > target {c.target_width:g}" + (
+            "" if bracketed else f"; N* at max_flops = {top:.3g} not yet bracketed"
+        )
+        if len(plan.rounds) >= c.max_rounds:
+            note = f"max_rounds = {c.max_rounds} reached with {short}"
+            return plan.model_copy(update={"stop": PlanStop(note=note, reached=False, **measured)})
+
+        design = _Design(
+            observations.params.astype(float),
+            observations.tokens.astype(float),
+            self._planned(plan),
+            float(sum(s.budget for s in plan.experiments)),
+        )
+        gradient = self._gradient(surface, observations)
+        current = target_variance(
+            log_loss_gradients(surface, design.params, design.tokens), gradient
+        )
+        if not math.isfinite(current):
+            raise FitError(
+                "planner 'adaptive': the runs so far do not pin down the loss surface "
+                "(its information matrix is singular); widen first_span or add first_sizes"
+            )
+        scale = self._internal(width) / math.sqrt(current)
+        chosen, predicted, why_stop = self._choose(fit, surface, gradient, design, scale, bracketed)
+        if not chosen:
+            note = f"{why_stop} with {short}"
+            return plan.model_copy(update={"stop": PlanStop(note=note, reached=False, **measured)})
+        return self._extend(plan, fit, chosen, predicted, measured)
+
+    def _choose(self, fit, surface, gradient, design, scale, bracketed):
+        """Greedy: the top runs if still owed, then block after block by variance removed
+        per FLOP, until the predicted width is under the target (aiming at AIM of it) or the
+        round is full. Returns (blocks, predicted width, why nothing could be added)."""
+        c = self.config
+        aim = self._internal(c.target_width * AIM)
+        cap = c.max_compute if c.max_compute is not None else math.inf
+
+        def variance(d: _Design) -> float:
+            return target_variance(log_loss_gradients(surface, d.params, d.tokens), gradient)
+
+        owed = None if bracketed else self._top_block(fit, design)
+        if owed is not None and design.compute + owed.flops > cap:
+            return [], None, f"max_compute = {cap:.3g} leaves no room for the runs at max_flops"
+        chosen: list[_Block] = []
+        while True:
+            pending = (
+                design if owed is None else design.with_runs(owed.budget, owed.params, owed.tokens)
+            )
+            now = variance(pending)
+            predicted = scale * math.sqrt(now)
+            if predicted <= aim or len(chosen) >= c.blocks_per_round:
+                break
+            best, best_score = None, 0.0
+            for block in self._blocks(fit, design):
+                if pending.compute + block.flops > cap:
+                    continue
+                gain = now - variance(pending.with_runs(block.budget, block.params, block.tokens))
+                score = gain / block.flops
+                if score > best_score:
+                    best, best_score = block, score
+            if best is None:
+                break
+            chosen.append(best)
+            design = design.with_runs(best.budget, best.params, best.tokens)
+        if owed is not None and (predicted <= aim or not chosen):
+            chosen.append(owed)  # the target is in reach (or nothing cheaper is left): bracket now
+        elif owed is not None:
+            predicted = scale * math.sqrt(variance(design))  # this round without the top runs
+        why = "no run left to add within the ladder and max_compute"
+        return chosen, self._external(predicted), why
+
+    # ------------------------------------------------------------------ candidates
+    def _blocks(self, fit, design: _Design) -> list[_Block]:
+        """Every candidate block: per budget of the ladder and span, `block_sizes` sizes
+        around the fitted N*(C), less those within SAME_RUN of a size already planned."""
+        c = self.config
+        budgets = ladder_budgets(c)
+        spans = c.block_spans if c.block_sizes > 1 else (c.block_spans[0],)
+        exponents = size_exponents(c.block_sizes)
+        wanted = []
+        for budget in budgets.tolist():
+            centre = float(fit.laws["n_opt"].predict(budget))
+            for span in spans:
+                sizes = [centre * span**e for e in exponents.tolist()]
+                sizes = [n for n in sizes if design.is_new(budget, n)]
+                if sizes:
+                    wanted.append((budget, span, np.array(sizes)))
+        return self._realized(wanted, design)
+
+    def _top_block(self, fit, design: _Design) -> _Block | None:
+        """The fewest runs at max_flops that make at least three there, with one on each side
+        of the fitted N* (N*/top_span, N*, N*·top_span, less those already trained)."""
+        c = self.config
+        top = c.max_flops
+        centre = float(fit.laws["n_opt"].predict(top))
+        have = np.array(design.planned.get(top, []), dtype=float)
+        sizes = []
+        if not (have < centre).any():
+            sizes.append(centre / c.top_span)
+        if not (have > centre).any():
+            sizes.append(centre * c.top_span)
+        for n in (centre, centre * c.top_span**0.5, centre / c.top_span**0.5):
+            if have.size + len(sizes) >= 3:
+                break
+            sizes.append(n)
+        sizes = [n for n in sizes if design.is_new(top, n)]
+        if not sizes:
+            return None
+        blocks = self._realized([(top, c.top_span, np.sort(np.array(sizes)))], design)
+        return blocks[0] if blocks else None
+
+    def _realized(self, wanted, design: _Design) -> list[_Block]:
+        """Each wanted block with the real N and D of the shapes it would train (one shape
+        search for all), keeping only sizes whose real shape is new at that budget."""
+        if not wanted:
+            return []
+        targets = np.concatenate([sizes for _, _, sizes in wanted])
+        shapes, per_token = self.realize(targets)
+        params = shapes.params.astype(float)
+        tokens = np.rint(np.array([b for b, _, sizes in wanted for _ in sizes]) / per_token)
+        out, i = [], 0
+        for budget, span, sizes in wanted:
+            keep, seen = [], design
+            for j in range(i, i + len(sizes)):
+                if seen.is_new(budget, params[j]):  # its real shape: no repeat, in or out
+                    keep.append(j)
+                    seen = seen.with_runs(budget, params[j : j + 1], tokens[j : j + 1])
+            if keep:
+                out.append(_Block(budget, span, targets[keep], params[keep], tokens[keep]))
+            i += len(sizes)
+        return out
+
+    # ------------------------------------------------------------------ the new plan
+    def _extend(self, plan: SweepPlan, fit, chosen: list[_Block], predicted, measured) -> SweepPlan:
+        c = self.config
+        budget = np.concatenate([np.full(len(b.targets), b.budget) for b in chosen])
+        target = np.concatenate([b.targets for b in chosen])
+        added = self.build(budget, target)
+        known = {s.id for s in plan.experiments}
+        new = [s for s in added.experiments if s.id not in known]
+        index = len(plan.rounds) + 1
+        note = self._note(fit, chosen)
+        far = self._far(fit, chosen)
+        warnings = list(plan.warnings) + [w for w in added.warnings if w not in plan.warnings]
+        if far:
+            note += f"; {far}"
+            warnings.append(f"round {index}: {far}")
+        estimates = dict(plan.estimates)
+        flops = float(plan.estimates.get("total_flops", 0.0)) + float(
+            sum(s.tokens * s.flops_per_token for s in new)
+        )
+        estimates.update(
+            n_experiments=len(plan.experiments) + len(new),
+            total_flops=flops,
+            total_tokens=int(plan.estimates.get("total_tokens", 0)) + sum(s.tokens for s in new),
+            wall_time_s={name: flops / fps for name, fps in c.hardware.items()},
+        )
+        record = PlanRound(
+            index=index,
+            experiments=[s.id for s in new],
+            note=note,
+            predicted_width=predicted,
+            **measured,
+        )
+        return plan.model_copy(
+            update={
+                "experiments": [*plan.experiments, *new],
+                "estimates": estimates,
+                "warnings": warnings,
+                "rounds": [*plan.rounds, record],
+            }
+        )
+
+    def _note(self, fit, chosen: list[_Block]) -> str:
+        """What the round adds and why, in a few words."""
+        top = self.config.max_flops
+        cheap = [b for b in chosen if b.budget != top]
+        parts = []
+        if cheap:
+            where = ", ".join(f"{len(b.targets)} at {b.budget:.3g} (x{b.span:g})" for b in cheap)
+            parts.append(f"{where}: the most {self._target_words()} variance removed per FLOP")
+        owed = [b for b in chosen if b.budget == top]
+        if owed:
+            n_star = float(fit.laws["n_opt"].predict(top))
+            parts.append(
+                f"{len(owed[0].targets)} at max_flops {top:.3g} to bracket the fitted "
+                f"N* = {n_star:.3g}"
+            )
+        return "; ".join(parts)
+
+    def _far(self, fit, chosen: list[_Block]) -> str:
+        """A note when the round leans on sizes far from the fitted optimum, else ''."""
+        ratios = [
+            max(
+                n / float(fit.laws["n_opt"].predict(b.budget)),
+                float(fit.laws["n_opt"].predict(b.budget)) / n,
+            )
+            for b in chosen
+            for n in b.params.tolist()
+        ]
+        worst = max(ratios, default=1.0)
+        if worst <= FAR_FROM_OPTIMUM:
+            return ""
+        return (
+            f"this design relies on sizes up to {worst:.0f}x from the fitted optimum: the "
+            f"saving assumes L = E + A/N^alpha + B/D^beta holds that far from it"
+        )
+
+    # ------------------------------------------------------------------ the target
+    def _target_words(self) -> str:
+        if self.config.target == "n_exponent":
+            return "N* exponent width"
+        return f"N* relative width at {self._target_compute():.3g}"
+
+    def _target_compute(self) -> float:
+        c = self.config
+        return c.target_compute if c.target_compute is not None else c.max_flops
+
+    def _width(self, fit) -> float:
+        """The target's width as the fit measured it (its `confidence` interval)."""
+        if self.config.target == "n_exponent":
+            interval = fit.laws["n_opt"].exponent_interval
+            if interval is None:
+                raise FitError(
+                    "planner 'adaptive': the fit states no interval on the N* exponent "
+                    "(bootstrap = 0?), so it cannot tell when to stop"
+                )
+            return float(interval[1] - interval[0])
+        estimate = fit.predict(self._target_compute()).params
+        if estimate.interval is None:
+            raise FitError("planner 'adaptive': the fit states no interval on N*")
+        return float((estimate.interval[1] - estimate.interval[0]) / estimate.value)
+
+    def _gradient(self, surface: Surface, observations) -> np.ndarray:
+        k = float(np.median(observations.compute / (observations.params * observations.tokens)))
+        return target_gradient(surface, self.config.target, math.log(self._target_compute() / k))
+
+    def _internal(self, width: float) -> float:
+        """A width on the scale the delta method predicts, proportional to the standard
+        error: the exponent's width itself, or ln(hi / lo) for a relative width of N*."""
+        if self.config.target == "n_exponent":
+            return width
+        return 2.0 * math.asinh(width / 2.0)
+
+    def _external(self, internal: float | None) -> float | None:
+        if internal is None or self.config.target == "n_exponent":
+            return internal
+        return 2.0 * math.sinh(internal / 2.0)
+
+    @staticmethod
+    def _planned(plan: SweepPlan) -> dict[float, list[float]]:
+        out: dict[float, list[float]] = {}
+        for spec in plan.experiments:
+            out.setdefault(spec.budget, []).append(float(spec.params))
+        return out

@@ -1,0 +1,102 @@
+"""What a run tells about the loss surface, and how much a block of runs would narrow a target.
+
+The `adaptive` planner places runs where they buy the most certainty per FLOP. Its model of a
+run is the surface the `robust` fitter fits, ln L = ln(E + A N^-alpha + B D^-beta): near the
+fitted parameters theta = (ln E, ln A, ln B, alpha, beta), a run at (N, D) adds the outer
+product of its gradient q = d ln L / d theta to the information matrix M = sum q q'. The
+variance of any smooth function f(theta) of the fit is then proportional to g' M^-1 g with
+g = df/dtheta (the delta method). The unknown scale (the noise, the Huber loss's efficiency,
+the bootstrap's own quirks) cancels: the planner calibrates it each round against the width
+the fit actually measured, so only the *shape* of the design matters here.
+
+The two targets a user can set: `n_exponent`, the exponent a = beta / (alpha + beta) of
+N*(C) = G (C/k)^a, and `n_opt`, ln N* at one compute C, with
+ln G = (ln alpha + ln A - ln beta - ln B) / (alpha + beta).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Surface", "log_loss_gradients", "target_gradient", "target_variance"]
+
+
+@dataclass(frozen=True)
+class Surface:
+    """L(N, D) = E + A / N^alpha + B / D^beta, the parameters a surface fit reports."""
+
+    E: float
+    A: float
+    B: float
+    alpha: float
+    beta: float
+
+    @classmethod
+    def from_parametric(
+        cls, parametric: dict, names: Sequence[str] = ("E", "A", "B", "alpha", "beta")
+    ):
+        """From a `FitResult.parametric` (each an `Estimate`); None if one is missing."""
+        if not parametric or any(name not in parametric for name in names):
+            return None
+        return cls(*(float(parametric[name].value) for name in names))
+
+
+def log_loss_gradients(surface: Surface, params: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """d ln L / d (ln E, ln A, ln B, alpha, beta) at each run, shape (runs, 5)."""
+    n = np.asarray(params, dtype=float)
+    d = np.asarray(tokens, dtype=float)
+    term_n = surface.A * np.power(n, -surface.alpha)
+    term_d = surface.B * np.power(d, -surface.beta)
+    loss = surface.E + term_n + term_d
+    return np.stack(
+        [
+            np.full(n.shape, surface.E) / loss,
+            term_n / loss,
+            term_d / loss,
+            -term_n * np.log(n) / loss,
+            -term_d * np.log(d) / loss,
+        ],
+        axis=-1,
+    )
+
+
+def target_gradient(surface: Surface, target: str, log_compute_ratio: float = 0.0) -> np.ndarray:
+    """d f / d theta for the target f: `n_exponent` (a) or `n_opt` (ln N* at a compute C,
+    given as ln(C / k), k = C / (N D))."""
+    alpha, beta = surface.alpha, surface.beta
+    total = alpha + beta
+    da = np.array([0.0, 0.0, 0.0, -beta / total**2, alpha / total**2])
+    if target == "n_exponent":
+        return da
+    log_ratio = math.log(alpha) + math.log(surface.A) - math.log(beta) - math.log(surface.B)
+    d_ln_g = np.array(
+        [
+            0.0,
+            1.0 / total,
+            -1.0 / total,
+            1.0 / (alpha * total) - log_ratio / total**2,
+            -1.0 / (beta * total) - log_ratio / total**2,
+        ]
+    )
+    return d_ln_g + log_compute_ratio * da
+
+
+def target_variance(gradients: np.ndarray, target: np.ndarray) -> float:
+    """g' M^-1 g with M = sum of the runs' gradient outer products: the target's variance up
+    to the noise's scale. Infinite when the runs do not pin the surface down."""
+    info = gradients.T @ gradients
+    # Scale to unit diagonal first: alpha's column (ln N ~ 20) dwarfs ln E's.
+    scale = np.sqrt(np.maximum(np.diag(info), 1e-300))
+    scaled = info / np.outer(scale, scale)
+    g = target / scale
+    try:
+        value = float(g @ np.linalg.solve(scaled, g))
+    except np.linalg.LinAlgError:
+        return math.inf
+    if not math.isfinite(value) or value <= 0 or np.linalg.cond(scaled) > 1e14:
+        return math.inf
+    return value
