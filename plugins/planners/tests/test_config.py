@@ -8,7 +8,7 @@ import pytest
 
 import flops_fit_planners
 from flops_fit_core import ConfigError, Conventions, Planner
-from flops_fit_planners import IsoFlopConfig, IsoFlopPlanner
+from flops_fit_planners import AdaptivePlanner, IsoFlopConfig, IsoFlopPlanner
 
 
 def test_defaults_are_the_documented_ones():
@@ -35,7 +35,8 @@ def test_defaults_are_the_documented_ones():
 
 
 def test_registered_through_the_hook_and_the_entry_point():
-    assert flops_fit_planners.flops_fit_register_planners() == [IsoFlopPlanner]
+    assert flops_fit_planners.flops_fit_register_planners() == [IsoFlopPlanner, AdaptivePlanner]
+    assert issubclass(AdaptivePlanner, Planner) and AdaptivePlanner.name == "adaptive"
     assert issubclass(IsoFlopPlanner, Planner) and IsoFlopPlanner.name == "isoflop"
     found = {ep.name: ep.value for ep in entry_points(group="flops_fit")}
     assert found.get("planners") == "flops_fit_planners"

@@ -1,11 +1,12 @@
-"""The isoflop planner through the core's planner contract, with the defaults and a variant."""
+"""The planners through the core's planner contract: isoflop with the defaults and a variant,
+adaptive with its first round and a next round."""
 
 from __future__ import annotations
 
 import pytest
 
 from flops_fit_core.testing import PlannerContract
-from flops_fit_planners import IsoFlopPlanner
+from flops_fit_planners import AdaptivePlanner, IsoFlopPlanner
 
 
 class TestIsoFlopPlannerContract(PlannerContract):
@@ -34,3 +35,15 @@ class TestIsoFlopPlannerContractVariant(PlannerContract):
             "head_dim": 96,
             "lr_schedule": {"lr_power": 0.3},
         }
+
+
+class TestAdaptivePlannerContract(PlannerContract):
+    """The adaptive planner's first round, and its next round from the contract's outcome."""
+
+    @pytest.fixture
+    def plugin(self):
+        return AdaptivePlanner
+
+    @pytest.fixture
+    def plugin_config(self):
+        return {"conventions": {"params": "total", "flops": "6n"}}

@@ -14,7 +14,7 @@ from .contracts import (
     PlotterContract,
     TrainerContract,
 )
-from .synthetic import CHINCHILLA, Law, isoflop_observations, truth_fit
+from .synthetic import CHINCHILLA, Law, isoflop_observations, round_outcome, truth_fit
 from .trainers import (
     VERSION_ENV,
     CancelAfter,
@@ -46,6 +46,7 @@ __all__ = [
     "PlotterContract",
     "TrainerContract",
     "isoflop_observations",
+    "round_outcome",
     "tiny_specs",
     "truth_fit",
 ]

@@ -35,7 +35,7 @@ from ..errors import ConfigError, FitError, TrainingCancelled
 from ..fits import FitResult
 from ..observations import Observations, StudyOutcome
 from ..schemas import PluginConfig, RunResult, SweepPlan
-from .synthetic import CHINCHILLA, isoflop_observations, truth_fit
+from .synthetic import CHINCHILLA, isoflop_observations, round_outcome, truth_fit
 from .trainers import CHILDREN_DIR, CancelAfter, ChildProcessTrainer, EchoTrainer, tiny_specs
 
 __all__ = [
@@ -110,6 +110,52 @@ class PlannerContract(_PluginContract):
     def test_round_trips_through_json(self, plan):
         again = SweepPlan.model_validate_json(plan.model_dump_json())
         assert [s.id for s in again.experiments] == [s.id for s in plan.experiments]
+
+    # A planner that plans in rounds (overrides `next_round`) owes these too; for the rest
+    # `next_round` must stay the default None.
+    @pytest.fixture
+    def round_outcome(self, plan) -> StudyOutcome:
+        """The plan trained on the synthetic Chinchilla law (1% noise) and an exact fit with
+        wide intervals (0.2 on the N* exponent), so a planner in rounds has more to do.
+        Override it where the next round needs another fit."""
+        return round_outcome(plan)
+
+    def _next(self, plugin, plugin_config, outcome) -> SweepPlan | None:
+        proposed = plugin(plugin_config).next_round(outcome)
+        if plugin.next_round is Planner.next_round:
+            assert proposed is None
+        return proposed
+
+    def test_a_next_round_only_adds_and_says_what(self, plan, plugin, plugin_config, round_outcome):
+        proposed = self._next(plugin, plugin_config, round_outcome)
+        if proposed is None:
+            return
+        assert isinstance(proposed, SweepPlan) and proposed.planner == plugin.name
+        before = [s.id for s in plan.experiments]
+        after = [s.id for s in proposed.experiments]
+        assert after[: len(before)] == before, "a round keeps every earlier experiment, in order"
+        new = proposed.experiments[len(before) :]
+        if proposed.stop is not None:
+            assert not new and proposed.stop.note
+            return
+        assert new, "a next round adds experiments or sets stop"
+        assert len(proposed.rounds) == max(len(plan.rounds), 1) + 1
+        assert proposed.rounds[-1].experiments == [s.id for s in new]
+        assert proposed.rounds[-1].note
+        for spec in new:
+            assert spec.params == spec.shape.params(spec.conventions.params)
+            assert spec.conventions == plan.conventions
+            spent = spec.tokens * spec.flops_per_token
+            assert abs(spent - spec.budget) <= self.budget_tolerance * spec.budget, spec.id
+        again = SweepPlan.model_validate_json(proposed.model_dump_json())
+        assert again.rounds == proposed.rounds
+
+    def test_a_next_round_depends_on_the_outcome_alone(self, plugin, plugin_config, round_outcome):
+        first = self._next(plugin, plugin_config, round_outcome)
+        second = self._next(plugin, plugin_config, round_outcome)
+        if first is None:
+            return
+        assert second.model_dump() == first.model_dump()
 
 
 class TrainerContract(_PluginContract):

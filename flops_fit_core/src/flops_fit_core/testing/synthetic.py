@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..fits import Estimate, FitResult, Optimum, PowerLaw
-from ..observations import Observations
-from ..schemas import Conventions
+from ..observations import Observations, StudyOutcome
+from ..schemas import Conventions, SweepPlan
 
-__all__ = ["CHINCHILLA", "Law", "isoflop_observations", "truth_fit"]
+__all__ = ["CHINCHILLA", "Law", "isoflop_observations", "round_outcome", "truth_fit"]
 
 
 @dataclass(frozen=True)
@@ -120,3 +120,36 @@ def truth_fit(budgets=(1e18, 1e19, 1e20, 1e21, 1e22), law: Law = CHINCHILLA) -> 
         },
         optima=optima,
     )
+
+
+def round_outcome(
+    plan: SweepPlan, law: Law = CHINCHILLA, noise: float = 0.01, halfwidth: float = 0.1
+) -> StudyOutcome:
+    """What a planner that plans in rounds sees after `plan` is trained and fitted: its runs
+    on `law` (log-normal `noise`, seed 0) and the exact fit of `law` with an interval of
+    +-`halfwidth` on the N* exponent (and a matching covariance, for intervals on N*)."""
+    rng = np.random.default_rng(0)
+    specs = plan.experiments
+    params = np.array([s.params for s in specs], dtype=float)
+    tokens = np.array([s.tokens for s in specs], dtype=float)
+    observations = Observations(
+        budget=np.array([s.budget for s in specs], dtype=float),
+        params=params,
+        tokens=tokens,
+        compute=np.array([s.tokens * s.flops_per_token for s in specs], dtype=float),
+        loss=law.loss(params, tokens) * np.exp(noise * rng.standard_normal(len(specs))),
+        ids=tuple(s.id for s in specs),
+        conventions=plan.conventions,
+        source="synthetic",
+    )
+    fit = truth_fit(tuple(plan.budgets), law)
+    se = halfwidth / 1.96
+    n_opt = fit.laws["n_opt"].model_copy(
+        update={
+            "exponent_interval": (law.a - halfwidth, law.a + halfwidth),
+            "covariance": ((0.04, 0.0), (0.0, se * se)),
+            "t_value": 1.96,
+        }
+    )
+    fit = fit.model_copy(update={"laws": {**fit.laws, "n_opt": n_opt}})
+    return StudyOutcome(fits=(fit,), observations=(observations,), plan=plan)

@@ -16,6 +16,7 @@ from .isoflop import IsoFlopPlotter
 from .parametric import ParametricPlotter
 from .report import ReportPlotter
 from .residuals import ResidualsPlotter
+from .rounds import RoundsPlotter
 from .scaling import ScalingPlotter
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "ParametricPlotter",
     "ReportPlotter",
     "ResidualsPlotter",
+    "RoundsPlotter",
     "ScalingPlotter",
     "flops_fit_register_plotters",
 ]
@@ -48,5 +50,6 @@ def flops_fit_register_plotters():
         ParametricPlotter,
         ResidualsPlotter,
         CurvesPlotter,
+        RoundsPlotter,
         ReportPlotter,
     ]

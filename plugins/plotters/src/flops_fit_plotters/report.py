@@ -160,7 +160,9 @@ def _figure_names(outcome: StudyOutcome) -> list[str]:
     names = (_plot_section(outcome) or {}).get("names")
     if not (isinstance(names, list | tuple) and all(isinstance(n, str) for n in names)):
         names = ()
-    return list(dict.fromkeys([*DEFAULT_PLOTS, *names]))
+    # A study planned in rounds shows them, whatever its figures: how it spent its compute.
+    rounds = ("rounds",) if outcome.plan is not None and len(outcome.plan.rounds) > 1 else ()
+    return list(dict.fromkeys([*DEFAULT_PLOTS, *rounds, *names]))
 
 
 def _embed_files(name: str, plotter: Plotter, outcome: StudyOutcome) -> list[_Figure]:
