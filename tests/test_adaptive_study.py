@@ -95,6 +95,24 @@ def _cli(out, *extra: str) -> list[str]:
     ]
 
 
+def _check_what_the_user_sees(run_dir, printed: str) -> None:
+    """One line per round, the stop, the rounds figure, and the rounds in the report."""
+    plan = json.loads((run_dir / "plan.json").read_text())
+    rounds = plan["rounds"]
+    lines = [ln for ln in printed.splitlines() if ln.startswith("round ")]
+    assert [ln.split(":")[0] for ln in lines] == [f"round {r['index']}" for r in rounds]
+    for line, record in zip(lines[1:], rounds[1:], strict=True):
+        assert f"+{len(record['experiments'])} runs" in line
+        assert f"width {record['width']:.3g}" in line and "FLOPs fitted so far" in line
+    assert f"planner 'adaptive' stopped: {plan['stop']['note']}" in printed
+    svg = (run_dir / "figures" / "rounds.svg").read_text()
+    for record in rounds:
+        assert f'id="round-{record["index"]}"' in svg
+    page = (run_dir / "report.html").read_text()
+    assert '<section id="rounds">' in page and 'id="figure-rounds"' in page
+    assert page.count('<tr><td class="num">') >= len(rounds)
+
+
 def _lines(path) -> int:
     try:
         return sum(1 for _ in path.open())
@@ -106,7 +124,9 @@ def test_a_study_killed_mid_round_resumes_to_the_same_rounds_and_fit(tmp_path, c
     """SIGKILL while round 2 trains (some of its runs done, some not); the rerun replays the
     rounds from the results, trains only what is missing, and ends as an unbroken run does."""
     whole, broken = tmp_path / "whole", tmp_path / "broken"
-    assert flops_fit(capsys, *_cli(whole)[3:]).code == 0
+    shown = flops_fit(capsys, *_cli(whole)[4:-2], "--set", 'plot.names=["rounds", "report"]')
+    assert shown.code == 0, shown.err
+    _check_what_the_user_sees(whole, shown.err)
 
     slow = ("--set", "trainer.seconds_per_run=0.05")  # no outcome option: results are reused
     child = subprocess.Popen(
@@ -148,3 +168,96 @@ def test_a_study_killed_mid_round_resumes_to_the_same_rounds_and_fit(tmp_path, c
     assert fit_b == fit_a
     # nothing trained twice: one record per experiment
     assert _lines(broken / "results.jsonl") == len(b["experiments"])
+
+
+# ---------------------------------------------------------------------- what users meet
+@pytest.mark.parametrize(
+    "options, needle",
+    [
+        (("--fitter", "empirical"), "fitter 'empirical' does not fit; use fitter 'robust'"),
+        (("--set", "fitter.bootstrap=0"), "bootstrap = 0 gives none"),
+        (("--set", "fitter.flops=exact"), "plans with flops = '6n' but the fitter fits with"),
+        (("--set", "planner.first_budgets=2"), "fewer than the 3 budgets fitter 'robust' needs"),
+        (("--set", "planner.target_compute=1e22"), "target_compute is for target = 'n_opt'"),
+        (("--set", "planner.max_compute=1e19"), "its first round alone takes"),
+    ],
+)
+def test_a_study_it_cannot_plan_is_one_error_before_anything_trains(
+    tmp_path, capsys, options, needle
+):
+    from tests.clirunner import assert_one_line_error
+
+    out = tmp_path / "study"
+    outcome = flops_fit(capsys, *_cli(out)[3:], *options)
+    assert_one_line_error(outcome, needle)
+    assert not (out / "results.jsonl").exists()
+
+
+def test_a_cap_stops_it_short_with_a_warning_and_a_fit(tmp_path, capsys):
+    out = tmp_path / "capped"
+    outcome = flops_fit(capsys, *_cli(out)[3:], "--set", "planner.max_rounds=2")
+    assert outcome.code == 0, outcome.err
+    plan = json.loads((out / "plan.json").read_text())
+    assert len(plan["rounds"]) == 2 and plan["stop"]["reached"] is False
+    assert "max_rounds = 2 reached with N* exponent width" in plan["stop"]["note"]
+    warning = [ln for ln in outcome.err.splitlines() if ln.startswith("warning: planner")]
+    assert warning == [
+        f"warning: planner 'adaptive' stopped short of its target: {plan['stop']['note']}"
+    ]
+    assert (out / "fit.json").exists()
+
+
+def test_plan_writes_round_one_and_says_the_rest_comes_from_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    outcome = flops_fit(capsys, "plan", "--preset", "mock-adaptive")
+    assert outcome.code == 0, outcome.err
+    assert "15 experiments over 3 budgets" in outcome.out
+    assert "round 1 of planner 'adaptive', which plans in rounds" in outcome.out
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert [r["index"] for r in plan["rounds"]] == [1] and plan["stop"] is None
+
+
+def test_the_json_summary_carries_the_rounds_and_the_stop(tmp_path, capsys):
+    outcome = flops_fit(capsys, *_cli(tmp_path / "j")[3:], "--json")
+    assert outcome.code == 0, outcome.err
+    summary = outcome.json()
+    plan = json.loads((tmp_path / "j" / "plan.json").read_text())
+    assert summary["rounds"] == plan["rounds"] and summary["stop"] == plan["stop"]
+    assert summary["experiments"] == len(plan["experiments"]) == summary["trained"]
+
+
+# ---------------------------------------------------------------------- the pipeline's guard
+def _host_with(planner_cls):
+    import types
+
+    from flops_fit_core import PluginHost, hookimpl
+    from flops_fit_core.plugins import reset_host
+
+    module = types.SimpleNamespace(flops_fit_register_planners=hookimpl(lambda: [planner_cls]))
+    host = PluginHost()
+    host.register(module, planner_cls.name, f"flops-fit-{planner_cls.name}", "1.0")
+    assert host.errors == []
+    reset_host(host)
+
+
+def test_a_planner_whose_round_drops_or_adds_nothing_is_refused(tmp_path, capsys):
+    from flops_fit_planners import IsoFlopPlanner
+
+    class Drops(IsoFlopPlanner):
+        name = "drops"
+
+        def next_round(self, outcome):
+            return outcome.plan.model_copy(update={"experiments": outcome.plan.experiments[1:]})
+
+    class Loops(IsoFlopPlanner):
+        name = "loops"
+
+        def next_round(self, outcome):
+            return outcome.plan
+
+    from tests.clirunner import assert_one_line_error, mock_study_args
+
+    for cls, needle in ((Drops, "drops 1 experiment"), (Loops, "adds no experiment")):
+        _host_with(cls)
+        outcome = flops_fit(capsys, *mock_study_args(tmp_path / cls.name), "--planner", cls.name)
+        assert_one_line_error(outcome, f"planner {cls.name!r}: its next round", needle)

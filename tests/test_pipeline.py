@@ -62,3 +62,28 @@ def test_a_set_cancel_flag_trains_nothing_and_records_nothing(tmp_path):
             cancel=cancel,
         )
     assert not results.exists() or not results.read_bytes()
+
+
+def test_a_fit_does_not_depend_on_the_order_results_arrived_in(tmp_path):
+    """Workers finish in any order; the robust bootstrap resamples rows by index, so the
+    observations are put in the plan's order before any fitter sees them."""
+    import random
+
+    from flops_fit_core import fit, resolve_study, run_study
+    from flops_fit_core.config import StudyConfig
+
+    config = StudyConfig.model_validate(
+        {
+            "planner": {"name": "isoflop", "n_budgets": 4, "sizes_per_budget": 5},
+            "trainer": {"name": "mock", "noise": 0.01},
+            "plot": {"names": []},
+        }
+    )
+    run_study(resolve_study(config), tmp_path / "a")
+    lines = (tmp_path / "a" / "results.jsonl").read_text().splitlines(keepends=True)
+    random.Random(3).shuffle(lines)
+    (tmp_path / "shuffled.jsonl").write_text("".join(lines))
+    options = {"bootstrap": 200}
+    ordered = fit(tmp_path / "a" / "results.jsonl", "robust", options=options)
+    shuffled = fit(tmp_path / "shuffled.jsonl", "robust", options=options)
+    assert shuffled.model_dump() == ordered.model_dump()

@@ -148,6 +148,11 @@ def plan(state: State, config_path, preset, overrides, planner, output, dry_run,
         )
         for profile, seconds in (est.get("wall_time_s") or {}).items():
             click.echo(f"  estimated wall time on {profile}: {seconds / 3600:.3g} h")
+        if the_plan.rounds:
+            click.echo(
+                f"this is round 1 of planner {study.planner.name!r}, which plans in rounds: "
+                "`flops-fit run` trains it, fits it and plans each next round from the fit"
+            )
 
 
 @click.command()

@@ -222,6 +222,8 @@ class RunSummary:
             "figures": [str(p) for p in self.figures],
             "skipped_figures": self.skipped_figures,
             "report": str(self.report_path) if self.report_path else None,
+            "rounds": [r.model_dump(mode="json") for r in self.plan.rounds],
+            "stop": self.plan.stop.model_dump(mode="json") if self.plan.stop else None,
         }
 
 
@@ -299,8 +301,10 @@ def _run_locked(
         plan = proposed
         if plan.stop is not None:
             write_atomic(run_dir / PLAN_FILE, plan.model_dump_json(indent=2))
-            verb = "stopped" if plan.stop.reached else "stopped short of its target"
-            reporter.message(f"planner {study.planner.name!r} {verb}: {plan.stop.note}")
+            said = f"planner {study.planner.name!r} stopped"
+            if not plan.stop.reached:  # a warning: -q still shows it
+                said = f"warning: {said} short of its target"
+            reporter.message(f"{said}: {plan.stop.note}")
             break
     write_atomic(run_dir / FIT_FILE, fit.model_dump_json(indent=2))
     only_ids = {s.id for s in plan.experiments}

@@ -177,8 +177,8 @@ def test_a_round_that_leans_on_far_sizes_says_so(planner, outcome):
     assert bool(far) == (max(spans) > 8.0 * 1.06)  # shapes land within 5%; say so past 8x
 
 
-def test_a_narrow_interval_with_the_top_bracketed_stops(planner, outcome):
-    """Width under the target and three runs around N* at max_flops: done, and why."""
+def test_a_narrow_interval_brackets_the_top_then_stops(planner, outcome):
+    """Width under the target: first three runs around N* at max_flops, then done."""
     plan = outcome.plan
     narrow = outcome.fit.laws["n_opt"].model_copy(update={"exponent_interval": (0.44, 0.46)})
     fit = outcome.fit.model_copy(update={"laws": {**outcome.fit.laws, "n_opt": narrow}})
@@ -189,6 +189,10 @@ def test_a_narrow_interval_with_the_top_bracketed_stops(planner, outcome):
     assert {s.budget for s in new} == {1e21} and len(new) == 3
     n_star = float(fit.laws["n_opt"].predict(1e21))
     assert min(s.params for s in new) < n_star < max(s.params for s in new)
+    done = planner.next_round(round_outcome(proposed, halfwidth=0.01))
+    assert done.stop is not None and done.stop.reached
+    assert done.experiments == proposed.experiments
+    assert "0.02 <= target 0.1" in done.stop.note and "between 3 runs" in done.stop.note
 
 
 def test_max_rounds_and_max_compute_stop_short_and_say_so(outcome):

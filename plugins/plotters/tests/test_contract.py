@@ -5,8 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flops_fit_core import FitResult, Observations
-from flops_fit_core.testing import PlotterContract, isoflop_observations, truth_fit
+from flops_fit_core import (
+    FitResult,
+    Observations,
+    PlanRound,
+    PlanStop,
+    StudyOutcome,
+    SweepPlan,
+)
+from flops_fit_core.testing import (
+    PlotterContract,
+    isoflop_observations,
+    round_outcome,
+    tiny_specs,
+    truth_fit,
+)
 from flops_fit_plotters import (
     CurvesPlotter,
     FrontierPlotter,
@@ -14,6 +27,7 @@ from flops_fit_plotters import (
     ParametricPlotter,
     ReportPlotter,
     ResidualsPlotter,
+    RoundsPlotter,
     ScalingPlotter,
 )
 
@@ -98,3 +112,35 @@ class TestReportPlotterContract(PlotterContract):
     @pytest.fixture
     def plugin_config(self):
         return {"targets": [1e24]}
+
+
+class TestRoundsPlotterContract(PlotterContract):
+    needs_a_study = True  # the rounds are the plan's
+
+    @pytest.fixture
+    def plugin(self):
+        return RoundsPlotter
+
+    @pytest.fixture
+    def outcome(self) -> StudyOutcome:
+        """Six runs planned in two rounds, then stopped, trained on the synthetic law."""
+        specs = tiny_specs(6)
+        ids = [s.id for s in specs]
+        plan = SweepPlan(
+            planner="adaptive",
+            config={"target": "n_exponent", "target_width": 0.1},
+            experiments=specs,
+            rounds=[
+                PlanRound(index=1, experiments=ids[:4], note="first"),
+                PlanRound(
+                    index=2,
+                    experiments=ids[4:],
+                    note="more",
+                    width=0.3,
+                    compute=4e12,
+                    predicted_width=0.12,
+                ),
+            ],
+            stop=PlanStop(note="done", reached=True, width=0.09, compute=6e12),
+        )
+        return round_outcome(plan)

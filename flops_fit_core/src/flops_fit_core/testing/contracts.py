@@ -31,7 +31,7 @@ import numpy as np
 import pytest
 
 from ..bases import Executor, Fitter, Planner, Plotter, PluginBase, Trainer, TrainerContext
-from ..errors import ConfigError, FitError, TrainingCancelled
+from ..errors import ConfigError, FitError, NothingToDraw, TrainingCancelled
 from ..fits import FitResult
 from ..observations import Observations, StudyOutcome
 from ..schemas import PluginConfig, RunResult, SweepPlan
@@ -324,6 +324,10 @@ class PlotterContract(_PluginContract):
 
     base = Plotter
     follows_formats: ClassVar[bool] = True
+    #: Capability flag: the plotter shows what only a study has (its plan's rounds), so
+    #: `plot` of bare observations raises `NothingToDraw` and the checks draw the `outcome`
+    #: fixture (which such a plugin's tests provide) through `draw`.
+    needs_a_study: ClassVar[bool] = False
 
     @pytest.fixture(autouse=True)
     def _fresh_matplotlib(self):
@@ -348,8 +352,27 @@ class PlotterContract(_PluginContract):
         return truth_fit()
 
     @pytest.fixture
-    def files(self, plugin, plugin_config, observations, fit, tmp_path) -> list[Path]:
-        return plugin(plugin_config).plot(observations, fit, tmp_path / "figures")
+    def outcome(self, observations, fit) -> StudyOutcome:
+        """A study's outcome with two fits (the study's own and a compared one)."""
+        return StudyOutcome(fits=(fit, fit), observations=(observations, observations))
+
+    def _drawn(self, plugin, plugin_config, observations, fit, outcome, folder) -> list[Path]:
+        if self.needs_a_study:
+            return plugin(plugin_config).draw(outcome, folder)
+        return plugin(plugin_config).plot(observations, fit, folder)
+
+    @pytest.fixture
+    def files(self, plugin, plugin_config, observations, fit, outcome, tmp_path) -> list[Path]:
+        return self._drawn(plugin, plugin_config, observations, fit, outcome, tmp_path / "figures")
+
+    def test_plot_of_bare_observations_says_why_it_cannot(
+        self, plugin, plugin_config, observations, fit, tmp_path
+    ):
+        if not self.needs_a_study:
+            return
+        with pytest.raises(NothingToDraw) as caught:
+            plugin(plugin_config).plot(observations, fit, tmp_path / "bare")
+        assert str(caught.value) and "\n" not in str(caught.value)
 
     def test_writes_nonempty_files_in_each_format(self, files, plugin, plugin_config, tmp_path):
         assert files
@@ -360,9 +383,8 @@ class PlotterContract(_PluginContract):
             assert path.is_file() and path.stat().st_size > 0
             assert path.resolve().is_relative_to((tmp_path / "figures").resolve())
 
-    def test_draws_a_study_outcome(self, plugin, plugin_config, observations, fit, tmp_path):
+    def test_draws_a_study_outcome(self, plugin, plugin_config, outcome, tmp_path):
         """`draw` (what the pipeline calls) takes a whole study, several fits included."""
-        outcome = StudyOutcome(fits=(fit, fit), observations=(observations, observations))
         drawn = plugin(plugin_config).draw(outcome, tmp_path / "drawn")
         assert drawn and all(p.is_file() and p.stat().st_size > 0 for p in drawn)
         if self.follows_formats:
@@ -370,12 +392,12 @@ class PlotterContract(_PluginContract):
             assert {p.suffix.lstrip(".") for p in drawn} == formats
 
     def test_leaves_global_matplotlib_state_alone(
-        self, plugin, plugin_config, observations, fit, tmp_path
+        self, plugin, plugin_config, observations, fit, outcome, tmp_path
     ):
         mpl = pytest.importorskip("matplotlib")
         before = dict(mpl.rcParams)
         backend = mpl.get_backend()
-        plugin(plugin_config).plot(observations, fit, tmp_path / "again")
+        self._drawn(plugin, plugin_config, observations, fit, outcome, tmp_path / "again")
         changed = sorted(k for k, v in mpl.rcParams.items() if before.get(k) != v)
         assert not changed, (
             f"plot() changed matplotlib's global rcParams {changed[:5]}: use a local style "
@@ -383,11 +405,13 @@ class PlotterContract(_PluginContract):
         )
         assert mpl.get_backend() == backend, "plot() switched matplotlib's backend"
 
-    def test_leaves_no_pyplot_figure_open(self, plugin, plugin_config, observations, fit, tmp_path):
+    def test_leaves_no_pyplot_figure_open(
+        self, plugin, plugin_config, observations, fit, outcome, tmp_path
+    ):
         """pyplot keeps every figure it makes until closed: a plotter that opens them leaks
         memory in a long study and draws stale artists into the next plotter's figure."""
         pytest.importorskip("matplotlib")
-        plugin(plugin_config).plot(observations, fit, tmp_path / "open")
+        self._drawn(plugin, plugin_config, observations, fit, outcome, tmp_path / "open")
         plt = sys.modules.get("matplotlib.pyplot")
         left = plt.get_fignums() if plt is not None else []
         assert not left, (

@@ -258,13 +258,13 @@ class AdaptivePlanner(IsoFlopPlanner):
         measured = {"width": width, "compute": compute}
         if width <= c.target_width and bracketed:
             note = (
-                f"{self._target_words()} {width:.3g} <= target {c.target_width:g}, and the "
+                f"{self._width_words()} {width:.3g} <= target {c.target_width:g}, and the "
                 f"fitted N* = {n_star_top:.3g} at max_flops = {top:.3g} lies between "
                 f"{at_top.size} runs there ({len(plan.rounds)} rounds, "
                 f"{len(plan.experiments)} runs)"
             )
             return plan.model_copy(update={"stop": PlanStop(note=note, reached=True, **measured)})
-        short = f"{self._target_words()} {width:.3g} > target {c.target_width:g}" + (
+        short = f"{self._width_words()} {width:.3g} > target {c.target_width:g}" + (
             "" if bracketed else f"; N* at max_flops = {top:.3g} not yet bracketed"
         )
         if len(plan.rounds) >= c.max_rounds:
@@ -401,7 +401,8 @@ class AdaptivePlanner(IsoFlopPlanner):
         c = self.config
         budget = np.concatenate([np.full(len(b.targets), b.budget) for b in chosen])
         target = np.concatenate([b.targets for b in chosen])
-        added = self.build(budget, target)
+        order = np.lexsort((target, budget))  # trained budget by budget, small to large
+        added = self.build(budget[order], target[order])
         known = {s.id for s in plan.experiments}
         new = [s for s in added.experiments if s.id not in known]
         index = len(plan.rounds) + 1
@@ -443,8 +444,15 @@ class AdaptivePlanner(IsoFlopPlanner):
         cheap = [b for b in chosen if b.budget != top]
         parts = []
         if cheap:
-            where = ", ".join(f"{len(b.targets)} at {b.budget:.3g} (x{b.span:g})" for b in cheap)
-            parts.append(f"{where}: the most {self._target_words()} variance removed per FLOP")
+            where = []
+            for budget in sorted({b.budget for b in cheap}):
+                here = [b for b in cheap if b.budget == budget]
+                spans = sorted({b.span for b in here})
+                window = f"x{spans[0]:g}" + (f"-x{spans[-1]:g}" if len(spans) > 1 else "")
+                where.append(f"{sum(len(b.targets) for b in here)} at {budget:.3g} ({window})")
+            parts.append(
+                f"{', '.join(where)}: the most {self._target_words()} variance removed per FLOP"
+            )
         owed = [b for b in chosen if b.budget == top]
         if owed:
             n_star = float(fit.laws["n_opt"].predict(top))
@@ -474,6 +482,11 @@ class AdaptivePlanner(IsoFlopPlanner):
 
     # ------------------------------------------------------------------ the target
     def _target_words(self) -> str:
+        if self.config.target == "n_exponent":
+            return "N* exponent"
+        return f"N* at {self._target_compute():.3g}"
+
+    def _width_words(self) -> str:
         if self.config.target == "n_exponent":
             return "N* exponent width"
         return f"N* relative width at {self._target_compute():.3g}"

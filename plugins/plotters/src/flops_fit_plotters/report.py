@@ -96,6 +96,11 @@ _CAPTIONS = {
         "model's shape does not fit the data."
     ),
     "curves": "Loss against tokens during training, one panel per budget.",
+    "rounds": (
+        "How a study planned in rounds spent its compute: each run coloured by the round that "
+        "added it, over the fitted N*(C); and the width of the target interval after each "
+        "round against the compute trained so far."
+    ),
 }
 
 
@@ -186,6 +191,35 @@ def _embed_files(name: str, plotter: Plotter, outcome: StudyOutcome) -> list[_Fi
             )
             for stem, path in chosen.items()
         ]
+
+
+def _rounds(outcome: StudyOutcome) -> dict[str, Any] | None:
+    """The rounds of a study planned in rounds (what each added, why, the width it was planned
+    from) and why it stopped; None for a one-round plan."""
+    plan = outcome.plan
+    if plan is None or not plan.rounds:
+        return None
+
+    def number(value: float | None) -> str:
+        return "" if value is None else f"{value:.3g}"
+
+    rows = [
+        {
+            "index": r.index,
+            "added": len(r.experiments),
+            "compute": number(r.compute),
+            "width": number(r.width),
+            "expected": number(r.predicted_width),
+            "note": r.note,
+        }
+        for r in plan.rounds
+    ]
+    stop = plan.stop
+    return {
+        "rows": rows,
+        "stop": None if stop is None else stop.note,
+        "reached": stop is not None and stop.reached,
+    }
 
 
 def _runs_summary(outcome: StudyOutcome, observations: Observations) -> dict[str, Any]:
@@ -416,6 +450,7 @@ class ReportPlotter(FigurePlotter):
                 }
                 for f in outcome.fits
             ],
+            "rounds": _rounds(outcome),
             "runs": _runs_summary(outcome, observations),
             "run_rows": _run_rows(outcome, observations),
             "warnings": _warnings(outcome),
