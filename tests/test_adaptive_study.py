@@ -261,3 +261,21 @@ def test_a_planner_whose_round_drops_or_adds_nothing_is_refused(tmp_path, capsys
         _host_with(cls)
         outcome = flops_fit(capsys, *mock_study_args(tmp_path / cls.name), "--planner", cls.name)
         assert_one_line_error(outcome, f"planner {cls.name!r}: its next round", needle)
+
+
+def test_a_config_that_names_no_fitter_gets_the_one_the_planner_needs(tmp_path, capsys):
+    """The adaptive planner is placed by a fit of the surface: `robust` unless told otherwise;
+    a fitter named explicitly is kept (and refused, with the fix, if it cannot serve)."""
+    import tomllib
+
+    study = tmp_path / "study.toml"
+    study.write_text('[planner]\nname = "adaptive"\n\n[trainer]\nname = "mock"\n')
+    shown = flops_fit(capsys, "config", "show", "-c", str(study))
+    assert shown.code == 0, shown.err
+    assert tomllib.loads(shown.out)["fitter"]["name"] == "robust"
+    study.write_text(study.read_text() + '\n[fitter]\nname = "quadratic"\n')
+    from tests.clirunner import assert_one_line_error
+
+    assert_one_line_error(
+        flops_fit(capsys, "config", "validate", "-c", str(study)), "use fitter 'robust'"
+    )

@@ -106,6 +106,9 @@ class Planner(PluginBase):
     """
 
     kind = "planner"
+    #: The fitter a study uses with this planner when its config names none (None: the
+    #: study's usual default): a planner placed by a fit of the loss surface asks for one.
+    fitter: ClassVar[str | None] = None
 
     def plan(self) -> SweepPlan:
         raise NotImplementedError

@@ -116,6 +116,8 @@ def resolve_study(config: StudyConfig, host: PluginHost | None = None) -> Study:
     built: dict[str, Any] = {}
     for section, kind in SECTIONS.items():
         table = getattr(config, section)
+        if section == "fitter" and "fitter" not in config.model_fields_set:
+            table = {"name": built["planner"].fitter or table["name"]}
         try:
             built[section] = host.build(kind, table)
         except ConfigError as exc:

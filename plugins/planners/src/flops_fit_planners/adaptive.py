@@ -173,6 +173,7 @@ class AdaptivePlanner(IsoFlopPlanner):
     name = "adaptive"
     Config = AdaptiveConfig
     config: AdaptiveConfig
+    fitter = "robust"  # the study's fitter when its config names none: it fits the surface
 
     # ------------------------------------------------------------------ checks
     def validate_study(self, study: Any) -> None:
