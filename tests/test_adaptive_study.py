@@ -279,3 +279,21 @@ def test_a_config_that_names_no_fitter_gets_the_one_the_planner_needs(tmp_path, 
     assert_one_line_error(
         flops_fit(capsys, "config", "validate", "-c", str(study)), "use fitter 'robust'"
     )
+
+
+def test_the_n_opt_target_stops_when_n_star_at_its_compute_is_sure_enough(tmp_path, capsys):
+    """target = n_opt: the relative width of N* at target_compute, as `predict` states it."""
+    out = tmp_path / "n_opt"
+    options = ("--set", "planner.target=n_opt", "--set", "planner.target_width=0.3")
+    outcome = flops_fit(capsys, *_cli(out)[3:], *options)
+    assert outcome.code == 0, outcome.err
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["stop"]["reached"], plan["stop"]
+    assert "N* relative width at 1e+21" in plan["stop"]["note"]
+    predicted = flops_fit(capsys, "predict", str(out / "fit.json"), "--compute", "1e21", "--json")
+    row = predicted.json()
+    lo, hi = row["params"]["interval"]
+    assert (hi - lo) / row["params"]["value"] == pytest.approx(plan["stop"]["width"])
+    assert plan["stop"]["width"] <= 0.3
+    brackets = [r["note"] for r in plan["rounds"] if "to bracket the fitted N*" in r["note"]]
+    assert len(brackets) == 1  # owed once; other runs at max_flops are placed for information

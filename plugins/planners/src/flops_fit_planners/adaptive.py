@@ -17,6 +17,7 @@ round is resumed by replaying the rounds from its results file.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -161,6 +162,8 @@ class _Block:
     targets: np.ndarray
     params: np.ndarray
     tokens: np.ndarray
+    #: the runs owed at max_flops to bracket the fitted optimum there
+    bracket: bool = False
 
     @property
     def flops(self) -> float:
@@ -318,7 +321,7 @@ class AdaptivePlanner(IsoFlopPlanner):
             if predicted <= aim or len(chosen) >= c.blocks_per_round:
                 break
             best, best_score = None, 0.0
-            for block in self._blocks(fit, design):
+            for block in self._blocks(fit, pending):  # no repeat of the owed runs either
                 if pending.compute + block.flops > cap:
                     continue
                 gain = now - variance(pending.with_runs(block.budget, block.params, block.tokens))
@@ -374,7 +377,7 @@ class AdaptivePlanner(IsoFlopPlanner):
         if not sizes:
             return None
         blocks = self._realized([(top, c.top_span, np.sort(np.array(sizes)))], design)
-        return blocks[0] if blocks else None
+        return dataclasses.replace(blocks[0], bracket=True) if blocks else None
 
     def _realized(self, wanted, design: _Design) -> list[_Block]:
         """Each wanted block with the real N and D of the shapes it would train (one shape
@@ -442,19 +445,19 @@ class AdaptivePlanner(IsoFlopPlanner):
     def _note(self, fit, chosen: list[_Block]) -> str:
         """What the round adds and why, in a few words."""
         top = self.config.max_flops
-        cheap = [b for b in chosen if b.budget != top]
+        placed = [b for b in chosen if not b.bracket]
         parts = []
-        if cheap:
+        if placed:
             where = []
-            for budget in sorted({b.budget for b in cheap}):
-                here = [b for b in cheap if b.budget == budget]
+            for budget in sorted({b.budget for b in placed}):
+                here = [b for b in placed if b.budget == budget]
                 spans = sorted({b.span for b in here})
                 window = f"x{spans[0]:g}" + (f"-x{spans[-1]:g}" if len(spans) > 1 else "")
                 where.append(f"{sum(len(b.targets) for b in here)} at {budget:.3g} ({window})")
             parts.append(
                 f"{', '.join(where)}: the most {self._target_words()} variance removed per FLOP"
             )
-        owed = [b for b in chosen if b.budget == top]
+        owed = [b for b in chosen if b.bracket]
         if owed:
             n_star = float(fit.laws["n_opt"].predict(top))
             parts.append(
