@@ -122,7 +122,8 @@ def _lines(path) -> int:
 
 def test_a_study_killed_mid_round_resumes_to_the_same_rounds_and_fit(tmp_path, capsys):
     """SIGKILL while round 2 trains (some of its runs done, some not); the rerun replays the
-    rounds from the results, trains only what is missing, and ends as an unbroken run does."""
+    rounds from the results, trains only what is missing, and ends as an unbroken run does,
+    even with its runs finishing in another order (process workers)."""
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     shown = flops_fit(capsys, *_cli(whole)[4:-2], "--set", 'plot.names=["rounds", "report"]')
     assert shown.code == 0, shown.err
@@ -159,7 +160,10 @@ def test_a_study_killed_mid_round_resumes_to_the_same_rounds_and_fit(tmp_path, c
     assert len(interrupted["rounds"]) == 2 and interrupted["stop"] is None
     assert trained < len(interrupted["experiments"])  # killed mid-round
 
-    again = flops_fit(capsys, *_cli(broken)[3:])
+    # ... resumed under the process executor: results now arrive in any order, and the
+    # rounds must not depend on it
+    workers = ("--executor", "process", "--set", "executor.workers=2")
+    again = flops_fit(capsys, *_cli(broken)[3:], *workers)
     assert again.code == 0, again.err
     a, b = (json.loads((d / "plan.json").read_text()) for d in (whole, broken))
     assert b["rounds"] == a["rounds"] and b["stop"] == a["stop"]
