@@ -184,6 +184,7 @@ def test_a_study_killed_mid_round_resumes_to_the_same_rounds_and_fit(tmp_path, c
         (("--set", "planner.first_budgets=2"), "fewer than the 3 budgets fitter 'robust' needs"),
         (("--set", "planner.target_compute=1e22"), "target_compute is for target = 'n_opt'"),
         (("--set", "planner.max_compute=1e19"), "its first round alone takes"),
+        (("--set", "fitter.fixed={alpha = 0.34, beta = 0.28}"), "holds alpha and beta fixed"),
     ],
 )
 def test_a_study_it_cannot_plan_is_one_error_before_anything_trains(
@@ -245,6 +246,7 @@ def _host_with(planner_cls):
 
 
 def test_a_planner_whose_round_drops_or_adds_nothing_is_refused(tmp_path, capsys):
+    from flops_fit_core import PlanStop
     from flops_fit_planners import IsoFlopPlanner
 
     class Drops(IsoFlopPlanner):
@@ -261,7 +263,24 @@ def test_a_planner_whose_round_drops_or_adds_nothing_is_refused(tmp_path, capsys
 
     from tests.clirunner import assert_one_line_error, mock_study_args
 
-    for cls, needle in ((Drops, "drops 1 experiment"), (Loops, "adds no experiment")):
+    class Both(IsoFlopPlanner):
+        name = "both"
+
+        def next_round(self, outcome):
+            more = IsoFlopPlanner({"n_budgets": 3, "min_flops": 1e17, "max_flops": 1e18}).plan()
+            return outcome.plan.model_copy(
+                update={
+                    "experiments": [*outcome.plan.experiments, *more.experiments],
+                    "stop": PlanStop(note="done", reached=True),
+                }
+            )
+
+    cases = (
+        (Drops, "drops 1 experiment"),
+        (Loops, "adds no experiment"),
+        (Both, "stops and adds 14"),
+    )
+    for cls, needle in cases:
         _host_with(cls)
         outcome = flops_fit(capsys, *mock_study_args(tmp_path / cls.name), "--planner", cls.name)
         assert_one_line_error(outcome, f"planner {cls.name!r}: its next round", needle)

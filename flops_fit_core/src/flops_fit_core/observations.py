@@ -117,6 +117,24 @@ class Observations:
             f"P% of each other with --group-tolerance P (or fit every run with --fitter robust)"
         )
 
+    def take(self, rows: Sequence[int] | np.ndarray) -> Observations:
+        """These observations with only `rows`, in that order (every column alike)."""
+        index = np.asarray(rows, dtype=np.int64)
+        columns = ("budget", "params", "tokens", "compute", "loss")
+        picked = {k: None if getattr(self, k) is None else getattr(self, k)[index] for k in columns}
+        curves = tuple(self.curves[i] for i in index) if self.curves else ()
+        return dataclasses.replace(
+            self, **picked, ids=tuple(self.ids[i] for i in index), curves=curves
+        )
+
+    def in_plan_order(self) -> Observations:
+        """The rows sorted by (budget, N, id), as a plan lists its runs: what is computed from
+        them comes out the same to the last bit whatever order the runs finished in."""
+        budget = self.budget if self.budget is not None else np.zeros(len(self))
+        return self.take(
+            sorted(range(len(self)), key=lambda i: (budget[i], self.params[i], self.ids[i]))
+        )
+
     def record(self) -> dict[str, Any]:
         """What a fit of these rows records in its `settings` about how they were read:
         `{"group_tolerance": P}` when budgets were formed by `--group-tolerance P`, else {}."""

@@ -18,7 +18,7 @@ from typing import Any
 import tomli_w
 
 from . import text
-from .bases import Fitter, Plotter
+from .bases import Fitter, Planner, Plotter
 from .errors import (
     FitError,
     InputError,
@@ -274,15 +274,19 @@ def _run_locked(
     info = study.trainer.info
     selection = {"digest": info.options_digest, "keep_other": keep_results}
     training = TrainSummary()
+    todo = plan  # what this pass trains: the whole plan first, then each new round alone
+    in_rounds = type(study.planner).next_round is not Planner.next_round
     while True:
         write_atomic(run_dir / PLAN_FILE, plan.model_dump_json(indent=2))
         if plan.rounds:
             reporter.message(round_line(plan))
         observations, fit = _train_and_fit(
-            study, plan, run_dir, training, selection, retry_failed, reporter, cancel, stage
+            study, todo, plan, run_dir, training, selection, retry_failed, reporter, cancel, stage
         )
-        if plan.stop is not None:  # a plan file that says it is done: `train` of a whole study
+        if plan.stop is not None or not in_rounds:
             break
+        ids = {s.id for s in plan.experiments}
+        runs = latest_runs(run_dir / RESULTS_FILE, ids, **selection)
         proposed = study.planner.next_round(
             StudyOutcome(
                 fits=(fit,),
@@ -290,14 +294,19 @@ def _run_locked(
                 plan=plan,
                 config=resolved,
                 run_dir=run_dir,
-                runs=latest_runs(
-                    run_dir / RESULTS_FILE, {s.id for s in plan.experiments}, **selection
+                # in the plan's order, like the observations: not the order runs finished in
+                runs=tuple(
+                    sorted(runs, key=lambda r: (r.spec.budget, r.spec.params, r.experiment_id))
                 ),
             )
         )
         if proposed is None:
             break
         _check_next_round(study.planner.name, plan, proposed)
+        new = [s for s in proposed.experiments if s.id not in ids]
+        for warning in proposed.warnings:
+            if warning not in plan.warnings:
+                reporter.message(f"plan warning: {warning}")
         plan = proposed
         if plan.stop is not None:
             write_atomic(run_dir / PLAN_FILE, plan.model_dump_json(indent=2))
@@ -306,6 +315,9 @@ def _run_locked(
                 said = f"warning: {said} short of its target"
             reporter.message(f"{said}: {plan.stop.note}")
             break
+        # A run that failed in an earlier round of this run is not retried here: a rerun of
+        # the study retries it (as any rerun does), and then replays the rounds from there.
+        todo = plan.model_copy(update={"experiments": new, "rounds": [], "stop": None})
     write_atomic(run_dir / FIT_FILE, fit.model_dump_json(indent=2))
     only_ids = {s.id for s in plan.experiments}
     if study.comparisons:
@@ -333,6 +345,7 @@ def _run_locked(
 
 def _train_and_fit(
     study: Study,
+    todo: SweepPlan,
     plan: SweepPlan,
     run_dir: Path,
     training: TrainSummary,
@@ -342,10 +355,11 @@ def _train_and_fit(
     cancel: threading.Event | None,
     stage: Callable[[str], None],
 ) -> tuple[Observations, FitResult]:
-    """Train what `plan` lacks (adding the counts to `training`), then fit all its results."""
-    stage(f"training {len(plan.experiments)} experiments with {study.trainer.name!r}")
+    """Train what `todo` lacks (adding the counts to `training`), then fit every result of
+    `plan` (which holds `todo`)."""
+    stage(f"training {len(todo.experiments)} experiments with {study.trainer.name!r}")
     this_round = train_plan(
-        plan,
+        todo,
         study.trainer,
         study.executor,
         run_dir / RESULTS_FILE,
@@ -359,8 +373,8 @@ def _train_and_fit(
     only_ids = {s.id for s in plan.experiments}
     nothing_new = this_round.trained == 0 and (this_round.failed or this_round.failed_before)
     if nothing_new and not ResultsStore(run_dir / RESULTS_FILE).load().ok(only_ids, **selection):
-        failed = this_round.failed + this_round.failed_before
-        first = this_round.errors[0] if this_round.errors else ""
+        failed = training.failed + training.failed_before
+        first = training.errors[0] if training.errors else ""
         raise RunFailed(
             f"every experiment failed ({failed} of {len(plan.experiments)}), nothing to fit"
             + (f"; the first: {first}" if first else "")
@@ -379,15 +393,14 @@ def _train_and_fit(
 
 
 def _add_counts(total: TrainSummary, one: TrainSummary) -> None:
-    """Fold one round's training counts into the study's. A round sees the runs an earlier
-    round of this same run trained (or failed) as done before it; the study counts them once,
-    as trained (failed), not again as skipped (failed before)."""
-    total.skipped = one.skipped - total.trained
-    total.failed_before = one.failed_before - total.failed
+    """Fold one round's training counts into the study's (each round trains its own
+    experiments, so nothing is counted twice)."""
     total.trained += one.trained
     total.failed += one.failed
+    total.skipped += one.skipped
+    total.failed_before += one.failed_before
     total.errors.extend(one.errors)
-    total.other_options = max(total.other_options, one.other_options)
+    total.other_options += one.other_options
     total.kept_other = total.kept_other or one.kept_other
 
 
@@ -404,6 +417,11 @@ def _check_next_round(name: str, plan: SweepPlan, proposed: SweepPlan) -> None:
         )
     if proposed.stop is None and len(after) == len(before):
         raise PluginError(f"planner {name!r}: its next round adds no experiment and does not stop")
+    if proposed.stop is not None and len(after) != len(before):
+        raise PluginError(
+            f"planner {name!r}: its next round stops and adds {len(after) - len(before)} "
+            "experiment(s) at once; a plan that stops adds none (they would never be trained)"
+        )
 
 
 def round_line(plan: SweepPlan) -> str:

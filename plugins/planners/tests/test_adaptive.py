@@ -4,6 +4,7 @@ may and may not propose."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -12,13 +13,14 @@ import pytest
 from flops_fit_core import ConfigError, StudyOutcome
 from flops_fit_core.testing import CHINCHILLA, round_outcome
 from flops_fit_planners import AdaptivePlanner
-from flops_fit_planners.adaptive import ladder_budgets
+from flops_fit_planners.adaptive import FAR_FROM_OPTIMUM
 from flops_fit_planners.design import (
     Surface,
     log_loss_gradients,
     target_gradient,
     target_variance,
 )
+from flops_fit_planners.grid import ladder_budgets
 
 SIX_N = {"conventions": {"params": "total", "flops": "6n"}}
 SURFACE = Surface(CHINCHILLA.E, CHINCHILLA.A, CHINCHILLA.B, CHINCHILLA.alpha, CHINCHILLA.beta)
@@ -31,6 +33,7 @@ SURFACE = Surface(CHINCHILLA.E, CHINCHILLA.A, CHINCHILLA.B, CHINCHILLA.alpha, CH
         ({"min_flops": 1e21, "max_flops": 1e20}, "must be below max_flops"),
         ({"target_compute": 1e22}, "target_compute is for target = 'n_opt'"),
         ({"first_budgets": 11}, "first_budgets (11) exceeds the 10 budgets"),
+        ({"min_flops": 1e-300, "budgets_per_decade": 20}, "more than 1000; narrow the range"),
         ({"block_spans": [2, 2]}, "block_spans has duplicates"),
         ({"target_width": 0}, "target_width"),
         ({"target": "d_opt"}, "target"),
@@ -154,7 +157,7 @@ def outcome(planner) -> StudyOutcome:
     return round_outcome(planner.plan())
 
 
-def test_a_next_round_repeats_no_run_and_brackets_the_top_when_in_reach(planner, outcome):
+def test_a_next_round_repeats_no_run_and_expects_to_narrow_the_width(planner, outcome):
     proposed = planner.next_round(outcome)
     assert proposed.stop is None
     record = proposed.rounds[-1]
@@ -172,9 +175,9 @@ def test_a_round_that_leans_on_far_sizes_says_so(planner, outcome):
     spans = [
         max(s.params / n, n / s.params)
         for s in proposed.experiments[len(outcome.plan.experiments) :]
-        for n in [float(outcome.fit.laws["n_opt"].predict(s.budget))]
+        for n in [float(f"{outcome.fit.laws['n_opt'].predict(s.budget):.10g}")]
     ]
-    assert bool(far) == (max(spans) > 8.0 * 1.06)  # shapes land within 5%; say so past 8x
+    assert bool(far) == (max(spans) > FAR_FROM_OPTIMUM)
 
 
 def test_a_narrow_interval_brackets_the_top_then_stops(planner, outcome):
@@ -221,3 +224,51 @@ def test_the_n_opt_target_reads_the_relative_width_at_its_compute(outcome):
     estimate = outcome.fit.predict(1e22).params
     lo, hi = estimate.interval
     assert proposed.rounds[-1].width == pytest.approx((hi - lo) / estimate.value)
+
+
+def test_a_failed_run_at_the_top_brackets_nothing_and_is_not_proposed_again(planner, outcome):
+    """The bracket counts runs with a result; a failed one is replaced by the next size out
+    on its side, never proposed again (its id would only meet its failure)."""
+    narrow = outcome.fit.laws["n_opt"].model_copy(update={"exponent_interval": (0.44, 0.46)})
+    fit = outcome.fit.model_copy(update={"laws": {**outcome.fit.laws, "n_opt": narrow}})
+    bracketing = planner.next_round(
+        StudyOutcome(fits=(fit,), observations=outcome.observations, plan=outcome.plan)
+    )
+    top = [s for s in bracketing.experiments if s.budget == 1e21]
+    trained = round_outcome(bracketing, halfwidth=0.01)
+    lost = max(top, key=lambda s: s.params)  # the run above N* failed: no result
+    keep = [i for i, run in enumerate(trained.primary_observations.ids) if run != lost.id]
+    without = trained.primary_observations.take(keep)
+    again = planner.next_round(dataclasses.replace(trained, observations=(without,)))
+    assert again.stop is None
+    new = again.experiments[len(bracketing.experiments) :]
+    assert [s.budget for s in new] == [1e21]
+    assert new[0].params > float(fit.laws["n_opt"].predict(1e21))
+    assert abs(new[0].params / lost.params - 1) > 0.1
+
+
+def test_a_met_width_without_the_bracket_is_said_as_it_is(outcome):
+    narrow = outcome.fit.laws["n_opt"].model_copy(update={"exponent_interval": (0.44, 0.46)})
+    fit = outcome.fit.model_copy(update={"laws": {**outcome.fit.laws, "n_opt": narrow}})
+    capped = AdaptivePlanner({**SIX_N, "max_rounds": 1}).next_round(
+        StudyOutcome(fits=(fit,), observations=outcome.observations, plan=outcome.plan)
+    )
+    assert "width 0.02 <= target 0.1 but N* at max_flops = 1e+21 not yet bracketed" in (
+        capped.stop.note
+    )
+
+
+def test_max_compute_must_leave_room_for_the_bracket():
+    with pytest.raises(ConfigError, match="leaves no room for the first round"):
+        AdaptivePlanner({**SIX_N, "max_compute": 2e21}).plan()
+    assert AdaptivePlanner({**SIX_N, "max_compute": 4e21}).plan().experiments
+
+
+def test_a_parameter_the_fitter_holds_fixed_carries_no_variance():
+    n = np.tile([1e7, 3e7, 1e8, 3e8, 1e9], 3)
+    c = np.repeat([1e18, 1e19, 1e20], 5)
+    jac = log_loss_gradients(SURFACE, n, c / (6 * n))
+    g = target_gradient(SURFACE, "n_opt", math.log(1e21 / 6))
+    free = [True, True, True, False, True]  # alpha fixed
+    fixed_alpha = target_variance(jac, g, free)
+    assert 0 < fixed_alpha < target_variance(jac, g)

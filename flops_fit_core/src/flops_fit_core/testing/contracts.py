@@ -19,6 +19,7 @@ known exponent within its own interval, an executor surviving a failing run.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import sys
@@ -151,8 +152,18 @@ class PlannerContract(_PluginContract):
         assert again.rounds == proposed.rounds
 
     def test_a_next_round_depends_on_the_outcome_alone(self, plugin, plugin_config, round_outcome):
+        """The same outcome, its runs listed in reverse (the order runs finish in is not
+        the results'), gives the same next round: a resumed study replays it exactly."""
         first = self._next(plugin, plugin_config, round_outcome)
-        second = self._next(plugin, plugin_config, round_outcome)
+        obs = round_outcome.primary_observations
+        flipped = obs.take(np.arange(len(obs))[::-1])
+        second = self._next(
+            plugin,
+            plugin_config,
+            dataclasses.replace(
+                round_outcome, observations=(flipped,), runs=round_outcome.runs[::-1]
+            ),
+        )
         if first is None:
             return
         assert second.model_dump() == first.model_dump()

@@ -3,8 +3,8 @@ sweep, and `adaptive`, the sweep in rounds placed by the fit of the rounds befor
 
 from flops_fit_core import hookimpl
 
-from .adaptive import AdaptiveConfig, AdaptivePlanner
-from .config import IsoFlopConfig, LrSchedule, ModelOptions
+from .adaptive import AdaptivePlanner
+from .config import AdaptiveConfig, IsoFlopConfig, LrSchedule, ModelOptions
 from .isoflop import IsoFlopPlanner
 from .shapes import ShapeGrid, search_shapes
 

@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import Field, model_validator
 
 from flops_fit_core import (
     ConfigError,
@@ -34,140 +32,26 @@ from flops_fit_core import (
     SweepPlan,
 )
 
-from .config import ModelOptions, Positive
-from .design import Surface, log_loss_gradients, target_gradient, target_variance
-from .grid import prior_optimum, round_sig, size_exponents
+from .config import AdaptiveConfig
+from .design import (
+    Block,
+    Design,
+    Surface,
+    log_loss_gradients,
+    target_gradient,
+    target_variance,
+)
+from .grid import ladder_budgets, prior_optimum, round_sig, size_exponents
 from .isoflop import IsoFlopPlanner
 
-__all__ = ["AdaptiveConfig", "AdaptivePlanner"]
+__all__ = ["AdaptivePlanner"]
 
-#: Two sizes at one budget within this share of each other are the same run.
-SAME_RUN = 0.10
 #: A round that is predicted to end the study aims this far below the target, so that the
 #: measured width, which scatters around the prediction, lands under it.
 AIM = 0.9
 #: Sizes further than this factor from the fitted optimum are named in the round's note: the
 #: design then rests on the law's form holding far from where the answer is read.
 FAR_FROM_OPTIMUM = 8.0
-
-
-class AdaptiveConfig(ModelOptions):
-    """Options of the `adaptive` planner: the budget ladder, the target and the caps, the
-    first round, and the blocks later rounds are made of (plus `ModelOptions`)."""
-
-    min_flops: Positive = Field(1e18, description="the cheapest budget of the ladder (FLOPs)")
-    max_flops: Positive = Field(
-        1e21, description="the largest budget: its optimum is bracketed before stopping"
-    )
-    budgets_per_decade: Annotated[int, Field(ge=1, le=20)] = Field(
-        3, description="steps per decade of the budget ladder runs are placed on"
-    )
-    target: Literal["n_exponent", "n_opt"] = Field(
-        "n_exponent",
-        description="n_exponent: the width of the interval on the exponent of N*(C); "
-        "n_opt: the relative width (hi - lo) / N* of N* at target_compute",
-    )
-    target_width: Positive = Field(0.1, description="stop once the target's width is this or less")
-    target_compute: Positive | None = Field(
-        None, description="for target = n_opt: the compute C of N* (default: max_flops)"
-    )
-    max_compute: Positive | None = Field(
-        None, description="stop before the planned runs' FLOPs would exceed this"
-    )
-    max_rounds: Annotated[int, Field(ge=1, le=100)] = Field(
-        10, description="stop after this many rounds"
-    )
-    first_budgets: Annotated[int, Field(ge=1, le=100)] = Field(
-        3, description="round 1: this many of the cheapest budgets of the ladder"
-    )
-    first_sizes: Annotated[int, Field(ge=2, le=50)] = Field(
-        5, description="round 1: sizes per budget"
-    )
-    first_span: Annotated[float, Field(gt=1, le=1e4, allow_inf_nan=False)] = Field(
-        16.0, description="round 1: sizes from N0/first_span to N0*first_span (N0: the prior)"
-    )
-    block_sizes: Annotated[int, Field(ge=1, le=20)] = Field(
-        3, description="later rounds: sizes per block (one budget each)"
-    )
-    block_spans: Annotated[
-        tuple[Annotated[float, Field(gt=1, le=1e4, allow_inf_nan=False)], ...],
-        Field(min_length=1, max_length=20),
-    ] = Field(
-        (2.0, 4.0, 8.0, 16.0),
-        description="the windows a block may span around the fitted N*(C): N*/w .. N*·w",
-    )
-    top_span: Annotated[float, Field(gt=1, le=1e4, allow_inf_nan=False)] = Field(
-        4.0, description="the runs at max_flops: N*/top_span, N*, N*·top_span"
-    )
-    blocks_per_round: Annotated[int, Field(ge=1, le=100)] = Field(
-        6, description="the most blocks one round adds"
-    )
-
-    @model_validator(mode="after")
-    def _check_adaptive(self) -> AdaptiveConfig:
-        if not self.min_flops < self.max_flops:
-            raise ValueError(
-                f"min_flops ({self.min_flops:g}) must be below max_flops ({self.max_flops:g})"
-            )
-        if self.target_compute is not None and self.target != "n_opt":
-            raise ValueError("target_compute is for target = 'n_opt'")
-        if len(set(self.block_spans)) != len(self.block_spans):
-            raise ValueError(f"block_spans has duplicates: {list(self.block_spans)}")
-        ladder = len(ladder_budgets(self))
-        if self.first_budgets > ladder:
-            raise ValueError(
-                f"first_budgets ({self.first_budgets}) exceeds the {ladder} budgets of the "
-                "ladder; lower it or raise budgets_per_decade"
-            )
-        return self
-
-
-def ladder_budgets(config: AdaptiveConfig) -> np.ndarray:
-    """The budgets runs may be placed at: `budgets_per_decade` log-steps from min_flops to
-    max_flops, both kept exactly as given, the rest rounded to 12 digits (stable ids)."""
-    decades = math.log10(config.max_flops / config.min_flops)
-    count = max(2, math.ceil(decades * config.budgets_per_decade - 1e-9) + 1)
-    values = round_sig(np.geomspace(config.min_flops, config.max_flops, count))
-    values[0], values[-1] = config.min_flops, config.max_flops
-    return values
-
-
-@dataclass
-class _Design:
-    """The runs a round's choice is weighed against: the fitted ones and those chosen so far
-    (N and D for the information matrix; every planned size per budget, to avoid repeats)."""
-
-    params: np.ndarray
-    tokens: np.ndarray
-    planned: dict[float, list[float]]
-    compute: float
-
-    def with_runs(self, budget: float, params: np.ndarray, tokens: np.ndarray) -> _Design:
-        planned = {**self.planned, budget: [*self.planned.get(budget, []), *params.tolist()]}
-        return _Design(
-            np.concatenate([self.params, params]),
-            np.concatenate([self.tokens, tokens]),
-            planned,
-            self.compute + budget * len(params),
-        )
-
-    def is_new(self, budget: float, size: float) -> bool:
-        return all(abs(size / n - 1.0) > SAME_RUN for n in self.planned.get(budget, ()))
-
-
-@dataclass(frozen=True)
-class _Block:
-    budget: float
-    span: float
-    targets: np.ndarray
-    params: np.ndarray
-    tokens: np.ndarray
-    #: the runs owed at max_flops to bracket the fitted optimum there
-    bracket: bool = False
-
-    @property
-    def flops(self) -> float:
-        return self.budget * len(self.targets)
 
 
 class AdaptivePlanner(IsoFlopPlanner):
@@ -201,6 +85,12 @@ class AdaptivePlanner(IsoFlopPlanner):
                     f"planner 'adaptive' plans with {key} = {mine!r} but the fitter fits with "
                     f"{key} = {theirs!r}; let them agree"
                 )
+        fixed = getattr(options, "fixed", None) or {}
+        if self.config.target == "n_exponent" and {"alpha", "beta"} <= set(fixed):
+            raise ConfigError(
+                "planner 'adaptive': the fitter holds alpha and beta fixed, so the N* exponent "
+                "it aims at is fixed too; free one, or use target = 'n_opt'"
+            )
         least = getattr(options, "min_budgets", None)
         if isinstance(least, int) and self.config.first_budgets < least:
             raise ConfigError(
@@ -232,11 +122,22 @@ class AdaptivePlanner(IsoFlopPlanner):
         )
 
     def _check_compute(self, flops: float) -> None:
-        cap = self.config.max_compute
+        """Refuse a `max_compute` that could never let the study reach its target: below the
+        first round, or below it and the three runs owed at max_flops."""
+        c = self.config
+        cap = c.max_compute
         if cap is not None and flops > cap:
             raise ConfigError(
                 f"planner 'adaptive': its first round alone takes {flops:.3g} FLOPs, more than "
                 f"max_compute = {cap:.3g}; raise max_compute or lower first_sizes/first_budgets"
+            )
+        least = flops + 3 * c.max_flops
+        if cap is not None and least > cap:
+            raise ConfigError(
+                f"planner 'adaptive': max_compute = {cap:.3g} leaves no room for the first round "
+                f"({flops:.3g} FLOPs) and the 3 runs at max_flops that bracket N* there "
+                f"({3 * c.max_flops:.3g}); raise max_compute to at least {least:.3g} or lower "
+                "max_flops"
             )
 
     # ------------------------------------------------------------------ later rounds
@@ -244,7 +145,7 @@ class AdaptivePlanner(IsoFlopPlanner):
         """The plan with the next round, or with `stop` set (see the module)."""
         c = self.config
         plan, fit = outcome.plan, outcome.fit
-        observations = outcome.primary_observations
+        observations = outcome.primary_observations.in_plan_order()
         if plan is None:
             raise ConfigError("planner 'adaptive' plans its next round from a study's plan")
         surface = Surface.from_parametric(fit.parametric)
@@ -256,7 +157,7 @@ class AdaptivePlanner(IsoFlopPlanner):
         width = self._width(fit)
         compute = float(observations.compute.sum())
         top = c.max_flops
-        n_star_top = float(fit.laws["n_opt"].predict(top))
+        n_star_top = self._centre(fit, top)
         at_top = observations.params[np.isclose(observations.budget, top, rtol=1e-9)]
         bracketed = at_top.size >= 3 and at_top.min() < n_star_top < at_top.max()
         measured = {"width": width, "compute": compute}
@@ -268,14 +169,20 @@ class AdaptivePlanner(IsoFlopPlanner):
                 f"{len(plan.experiments)} runs)"
             )
             return plan.model_copy(update={"stop": PlanStop(note=note, reached=True, **measured)})
-        short = f"{self._width_words()} {width:.3g} > target {c.target_width:g}" + (
-            "" if bracketed else f"; N* at max_flops = {top:.3g} not yet bracketed"
-        )
+        if width <= c.target_width:
+            short = (
+                f"{self._width_words()} {width:.3g} <= target {c.target_width:g} but N* at "
+                f"max_flops = {top:.3g} not yet bracketed"
+            )
+        else:
+            short = f"{self._width_words()} {width:.3g} > target {c.target_width:g}" + (
+                "" if bracketed else f"; N* at max_flops = {top:.3g} not yet bracketed"
+            )
         if len(plan.rounds) >= c.max_rounds:
             note = f"max_rounds = {c.max_rounds} reached with {short}"
             return plan.model_copy(update={"stop": PlanStop(note=note, reached=False, **measured)})
 
-        design = _Design(
+        design = Design(
             observations.params.astype(float),
             observations.tokens.astype(float),
             self._planned(plan),
@@ -283,7 +190,7 @@ class AdaptivePlanner(IsoFlopPlanner):
         )
         gradient = self._gradient(surface, observations)
         current = target_variance(
-            log_loss_gradients(surface, design.params, design.tokens), gradient
+            log_loss_gradients(surface, design.params, design.tokens), gradient, self._free(fit)
         )
         if not math.isfinite(current):
             raise FitError(
@@ -291,13 +198,15 @@ class AdaptivePlanner(IsoFlopPlanner):
                 "(its information matrix is singular); widen first_span or add first_sizes"
             )
         scale = self._internal(width) / math.sqrt(current)
-        chosen, predicted, why_stop = self._choose(fit, surface, gradient, design, scale, bracketed)
+        chosen, predicted, why_stop = self._choose(
+            fit, surface, gradient, design, scale, bracketed, at_top
+        )
         if not chosen:
             note = f"{why_stop} with {short}"
             return plan.model_copy(update={"stop": PlanStop(note=note, reached=False, **measured)})
         return self._extend(plan, fit, chosen, predicted, measured)
 
-    def _choose(self, fit, surface, gradient, design, scale, bracketed):
+    def _choose(self, fit, surface, gradient, design, scale, bracketed, trained_at_top):
         """Greedy: the top runs if still owed, then block after block by variance removed
         per FLOP, until the predicted width is under the target (aiming at AIM of it) or the
         round is full. Returns (blocks, predicted width, why nothing could be added)."""
@@ -305,13 +214,15 @@ class AdaptivePlanner(IsoFlopPlanner):
         aim = self._internal(c.target_width * AIM)
         cap = c.max_compute if c.max_compute is not None else math.inf
 
-        def variance(d: _Design) -> float:
-            return target_variance(log_loss_gradients(surface, d.params, d.tokens), gradient)
+        free = self._free(fit)
 
-        owed = None if bracketed else self._top_block(fit, design)
+        def variance(d: Design) -> float:
+            return target_variance(log_loss_gradients(surface, d.params, d.tokens), gradient, free)
+
+        owed = None if bracketed else self._top_block(fit, design, trained_at_top)
         if owed is not None and design.compute + owed.flops > cap:
             return [], None, f"max_compute = {cap:.3g} leaves no room for the runs at max_flops"
-        chosen: list[_Block] = []
+        chosen: list[Block] = []
         while True:
             pending = (
                 design if owed is None else design.with_runs(owed.budget, owed.params, owed.tokens)
@@ -325,7 +236,8 @@ class AdaptivePlanner(IsoFlopPlanner):
                 if pending.compute + block.flops > cap:
                     continue
                 gain = now - variance(pending.with_runs(block.budget, block.params, block.tokens))
-                score = gain / block.flops
+                # to 9 digits: a last-bit difference of another machine's fit breaks no tie
+                score = float(round_sig(np.array([gain / block.flops]), 9)[0])
                 if score > best_score:
                     best, best_score = block, score
             if best is None:
@@ -340,7 +252,7 @@ class AdaptivePlanner(IsoFlopPlanner):
         return chosen, self._external(predicted), why
 
     # ------------------------------------------------------------------ candidates
-    def _blocks(self, fit, design: _Design) -> list[_Block]:
+    def _blocks(self, fit, design: Design) -> list[Block]:
         """Every candidate block: per budget of the ladder and span, `block_sizes` sizes
         around the fitted N*(C), less those within SAME_RUN of a size already planned."""
         c = self.config
@@ -349,7 +261,7 @@ class AdaptivePlanner(IsoFlopPlanner):
         exponents = size_exponents(c.block_sizes)
         wanted = []
         for budget in budgets.tolist():
-            centre = float(fit.laws["n_opt"].predict(budget))
+            centre = self._centre(fit, budget)
             for span in spans:
                 sizes = [centre * span**e for e in exponents.tolist()]
                 sizes = [n for n in sizes if design.is_new(budget, n)]
@@ -357,29 +269,45 @@ class AdaptivePlanner(IsoFlopPlanner):
                     wanted.append((budget, span, np.array(sizes)))
         return self._realized(wanted, design)
 
-    def _top_block(self, fit, design: _Design) -> _Block | None:
+    def _top_block(self, fit, design: Design, trained: np.ndarray) -> Block | None:
         """The fewest runs at max_flops that make at least three there, with one on each side
-        of the fitted N* (N*/top_span, N*, N*·top_span, less those already trained)."""
+        of the fitted N* (N*/top_span, N*, N*·top_span). `trained` are the sizes that have a
+        result there: a failed run brackets nothing, and is not proposed again (the next
+        size out on its side is)."""
         c = self.config
         top = c.max_flops
-        centre = float(fit.laws["n_opt"].predict(top))
-        have = np.array(design.planned.get(top, []), dtype=float)
-        sizes = []
-        if not (have < centre).any():
-            sizes.append(centre / c.top_span)
-        if not (have > centre).any():
-            sizes.append(centre * c.top_span)
-        for n in (centre, centre * c.top_span**0.5, centre / c.top_span**0.5):
-            if have.size + len(sizes) >= 3:
+        centre = self._centre(fit, top)
+        steps = (1.0, 0.5, 1.5, 2.0)  # powers of top_span: the first choice, then alternates
+        sides = {
+            "below": [centre / c.top_span**e for e in steps],
+            "above": [centre * c.top_span**e for e in steps],
+            "middle": [centre, centre * c.top_span**0.25, centre / c.top_span**0.25],
+        }
+        wanted = []
+        chosen = design
+
+        def take(side: str) -> None:
+            nonlocal chosen
+            for size in sides[side]:
+                if chosen.is_new(top, size):
+                    wanted.append(size)
+                    chosen = chosen.with_runs(top, np.array([size]), np.array([top / size]))
+                    return
+
+        if not (trained < centre).any():
+            take("below")
+        if not (trained > centre).any():
+            take("above")
+        for side in ("middle", "below", "above"):
+            if trained.size + len(wanted) >= 3:
                 break
-            sizes.append(n)
-        sizes = [n for n in sizes if design.is_new(top, n)]
-        if not sizes:
+            take(side)
+        if not wanted:
             return None
-        blocks = self._realized([(top, c.top_span, np.sort(np.array(sizes)))], design)
+        blocks = self._realized([(top, c.top_span, np.sort(np.array(wanted)))], design)
         return dataclasses.replace(blocks[0], bracket=True) if blocks else None
 
-    def _realized(self, wanted, design: _Design) -> list[_Block]:
+    def _realized(self, wanted, design: Design) -> list[Block]:
         """Each wanted block with the real N and D of the shapes it would train (one shape
         search for all), keeping only sizes whose real shape is new at that budget."""
         if not wanted:
@@ -396,12 +324,12 @@ class AdaptivePlanner(IsoFlopPlanner):
                     keep.append(j)
                     seen = seen.with_runs(budget, params[j : j + 1], tokens[j : j + 1])
             if keep:
-                out.append(_Block(budget, span, targets[keep], params[keep], tokens[keep]))
+                out.append(Block(budget, span, targets[keep], params[keep], tokens[keep]))
             i += len(sizes)
         return out
 
     # ------------------------------------------------------------------ the new plan
-    def _extend(self, plan: SweepPlan, fit, chosen: list[_Block], predicted, measured) -> SweepPlan:
+    def _extend(self, plan: SweepPlan, fit, chosen: list[Block], predicted, measured) -> SweepPlan:
         c = self.config
         budget = np.concatenate([np.full(len(b.targets), b.budget) for b in chosen])
         target = np.concatenate([b.targets for b in chosen])
@@ -442,7 +370,7 @@ class AdaptivePlanner(IsoFlopPlanner):
             }
         )
 
-    def _note(self, fit, chosen: list[_Block]) -> str:
+    def _note(self, fit, chosen: list[Block]) -> str:
         """What the round adds and why, in a few words."""
         top = self.config.max_flops
         placed = [b for b in chosen if not b.bracket]
@@ -459,20 +387,17 @@ class AdaptivePlanner(IsoFlopPlanner):
             )
         owed = [b for b in chosen if b.bracket]
         if owed:
-            n_star = float(fit.laws["n_opt"].predict(top))
+            n_star = self._centre(fit, top)
             parts.append(
                 f"{len(owed[0].targets)} at max_flops {top:.3g} to bracket the fitted "
                 f"N* = {n_star:.3g}"
             )
         return "; ".join(parts)
 
-    def _far(self, fit, chosen: list[_Block]) -> str:
+    def _far(self, fit, chosen: list[Block]) -> str:
         """A note when the round leans on sizes far from the fitted optimum, else ''."""
         ratios = [
-            max(
-                n / float(fit.laws["n_opt"].predict(b.budget)),
-                float(fit.laws["n_opt"].predict(b.budget)) / n,
-            )
+            max(n / self._centre(fit, b.budget), self._centre(fit, b.budget) / n)
             for b in chosen
             for n in b.params.tolist()
         ]
@@ -483,6 +408,18 @@ class AdaptivePlanner(IsoFlopPlanner):
             f"this design relies on sizes up to {worst:.0f}x from the fitted optimum: the "
             f"saving assumes L = E + A/N^alpha + B/D^beta holds that far from it"
         )
+
+    @staticmethod
+    def _free(fit) -> list[bool]:
+        """Which of E, A, B, alpha, beta the fit estimated (`robust`'s `fixed` holds some)."""
+        fixed = fit.settings.get("fixed") or {}
+        return [name not in fixed for name in ("E", "A", "B", "alpha", "beta")]
+
+    @staticmethod
+    def _centre(fit, budget: float) -> float:
+        """The fitted N*(C) the sizes at `budget` are placed around, to 10 digits: the same
+        shapes whatever the last bits of the fit."""
+        return float(round_sig(np.array([fit.laws["n_opt"].predict(budget)]), 10)[0])
 
     # ------------------------------------------------------------------ the target
     def _target_words(self) -> str:

@@ -10,13 +10,14 @@ sides is an error instead of one of them being silently ignored.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import math
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
 from flops_fit_core import Conventions, PluginConfig
 
-__all__ = ["DEFAULT_HARDWARE", "IsoFlopConfig", "LrSchedule", "ModelOptions"]
+__all__ = ["DEFAULT_HARDWARE", "AdaptiveConfig", "IsoFlopConfig", "LrSchedule", "ModelOptions"]
 
 #: Sustained FLOP/s of a few reference machines, for the plan's wall-time estimates.
 #: 40% MFU of the dense bf16 peak: A100 312 TFLOP/s, H100 SXM 989 TFLOP/s.
@@ -177,3 +178,85 @@ class IsoFlopConfig(ModelOptions):
                 "max_experiments"
             )
         return self
+
+
+class AdaptiveConfig(ModelOptions):
+    """Options of the `adaptive` planner: the budget ladder, the target and the caps, the
+    first round, and the blocks later rounds are made of (plus `ModelOptions`)."""
+
+    min_flops: Positive = Field(1e18, description="the cheapest budget of the ladder (FLOPs)")
+    max_flops: Positive = Field(
+        1e21, description="the largest budget: its optimum is bracketed before stopping"
+    )
+    budgets_per_decade: Annotated[int, Field(ge=1, le=20)] = Field(
+        3, description="steps per decade of the budget ladder runs are placed on"
+    )
+    target: Literal["n_exponent", "n_opt"] = Field(
+        "n_exponent",
+        description="n_exponent: the width of the interval on the exponent of N*(C); "
+        "n_opt: the relative width (hi - lo) / N* of N* at target_compute",
+    )
+    target_width: Positive = Field(0.1, description="stop once the target's width is this or less")
+    target_compute: Positive | None = Field(
+        None, description="for target = n_opt: the compute C of N* (default: max_flops)"
+    )
+    max_compute: Positive | None = Field(
+        None, description="stop before the planned runs' FLOPs would exceed this"
+    )
+    max_rounds: Annotated[int, Field(ge=1, le=100)] = Field(
+        10, description="stop after this many rounds"
+    )
+    first_budgets: Annotated[int, Field(ge=1, le=100)] = Field(
+        3, description="round 1: this many of the cheapest budgets of the ladder"
+    )
+    first_sizes: Annotated[int, Field(ge=2, le=50)] = Field(
+        5, description="round 1: sizes per budget"
+    )
+    first_span: Annotated[float, Field(gt=1, le=1e4, allow_inf_nan=False)] = Field(
+        16.0, description="round 1: sizes from N0/first_span to N0*first_span (N0: the prior)"
+    )
+    block_sizes: Annotated[int, Field(ge=1, le=20)] = Field(
+        3, description="later rounds: sizes per block (one budget each)"
+    )
+    block_spans: Annotated[
+        tuple[Annotated[float, Field(gt=1, le=1e4, allow_inf_nan=False)], ...],
+        Field(min_length=1, max_length=20),
+    ] = Field(
+        (2.0, 4.0, 8.0, 16.0),
+        description="the windows a block may span around the fitted N*(C): N*/w .. N*·w",
+    )
+    top_span: Annotated[float, Field(gt=1, le=1e4, allow_inf_nan=False)] = Field(
+        4.0, description="the runs at max_flops: N*/top_span, N*, N*·top_span"
+    )
+    blocks_per_round: Annotated[int, Field(ge=1, le=100)] = Field(
+        6, description="the most blocks one round adds"
+    )
+
+    @model_validator(mode="after")
+    def _check_adaptive(self) -> AdaptiveConfig:
+        if not self.min_flops < self.max_flops:
+            raise ValueError(
+                f"min_flops ({self.min_flops:g}) must be below max_flops ({self.max_flops:g})"
+            )
+        if self.target_compute is not None and self.target != "n_opt":
+            raise ValueError("target_compute is for target = 'n_opt'")
+        if len(set(self.block_spans)) != len(self.block_spans):
+            raise ValueError(f"block_spans has duplicates: {list(self.block_spans)}")
+        ladder = self.ladder_size
+        if ladder > MAX_BUDGETS:
+            raise ValueError(
+                f"min_flops to max_flops at {self.budgets_per_decade} budgets per decade is a "
+                f"ladder of {ladder} budgets, more than {MAX_BUDGETS}; narrow the range"
+            )
+        if self.first_budgets > ladder:
+            raise ValueError(
+                f"first_budgets ({self.first_budgets}) exceeds the {ladder} budgets of the "
+                "ladder; lower it or raise budgets_per_decade"
+            )
+        return self
+
+    @property
+    def ladder_size(self) -> int:
+        """How many budgets the ladder has: `budgets_per_decade` steps a decade, both ends."""
+        decades = math.log10(self.max_flops) - math.log10(self.min_flops)
+        return max(2, math.ceil(decades * self.budgets_per_decade - 1e-9) + 1)

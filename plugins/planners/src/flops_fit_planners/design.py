@@ -12,6 +12,9 @@ the fit actually measured, so only the *shape* of the design matters here.
 The two targets a user can set: `n_exponent`, the exponent a = beta / (alpha + beta) of
 N*(C) = G (C/k)^a, and `n_opt`, ln N* at one compute C, with
 ln G = (ln alpha + ln A - ln beta - ln B) / (alpha + beta).
+
+A `Design` is the runs a choice is weighed against (trained, and chosen so far this round), a
+`Block` the runs one choice adds.
 """
 
 from __future__ import annotations
@@ -22,7 +25,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Surface", "log_loss_gradients", "target_gradient", "target_variance"]
+__all__ = [
+    "SAME_RUN",
+    "Block",
+    "Design",
+    "Surface",
+    "log_loss_gradients",
+    "target_gradient",
+    "target_variance",
+]
+
+#: Two sizes at one budget within this share of each other are the same run.
+SAME_RUN = 0.10
 
 
 @dataclass(frozen=True)
@@ -85,9 +99,16 @@ def target_gradient(surface: Surface, target: str, log_compute_ratio: float = 0.
     return d_ln_g + log_compute_ratio * da
 
 
-def target_variance(gradients: np.ndarray, target: np.ndarray) -> float:
+def target_variance(
+    gradients: np.ndarray, target: np.ndarray, free: Sequence[bool] | None = None
+) -> float:
     """g' M^-1 g with M = sum of the runs' gradient outer products: the target's variance up
-    to the noise's scale. Infinite when the runs do not pin the surface down."""
+    to the noise's scale. `free` marks the parameters the fit estimates (a parameter the
+    fitter holds fixed carries no uncertainty). Infinite when the runs do not pin the surface
+    down."""
+    if free is not None:
+        keep = np.asarray(free, dtype=bool)
+        gradients, target = gradients[:, keep], target[keep]
     info = gradients.T @ gradients
     # Scale to unit diagonal first: alpha's column (ln N ~ 20) dwarfs ln E's.
     scale = np.sqrt(np.maximum(np.diag(info), 1e-300))
@@ -100,3 +121,43 @@ def target_variance(gradients: np.ndarray, target: np.ndarray) -> float:
     if not math.isfinite(value) or value <= 0 or np.linalg.cond(scaled) > 1e14:
         return math.inf
     return value
+
+
+@dataclass
+class Design:
+    """The runs a round's choice is weighed against: the fitted ones and those chosen so far
+    (N and D for the information matrix; every planned size per budget, to avoid repeats)."""
+
+    params: np.ndarray
+    tokens: np.ndarray
+    planned: dict[float, list[float]]
+    compute: float
+
+    def with_runs(self, budget: float, params: np.ndarray, tokens: np.ndarray) -> Design:
+        planned = {**self.planned, budget: [*self.planned.get(budget, []), *params.tolist()]}
+        return Design(
+            np.concatenate([self.params, params]),
+            np.concatenate([self.tokens, tokens]),
+            planned,
+            self.compute + budget * len(params),
+        )
+
+    def is_new(self, budget: float, size: float) -> bool:
+        return all(abs(size / n - 1.0) > SAME_RUN for n in self.planned.get(budget, ()))
+
+
+@dataclass(frozen=True)
+class Block:
+    """Runs proposed together: sizes at one budget, with the real N and D of their shapes."""
+
+    budget: float
+    span: float
+    targets: np.ndarray
+    params: np.ndarray
+    tokens: np.ndarray
+    #: the runs owed at max_flops to bracket the fitted optimum there
+    bracket: bool = False
+
+    @property
+    def flops(self) -> float:
+        return self.budget * len(self.targets)

@@ -12,9 +12,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import IsoFlopConfig, LrSchedule
+from .config import AdaptiveConfig, IsoFlopConfig, LrSchedule
 
-__all__ = ["budget_values", "learning_rates", "prior_optimum", "round_sig", "size_exponents"]
+__all__ = [
+    "budget_values",
+    "ladder_budgets",
+    "learning_rates",
+    "log_budgets",
+    "prior_optimum",
+    "round_sig",
+    "size_exponents",
+]
 
 SIGNIFICANT_DIGITS = 12
 
@@ -24,16 +32,25 @@ def round_sig(values: np.ndarray, digits: int = SIGNIFICANT_DIGITS) -> np.ndarra
     return np.array([float(f"{v:.{digits}g}") for v in np.asarray(values, float).tolist()])
 
 
-def budget_values(config: IsoFlopConfig) -> np.ndarray:
-    """The planned budgets, ascending: the explicit list, or min..max log-spaced inclusive.
+def log_budgets(low: float, high: float, count: int) -> np.ndarray:
+    """`count` budgets log-spaced from `low` to `high`: the ends exactly as given, the
+    interior rounded (see module)."""
+    values = round_sig(np.geomspace(low, high, count))
+    values[0], values[-1] = low, high
+    return values
 
-    The ends of the range are kept exactly as given; interior points are rounded (see module).
-    """
+
+def budget_values(config: IsoFlopConfig) -> np.ndarray:
+    """The planned budgets, ascending: the explicit list, or min..max log-spaced inclusive."""
     if config.budgets is not None:
         return np.sort(np.array(config.budgets, dtype=float))
-    values = round_sig(np.geomspace(config.min_flops, config.max_flops, config.n_budgets))
-    values[0], values[-1] = config.min_flops, config.max_flops
-    return values
+    return log_budgets(config.min_flops, config.max_flops, config.n_budgets)
+
+
+def ladder_budgets(config: AdaptiveConfig) -> np.ndarray:
+    """The budgets the adaptive planner may place runs at: `ladder_size` log-steps from
+    min_flops to max_flops."""
+    return log_budgets(config.min_flops, config.max_flops, config.ladder_size)
 
 
 def size_exponents(k: int) -> np.ndarray:
