@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from flops_fit_core import (
-    ExperimentSpec,
     FitResult,
     Observations,
     PlanRound,
@@ -125,11 +124,7 @@ class TestRoundsPlotterContract(PlotterContract):
     @pytest.fixture
     def outcome(self) -> StudyOutcome:
         """Six runs planned in two rounds, then stopped, trained on the synthetic law."""
-        budgets = (1e12, 1e12, 1e13, 1e13, 1e14, 1e14)
-        specs = [
-            ExperimentSpec(**{**s.model_dump(exclude={"id"}), "budget": b})
-            for s, b in zip(tiny_specs(6), budgets, strict=True)
-        ]
+        specs = tiny_specs(6, budgets=(1e12, 1e12, 1e13, 1e13, 1e14, 1e14))
         ids = [s.id for s in specs]
         plan = SweepPlan(
             planner="adaptive",

@@ -204,3 +204,34 @@ def test_report_renders_in_headless_chromium(chromium, html, tmp_path):
     assert pixels.shape[:2] == (1800, 1200)
     ink = (pixels.min(axis=2) < 0.8).mean()  # share of pixels that are not (near) white
     assert ink > 0.02, f"the screenshot is blank ({ink:.2%} non-white pixels)"
+
+
+def test_a_study_planned_in_rounds_shows_each_round_and_why_it_stopped(report, context):
+    """The Rounds section: one row per round (what it added and why, the width it was planned
+    from), the stop, and the rounds figure among the figures; none for a one-round plan."""
+    from flops_fit_core import PlanRound, PlanStop, SweepPlan
+    from flops_fit_core.testing import round_outcome, tiny_specs
+    from flops_fit_plotters.report import _figure_names, _rounds
+
+    specs = tiny_specs(5, budgets=(1e12, 1e12, 1e13, 1e13, 1e14))
+    ids = [s.id for s in specs]
+    plan = SweepPlan(
+        planner="adaptive",
+        experiments=specs,
+        rounds=[
+            PlanRound(index=1, experiments=ids[:3], note="3 runs <first>"),
+            PlanRound(index=2, experiments=ids[3:], note="2 at 1e12", width=0.2, compute=3e12),
+        ],
+        stop=PlanStop(note="width 0.07 <= target 0.1", reached=False, width=0.07, compute=5e12),
+    )
+    study = dataclasses.replace(round_outcome(plan), config={"plot": {"names": []}})
+    assert "rounds" in _figure_names(study)
+    assert _rounds(dataclasses.replace(study, plan=None)) is None
+    page = report.page({**context, "rounds": _rounds(study)})
+    section = page[page.index('<section id="rounds">') : page.index('<section id="figures">')]
+    assert "Stopped short of its target: width 0.07 &lt;= target 0.1" in section
+    rows = re.findall(r"<tr><td class=\"num\">(\d)</td><td class=\"num\">(\d)</td>", section)
+    assert rows == [("1", "3"), ("2", "2")]
+    assert "3 runs &lt;first&gt;" in section and "<first>" not in section  # escaped
+    assert '<td class="num">0.2</td>' in section and '<td class="num">3e+12</td>' in section
+    assert '<section id="rounds">' not in report.page({**context, "rounds": None})

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..bases import Trainer, TrainerContext
@@ -131,8 +132,11 @@ class ChildProcessTrainer(Trainer):
         )
 
 
-def tiny_specs(count: int = 4, fail: tuple[int, ...] = ()) -> list[ExperimentSpec]:
-    """`count` small distinct specs; those at the indexes in `fail` ask EchoTrainer to fail."""
+def tiny_specs(
+    count: int = 4, fail: tuple[int, ...] = (), budgets: Sequence[float] = ()
+) -> list[ExperimentSpec]:
+    """`count` small distinct specs; those at the indexes in `fail` ask EchoTrainer to fail.
+    Their budget is 1e12 FLOPs, or `budgets[i]` (one per spec) where given."""
     specs = []
     for i in range(count):
         shape = ModelShape(
@@ -145,7 +149,7 @@ def tiny_specs(count: int = 4, fail: tuple[int, ...] = ()) -> list[ExperimentSpe
         )
         specs.append(
             ExperimentSpec(
-                budget=1e12,
+                budget=budgets[i] if budgets else 1e12,
                 params=shape.params_total,
                 tokens=1_000_000,
                 shape=shape,
