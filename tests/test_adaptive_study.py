@@ -79,20 +79,10 @@ def test_twenty_seeds_reach_the_grid_width_on_half_its_compute(root, fixed, targ
 
 
 # ---------------------------------------------------------------------- killed mid-round
-def _cli(out, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "flops_fit_core",
-        "-q",
-        "run",
-        "--preset",
-        "mock-adaptive",
-        "--out",
-        str(out),
-        *NO_FIGURES,
-        *extra,
-    ]
+def _run_args(out, *extra: str, quiet: bool = True) -> list[str]:
+    """`flops-fit [-q] run --preset mock-adaptive --out OUT`, no figures, then `extra`."""
+    quietly = ["-q"] if quiet else []
+    return [*quietly, "run", "--preset", "mock-adaptive", "--out", str(out), *NO_FIGURES, *extra]
 
 
 def _check_what_the_user_sees(run_dir, printed: str) -> None:
@@ -123,13 +113,13 @@ def test_a_study_killed_mid_round_resumes_to_the_same_rounds_and_fit(tmp_path, c
     rounds from the results, trains only what is missing, and ends as an unbroken run does,
     even with its runs finishing in another order (process workers)."""
     whole, broken = tmp_path / "whole", tmp_path / "broken"
-    shown = flops_fit(capsys, *_cli(whole)[4:-2], "--set", 'plot.names=["rounds"]')
+    shown = flops_fit(capsys, *_run_args(whole, "--set", 'plot.names=["rounds"]', quiet=False))
     assert shown.code == 0, shown.err
     _check_what_the_user_sees(whole, shown.err)
 
     slow = ("--set", "trainer.seconds_per_run=0.05")  # no outcome option: results are reused
     child = subprocess.Popen(
-        _cli(broken, *slow),
+        [sys.executable, "-m", "flops_fit_core", *_run_args(broken, *slow)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,
@@ -161,7 +151,7 @@ def test_a_study_killed_mid_round_resumes_to_the_same_rounds_and_fit(tmp_path, c
     # ... resumed under the process executor: results now arrive in any order, and the
     # rounds must not depend on it
     workers = ("--executor", "process", "--set", "executor.workers=2")
-    again = flops_fit(capsys, *_cli(broken)[3:], *workers)
+    again = flops_fit(capsys, *_run_args(broken), *workers)
     assert again.code == 0, again.err
     a, b = (json.loads((d / "plan.json").read_text()) for d in (whole, broken))
     assert b["rounds"] == a["rounds"] and b["stop"] == a["stop"]
@@ -191,14 +181,14 @@ def test_a_study_it_cannot_plan_is_one_error_before_anything_trains(
     from tests.clirunner import assert_one_line_error
 
     out = tmp_path / "study"
-    outcome = flops_fit(capsys, *_cli(out)[3:], *options)
+    outcome = flops_fit(capsys, *_run_args(out), *options)
     assert_one_line_error(outcome, needle)
     assert not (out / "results.jsonl").exists()
 
 
 def test_a_cap_stops_it_short_with_a_warning_and_a_fit(tmp_path, capsys):
     out = tmp_path / "capped"
-    outcome = flops_fit(capsys, *_cli(out)[3:], "--set", "planner.max_rounds=2")
+    outcome = flops_fit(capsys, *_run_args(out), "--set", "planner.max_rounds=2")
     assert outcome.code == 0, outcome.err
     plan = json.loads((out / "plan.json").read_text())
     assert len(plan["rounds"]) == 2 and plan["stop"]["reached"] is False
@@ -221,7 +211,7 @@ def test_plan_writes_round_one_and_says_the_rest_comes_from_run(tmp_path, capsys
 
 
 def test_the_json_summary_carries_the_rounds_and_the_stop(tmp_path, capsys):
-    outcome = flops_fit(capsys, *_cli(tmp_path / "j")[3:], "--json")
+    outcome = flops_fit(capsys, *_run_args(tmp_path / "j"), "--json")
     assert outcome.code == 0, outcome.err
     summary = outcome.json()
     plan = json.loads((tmp_path / "j" / "plan.json").read_text())
@@ -306,7 +296,7 @@ def test_the_n_opt_target_stops_when_n_star_at_its_compute_is_sure_enough(tmp_pa
     """target = n_opt: the relative width of N* at target_compute, as `predict` states it."""
     out = tmp_path / "n_opt"
     options = ("--set", "planner.target=n_opt", "--set", "planner.target_width=0.3")
-    outcome = flops_fit(capsys, *_cli(out)[3:], *options)
+    outcome = flops_fit(capsys, *_run_args(out), *options)
     assert outcome.code == 0, outcome.err
     plan = json.loads((out / "plan.json").read_text())
     assert plan["stop"]["reached"], plan["stop"]

@@ -350,20 +350,13 @@ def _study(trainer, executor, specs):
 def test_a_python_cancel_stops_run_study_before_fitting_and_the_child_is_gone(tmp_path, executor):
     from flops_fit_core import run_study
     from flops_fit_core.executors import ProcessExecutor, SerialExecutor
-    from flops_fit_core.testing import ChildProcessTrainer, tiny_specs
+    from flops_fit_core.testing import ChildProcessTrainer, cancel_when_started, tiny_specs
 
     chosen = SerialExecutor() if executor == "serial" else ProcessExecutor({"workers": 2})
     study = _study(ChildProcessTrainer({"seconds": 120}), chosen, tiny_specs(3))
     cancel = threading.Event()
     children = tmp_path / "children"
-
-    def cancel_once_started():
-        deadline = time.monotonic() + 120
-        while not any(children.glob("*.pid")) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        cancel.set()
-
-    threading.Thread(target=cancel_once_started, daemon=True).start()
+    cancel_when_started(cancel, children, pattern="*.pid")
     with pytest.raises(TrainingCancelled, match="rerun the same command to resume"):
         run_study(study, tmp_path, cancel=cancel)
     assert not (tmp_path / "fit.json").exists()

@@ -327,6 +327,11 @@ def requested_conventions(fitter: Any) -> dict[str, str | None]:
     }
 
 
+def plan_order(result: RunResult) -> tuple[float, int, str]:
+    """Sort key of results in the order a plan lists its runs: by budget, then size."""
+    return (result.spec.budget, result.spec.params, result.experiment_id)
+
+
 def load_observations(
     results_path: Path,
     only_ids: set[str] | None = None,
@@ -347,9 +352,9 @@ def load_observations(
     if not Path(results_path).exists():
         raise InputError(f"results file not found: {results_path}")
     ok = ResultsStore(results_path).load().ok(only_ids, digest, keep_other)
-    # In the plan's order (budget, then size), not the order results arrived in: a fit
-    # (its bootstrap resamples rows by index) must not depend on which worker finished first.
-    ok.sort(key=lambda r: (r.spec.budget, r.spec.params, r.experiment_id))
+    # In the plan's order, not the order results arrived in: a fit (its bootstrap resamples
+    # rows by index) must not depend on which worker finished first.
+    ok.sort(key=plan_order)
     if not ok:
         raise InputError(f"{results_path}: no successful results to fit")
     conventions = None

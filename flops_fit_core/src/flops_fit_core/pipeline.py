@@ -33,6 +33,7 @@ from .observations import (
     Observations,
     StudyOutcome,
     load_observations,
+    plan_order,
     read_observations,
     requested_conventions,
     results_notes,
@@ -295,9 +296,7 @@ def _run_locked(
                 config=resolved,
                 run_dir=run_dir,
                 # in the plan's order, like the observations: not the order runs finished in
-                runs=tuple(
-                    sorted(runs, key=lambda r: (r.spec.budget, r.spec.params, r.experiment_id))
-                ),
+                runs=tuple(sorted(runs, key=plan_order)),
             )
         )
         if proposed is None:

@@ -24,6 +24,7 @@ from flops_fit_core.testing import (
     ChildProcessTrainer,
     ExecutorContract,
     OtherVersionTrainer,
+    cancel_when_started,
     tiny_specs,
 )
 from flops_fit_ray import RayExecutor
@@ -139,14 +140,7 @@ def test_a_cancel_mid_sweep_delivers_nothing_more_and_stops_every_run(tmp_path):
     `map` returns within the grace period without delivering anything or starting more."""
     cancel = threading.Event()
     children = tmp_path / "children"
-
-    def cancel_when_two_started():
-        deadline = time.monotonic() + 60
-        while len(list(children.glob("*.pid"))) < 2 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        cancel.set()
-
-    threading.Thread(target=cancel_when_two_started, daemon=True).start()
+    cancel_when_started(cancel, children, count=2, pattern="*.pid", timeout=60)
     delivered = []
     started = time.monotonic()
     RayExecutor({"grace_s": 20}).map(
@@ -182,14 +176,7 @@ class Stubborn(Trainer):
 def test_a_run_that_ignores_the_cancel_is_force_cancelled_after_the_grace(tmp_path):
     cancel = threading.Event()
     started = tmp_path / "started"
-
-    def cancel_when_started():
-        deadline = time.monotonic() + 60
-        while not any(started.glob("*")) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        cancel.set()
-
-    threading.Thread(target=cancel_when_started, daemon=True).start()
+    cancel_when_started(cancel, started, timeout=60)
     delivered = []
     began = time.monotonic()
     RayExecutor({"grace_s": 1}).map(

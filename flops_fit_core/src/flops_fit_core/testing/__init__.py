@@ -21,6 +21,7 @@ from .trainers import (
     ChildProcessTrainer,
     EchoTrainer,
     OtherVersionTrainer,
+    cancel_when_started,
     tiny_specs,
 )
 
@@ -45,6 +46,7 @@ __all__ = [
     "PlannerContract",
     "PlotterContract",
     "TrainerContract",
+    "cancel_when_started",
     "isoflop_observations",
     "round_outcome",
     "tiny_specs",

@@ -24,7 +24,6 @@ import os
 import pickle
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import ClassVar
 
@@ -37,7 +36,14 @@ from ..fits import FitResult
 from ..observations import Observations, StudyOutcome
 from ..schemas import PluginConfig, RunResult, SweepPlan
 from .synthetic import CHINCHILLA, isoflop_observations, round_outcome, truth_fit
-from .trainers import CHILDREN_DIR, CancelAfter, ChildProcessTrainer, EchoTrainer, tiny_specs
+from .trainers import (
+    CHILDREN_DIR,
+    CancelAfter,
+    ChildProcessTrainer,
+    EchoTrainer,
+    cancel_when_started,
+    tiny_specs,
+)
 
 __all__ = [
     "CommandsContract",
@@ -481,15 +487,7 @@ class ExecutorContract(_PluginContract):
         nothing is delivered, and `map` returns within seconds, not when the runs end."""
         cancel = threading.Event()
         children = tmp_path / CHILDREN_DIR
-
-        def cancel_when_started():
-            deadline = time.monotonic() + 120
-            while not any(children.glob("*.pid")) and time.monotonic() < deadline:
-                time.sleep(0.02)
-            cancel.set()
-
-        watcher = threading.Thread(target=cancel_when_started, daemon=True)
-        watcher.start()
+        watcher = cancel_when_started(cancel, children, pattern="*.pid")
         trainer = ChildProcessTrainer({"seconds": 120})
         delivered = self._map(executor, tiny_specs(3), tmp_path, cancel=cancel, trainer=trainer)
         watcher.join()

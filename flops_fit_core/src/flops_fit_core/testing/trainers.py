@@ -28,6 +28,7 @@ __all__ = [
     "ChildProcessTrainer",
     "EchoTrainer",
     "OtherVersionTrainer",
+    "cancel_when_started",
     "tiny_specs",
 ]
 
@@ -159,3 +160,25 @@ def tiny_specs(
             )
         )
     return specs
+
+
+def cancel_when_started(
+    cancel: threading.Event,
+    folder: Path,
+    count: int = 1,
+    pattern: str = "*",
+    timeout: float = 120.0,
+) -> threading.Thread:
+    """Start a daemon thread that sets `cancel` once `folder` holds `count` files matching
+    `pattern` (runs that have started, e.g. `ChildProcessTrainer`'s `*.pid` in
+    `CHILDREN_DIR`), or after `timeout` seconds: a cancel that lands while runs are in flight."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + timeout
+        while len(list(Path(folder).glob(pattern))) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        cancel.set()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    return watcher

@@ -41,7 +41,7 @@ from .design import (
     target_gradient,
     target_variance,
 )
-from .grid import ladder_budgets, prior_optimum, round_sig, size_exponents
+from .grid import ladder_budgets, prior_optimum, size_exponents
 from .isoflop import IsoFlopPlanner
 
 __all__ = ["AdaptivePlanner"]
@@ -169,15 +169,12 @@ class AdaptivePlanner(IsoFlopPlanner):
                 f"{len(plan.experiments)} runs)"
             )
             return plan.model_copy(update={"stop": PlanStop(note=note, reached=True, **measured)})
-        if width <= c.target_width:
-            short = (
-                f"{self._width_words()} {width:.3g} <= target {c.target_width:g} but N* at "
-                f"max_flops = {top:.3g} not yet bracketed"
-            )
-        else:
-            short = f"{self._width_words()} {width:.3g} > target {c.target_width:g}" + (
-                "" if bracketed else f"; N* at max_flops = {top:.3g} not yet bracketed"
-            )
+        met = width <= c.target_width  # then the bracket is what is missing
+        short = (
+            f"{self._width_words()} {width:.3g} {'<=' if met else '>'} target {c.target_width:g}"
+        )
+        if not bracketed:
+            short += f"{' but' if met else ';'} N* at max_flops = {top:.3g} not yet bracketed"
         if len(plan.rounds) >= c.max_rounds:
             note = f"max_rounds = {c.max_rounds} reached with {short}"
             return plan.model_copy(update={"stop": PlanStop(note=note, reached=False, **measured)})
@@ -188,37 +185,32 @@ class AdaptivePlanner(IsoFlopPlanner):
             self._planned(plan),
             float(sum(s.budget for s in plan.experiments)),
         )
-        gradient = self._gradient(surface, observations)
-        current = target_variance(
-            log_loss_gradients(surface, design.params, design.tokens), gradient, self._free(fit)
-        )
+        gradient, free = self._gradient(surface, observations), self._free(fit)
+
+        def variance(d: Design) -> float:
+            return target_variance(log_loss_gradients(surface, d.params, d.tokens), gradient, free)
+
+        current = variance(design)
         if not math.isfinite(current):
             raise FitError(
                 "planner 'adaptive': the runs so far do not pin down the loss surface "
                 "(its information matrix is singular); widen first_span or add first_sizes"
             )
         scale = self._internal(width) / math.sqrt(current)
-        chosen, predicted, why_stop = self._choose(
-            fit, surface, gradient, design, scale, bracketed, at_top
-        )
+        chosen, predicted, why_stop = self._choose(fit, variance, design, scale, bracketed, at_top)
         if not chosen:
             note = f"{why_stop} with {short}"
             return plan.model_copy(update={"stop": PlanStop(note=note, reached=False, **measured)})
         return self._extend(plan, fit, chosen, predicted, measured)
 
-    def _choose(self, fit, surface, gradient, design, scale, bracketed, trained_at_top):
-        """Greedy: the top runs if still owed, then block after block by variance removed
-        per FLOP, until the predicted width is under the target (aiming at AIM of it) or the
-        round is full. Returns (blocks, predicted width, why nothing could be added)."""
+    def _choose(self, fit, variance, design, scale, bracketed, trained_at_top):
+        """Greedy: the top runs if still owed, then block after block by `variance` (of the
+        target, for a design) removed per FLOP, until the predicted width is under the target
+        (aiming at AIM of it) or the round is full. Returns (blocks, predicted width, why
+        nothing could be added)."""
         c = self.config
         aim = self._internal(c.target_width * AIM)
         cap = c.max_compute if c.max_compute is not None else math.inf
-
-        free = self._free(fit)
-
-        def variance(d: Design) -> float:
-            return target_variance(log_loss_gradients(surface, d.params, d.tokens), gradient, free)
-
         owed = None if bracketed else self._top_block(fit, design, trained_at_top)
         if owed is not None and design.compute + owed.flops > cap:
             return [], None, f"max_compute = {cap:.3g} leaves no room for the runs at max_flops"
@@ -237,7 +229,7 @@ class AdaptivePlanner(IsoFlopPlanner):
                     continue
                 gain = now - variance(pending.with_runs(block.budget, block.params, block.tokens))
                 # to 9 digits: a last-bit difference of another machine's fit breaks no tie
-                score = float(round_sig(np.array([gain / block.flops]), 9)[0])
+                score = float(f"{gain / block.flops:.9g}")
                 if score > best_score:
                     best, best_score = block, score
             if best is None:
@@ -397,8 +389,9 @@ class AdaptivePlanner(IsoFlopPlanner):
     def _far(self, fit, chosen: list[Block]) -> str:
         """A note when the round leans on sizes far from the fitted optimum, else ''."""
         ratios = [
-            max(n / self._centre(fit, b.budget), self._centre(fit, b.budget) / n)
+            max(n / centre, centre / n)
             for b in chosen
+            for centre in [self._centre(fit, b.budget)]
             for n in b.params.tolist()
         ]
         worst = max(ratios, default=1.0)
@@ -419,7 +412,7 @@ class AdaptivePlanner(IsoFlopPlanner):
     def _centre(fit, budget: float) -> float:
         """The fitted N*(C) the sizes at `budget` are placed around, to 10 digits: the same
         shapes whatever the last bits of the fit."""
-        return float(round_sig(np.array([fit.laws["n_opt"].predict(budget)]), 10)[0])
+        return float(f"{float(fit.laws['n_opt'].predict(budget)):.10g}")
 
     # ------------------------------------------------------------------ the target
     def _target_words(self) -> str:

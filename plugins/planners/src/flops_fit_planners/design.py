@@ -19,6 +19,7 @@ A `Design` is the runs a choice is weighed against (trained, and chosen so far t
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,10 +51,9 @@ class Surface:
     beta: float
 
     @classmethod
-    def from_parametric(
-        cls, parametric: dict, names: Sequence[str] = ("E", "A", "B", "alpha", "beta")
-    ):
+    def from_parametric(cls, parametric: dict | None) -> Surface | None:
         """From a `FitResult.parametric` (each an `Estimate`); None if one is missing."""
+        names = [f.name for f in dataclasses.fields(cls)]
         if not parametric or any(name not in parametric for name in names):
             return None
         return cls(*(float(parametric[name].value) for name in names))
