@@ -48,7 +48,7 @@ from .files import write_atomic
 from .fits import Estimate, FitResult, Optimum, PowerLaw, Prediction
 from .flops import FlopsConvention, ParamConvention, flops_per_token, params_count
 from .hookspecs import HOOK_API_VERSION, hookimpl
-from .observations import Observations, StudyOutcome, read_observations
+from .observations import ANYTIME, Observations, StudyOutcome, read_observations
 from .pipeline import fit, run_study
 from .plugins import KINDS, PluginHost, get_host
 from .rundir import REPORT_FILE, read_fit, read_outcome
@@ -86,6 +86,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
+    "ANYTIME",
     "DEFAULT_PLOTS",
     "HOOK_API_VERSION",
     "KINDS",

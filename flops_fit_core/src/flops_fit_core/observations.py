@@ -28,6 +28,7 @@ from .schemas import Conventions, RunResult, SweepPlan, TrainerInfo
 from .store import LoadedResults, ResultsStore
 
 __all__ = [
+    "ANYTIME",
     "Observations",
     "StudyOutcome",
     "is_results_file",
@@ -39,6 +40,13 @@ __all__ = [
     "results_notes",
     "unknown_options_note",
 ]
+
+
+#: The schedule name of a curve whose every point is what a run trained to that many tokens
+#: reaches: the mock's law along a run, or checkpoints that are each a cooled-down branch. A
+#: curve under any other schedule (a cosine's middle is above what a run of that length ends at)
+#: is trusted only near its end.
+ANYTIME = "anytime"
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,11 @@ class Observations:
     conventions: Conventions = field(default_factory=Conventions)
     source: str = ""
     curves: tuple[Sequence[tuple[float, float]] | None, ...] = field(default=())
+    #: Each run's learning-rate schedule as its trainer recorded it (`cosine`, `wsd`,
+    #: `constant`, ...; `ANYTIME` when every point of its curve is what a run trained to that
+    #: length reaches; None when unknown, as in a user's table). A curve fitter reads it to
+    #: tell a checkpoint a run ended at from one taken mid-schedule. Empty: all unknown.
+    schedules: tuple[str | None, ...] = field(default=())
     #: What reading the data noticed but did not refuse (dropped duplicate rows, a derived
     #: column); every fitter copies these into its `FitResult.warnings`.
     warnings: tuple[str, ...] = field(default=())
@@ -123,9 +136,18 @@ class Observations:
         columns = ("budget", "params", "tokens", "compute", "loss")
         picked = {k: None if getattr(self, k) is None else getattr(self, k)[index] for k in columns}
         curves = tuple(self.curves[i] for i in index) if self.curves else ()
+        schedules = tuple(self.schedules[i] for i in index) if self.schedules else ()
         return dataclasses.replace(
-            self, **picked, ids=tuple(self.ids[i] for i in index), curves=curves
+            self,
+            **picked,
+            ids=tuple(self.ids[i] for i in index),
+            curves=curves,
+            schedules=schedules,
         )
+
+    def schedule_of(self, row: int) -> str | None:
+        """Row `row`'s learning-rate schedule (`schedules`), None when unknown."""
+        return self.schedules[row] if row < len(self.schedules) else None
 
     def in_plan_order(self) -> Observations:
         """The rows sorted by (budget, N, id), as a plan lists its runs: what is computed from
@@ -205,7 +227,15 @@ class Observations:
             conventions=conventions,
             source=source,
             curves=tuple(r.curve for r in ok),
+            schedules=tuple(_schedule(r) for r in ok),
         )
+
+
+def _schedule(result: RunResult) -> str | None:
+    """The schedule a run's curve was made under: what its trainer recorded in `details`
+    (`ANYTIME` for the mock's law), else the one its spec asked for."""
+    recorded = result.details.get("schedule")
+    return recorded if isinstance(recorded, str) else result.spec.schedule
 
 
 def _geometric_means(groups: np.ndarray, values: np.ndarray) -> np.ndarray:

@@ -50,8 +50,12 @@ __all__ = [
     "read_table",
 ]
 
-#: The fields a table can provide: N, D, C, the final loss, and the budget a run belongs to.
-FIELDS = ("params", "tokens", "compute", "loss", "budget")
+#: The fields a table can provide: N, D, C, the final loss, the budget a run belongs to, and
+#: the run a row is a checkpoint of (a checkpoint table, one row per checkpoint).
+FIELDS = ("params", "tokens", "compute", "loss", "budget", "run")
+
+#: The fields that hold numbers (`run` holds names).
+NUMERIC_FIELDS = FIELDS[:-1]
 
 #: Column names recognised for each field besides the field's own name (matched ignoring case).
 #: Short on purpose: a guess that picks the wrong column is worse than asking for `--map`.
@@ -61,6 +65,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "compute": ("C", "flops", "compute_budget"),
     "loss": ("final_loss", "validation_loss", "val_loss", "eval_loss"),
     "budget": (),
+    "run": ("run_id", "run_name"),
 }
 
 _SYMBOL = {"params": "N", "tokens": "D", "compute": "C"}
@@ -107,6 +112,11 @@ def read_table(
 ) -> Observations:
     """A user's table of runs as `Observations`, grouped into budgets where it has them.
 
+    A table with a `run` column (`run`, `run_id`, `run_name`, or `--map run=COLUMN`) is a
+    checkpoint table in long form: one row per checkpoint, in any order. Each run becomes one
+    observation, its last checkpoint (most tokens) as its final result and all of its
+    checkpoints as its loss curve (`_collapse_checkpoints`).
+
     `mapping` ({field: column}) names columns explicitly and wins over the names in `FIELDS`
     and `ALIASES`. `conventions` states how the table counts N and C (default
     `DEFAULT_CONVENTIONS`); a missing N or D is derived from C only under `6n`. Rows are
@@ -128,12 +138,21 @@ def read_table(
     if not raw.rows:
         raise InputError(f"{source}: the table has no rows")
     columns = _resolve_columns(source, raw.columns, mapping)
-    values = {field: _column_values(source, raw, field, col) for field, col in columns.items()}
+    run_column = columns.get("run")
+    values = {
+        field: _column_values(source, raw, field, col)
+        for field, col in columns.items()
+        if field != "run"
+    }
+    runs = None if run_column is None else _run_names(source, raw, run_column)
 
-    keep, warnings = _drop_duplicates(values, raw.ids)
+    keep, warnings = _drop_duplicates(values, raw.ids, runs)
     ids = [raw.ids[i] for i in keep]
     values = {field: arr[keep] for field, arr in values.items()}
     warnings += _derive(source, values, columns, conventions)
+    curves: tuple = (None,) * len(ids)
+    if runs is not None:
+        ids, curves = _collapse_checkpoints(source, values, [runs[i] for i in keep], ids)
 
     no_budgets = ""
     if group_tolerance is not None:
@@ -162,7 +181,7 @@ def read_table(
         ids=tuple(ids),
         conventions=conventions,
         source=source,
-        curves=(None,) * len(ids),
+        curves=curves,
         warnings=tuple(warnings),
         group_tolerance=group_tolerance,
         no_budgets=no_budgets,
@@ -250,14 +269,17 @@ def _column_values(source: str, raw: RawTable, field: str, column: str) -> np.nd
     return out
 
 
-def _drop_duplicates(values: dict[str, np.ndarray], ids: list[str]) -> tuple[list[int], list[str]]:
-    """Indices of the rows to keep, and a warning naming the exact duplicates dropped."""
+def _drop_duplicates(
+    values: dict[str, np.ndarray], ids: list[str], runs: list[str] | None = None
+) -> tuple[list[int], list[str]]:
+    """Indices of the rows to keep, and a warning naming the exact duplicates dropped (rows of
+    different runs are never duplicates of each other)."""
     fields = sorted(values)
-    first: dict[tuple[float, ...], int] = {}
+    first: dict[tuple, int] = {}
     keep: list[int] = []
     dropped: list[str] = []
     for i in range(len(ids)):
-        key = tuple(float(values[f][i]) for f in fields)
+        key = (runs[i] if runs else "", *(float(values[f][i]) for f in fields))
         if key in first:
             dropped.append(f"{ids[i]} (= {ids[first[key]]})")
         else:
@@ -320,6 +342,64 @@ def _derive(
         values["tokens"] = values["compute"] / (6.0 * values["params"])
         warnings.append("D derived as C / (6 N)")
     return warnings
+
+
+# -- checkpoint tables -----------------------------------------------------------------------
+
+
+def _run_names(source: str, raw: RawTable, column: str) -> list[str]:
+    """The run each row is a checkpoint of, as text; an empty cell is an `InputError`."""
+    names, empty = [], []
+    for i, row in enumerate(raw.rows):
+        cell = row.get(column)
+        name = "" if cell is None else str(cell).strip()
+        if not name:
+            empty.append(raw.ids[i])
+        names.append(name)
+    if empty:
+        more = ", ..." if len(empty) > _SHOWN else ""
+        raise InputError(
+            f"{source}: column {column!r} (run) names the run of each checkpoint; "
+            f"{len(empty)} empty: {', '.join(empty[:_SHOWN])}{more}"
+        )
+    return names
+
+
+def _collapse_checkpoints(
+    source: str, values: dict[str, np.ndarray], runs: list[str], rows: list[str]
+) -> tuple[list[str], tuple[list[tuple[float, float]], ...]]:
+    """One row per run in `values` (in place): its last checkpoint, and its curve.
+
+    Runs are ordered by name and each run's checkpoints by tokens, so the observations (and
+    every fit of them) do not depend on the order of the table's rows. A run whose rows
+    disagree on N or on the budget, or that has two checkpoints at one token count, is an
+    `InputError`: the rows of two runs were given one name.
+    """
+    order: dict[str, list[int]] = {}
+    for i, run in enumerate(runs):
+        order.setdefault(run, []).append(i)
+    finals, curves = [], []
+    for run in sorted(order):
+        index = np.array(order[run])
+        index = index[np.argsort(values["tokens"][index], kind="stable")]
+        for field in ("params", "budget"):
+            if field in values and np.ptp(values[field][index]) > 1e-9 * values[field][index[0]]:
+                raise InputError(
+                    f"{source}: run {run!r} has checkpoints with different {field} "
+                    f"({', '.join(rows[i] for i in index[:3])}); one run has one {field}"
+                )
+        tokens = values["tokens"][index]
+        if np.any(np.diff(tokens) <= 0):
+            at = float(tokens[np.flatnonzero(np.diff(tokens) <= 0)[0]])
+            raise InputError(
+                f"{source}: run {run!r} has two checkpoints at {at:.6g} tokens with different "
+                f"losses; one run has one loss per checkpoint"
+            )
+        finals.append(int(index[-1]))
+        curves.append([(float(t), float(v)) for t, v in zip(tokens, values["loss"][index])])
+    for field, column in values.items():
+        values[field] = column[finals]
+    return sorted(order), tuple(curves)
 
 
 # -- grouping --------------------------------------------------------------------------------

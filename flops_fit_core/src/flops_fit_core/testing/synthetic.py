@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..fits import Estimate, FitResult, Optimum, PowerLaw
-from ..observations import Observations, StudyOutcome
+from ..observations import ANYTIME, Observations, StudyOutcome
 from ..schemas import Conventions, SweepPlan
 
 __all__ = ["CHINCHILLA", "Law", "isoflop_observations", "round_outcome", "truth_fit"]
@@ -65,9 +65,16 @@ def isoflop_observations(
     noise: float = 0.01,
     seed: int = 0,
     law: Law = CHINCHILLA,
+    curve_points: int = 0,
 ) -> Observations:
     """An IsoFLOP grid centred on the true optimum: per budget N = N*(C) * span^[-1..1],
-    D = C / (6N), loss = L(N, D) * exp(noise * z)."""
+    D = C / (6N), loss = L(N, D) * exp(noise * z).
+
+    With `curve_points`, each run also has a loss curve: the law along the run, L(N, t) with
+    its own noise at `curve_points` log-spaced t from D/1000 to D (the last point is the final
+    loss), each point what a run trained to t tokens reaches (schedule `ANYTIME`). The final
+    losses are the same with or without curves (the curves' noise is drawn after them).
+    """
     rng = np.random.default_rng(seed)
     rows = []
     for c in budgets:
@@ -75,6 +82,18 @@ def isoflop_observations(
             d = c / (6 * n)
             rows.append((c, n, d, c, law.loss(n, d) * np.exp(noise * rng.standard_normal())))
     budget, params, tokens, compute, loss = (np.array(col) for col in zip(*rows, strict=True))
+    curves: tuple = ()
+    if curve_points:
+        curves = tuple(
+            [
+                *(
+                    (float(t), float(law.loss(n, t) * np.exp(noise * rng.standard_normal())))
+                    for t in np.geomspace(d / 1000, d, curve_points)[:-1]
+                ),
+                (float(d), float(final)),
+            ]
+            for n, d, final in zip(params, tokens, loss, strict=True)
+        )
     return Observations(
         budget=budget,
         params=params,
@@ -84,6 +103,8 @@ def isoflop_observations(
         ids=tuple(f"s{i:04d}" for i in range(len(rows))),
         conventions=Conventions(params="total", flops="6n"),
         source="synthetic",
+        curves=curves,
+        schedules=(ANYTIME,) * len(rows) if curve_points else (),
     )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from flops_fit_core import hookimpl
 
 from .empirical import EmpiricalConfig, EmpiricalFitter
+from .envelope import EnvelopeConfig, EnvelopeFitter
 from .powerlaw import fit_power_law
 from .quadratic import QuadraticConfig, QuadraticFitter
 from .robust import RobustConfig, RobustFitter
@@ -23,6 +24,8 @@ from .robust import RobustConfig, RobustFitter
 __all__ = [
     "EmpiricalConfig",
     "EmpiricalFitter",
+    "EnvelopeConfig",
+    "EnvelopeFitter",
     "QuadraticConfig",
     "QuadraticFitter",
     "RobustConfig",
@@ -39,4 +42,4 @@ hook_api_version = 1
 @hookimpl
 def flops_fit_register_fitters():
     """The fitters this distribution provides."""
-    return [EmpiricalFitter, QuadraticFitter, RobustFitter]
+    return [EmpiricalFitter, QuadraticFitter, RobustFitter, EnvelopeFitter]

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from pydantic import ConfigDict, Field
 
-from flops_fit_core import ExperimentSpec, PluginConfig, RunResult, Trainer, TrainerContext
+from flops_fit_core import ANYTIME, ExperimentSpec, PluginConfig, RunResult, Trainer, TrainerContext
 
 __all__ = [
     "MockConfig",
@@ -192,6 +192,9 @@ class MockTrainer(Trainer):
     def train(self, spec: ExperimentSpec, context: TrainerContext) -> RunResult:
         """Return L(N, D) * exp(noise * z) for the spec, with a simulated wall time and curve.
 
+        The curve is the law along the run, L(N, t) with noise: what a run trained to t tokens
+        would reach, so the result records its schedule as `ANYTIME`.
+
         Draw order is fixed, so adding a curve never changes the final loss: z for the eval
         loss first, then z for the train loss, then one z per curve point. The last curve point
         is the final eval loss itself.
@@ -229,6 +232,9 @@ class MockTrainer(Trainer):
             wall_time_s=counted / cfg.throughput_flops_per_s,
             device=cfg.device,
             curve=curve,
+            # Each curve point is the law at that length, not a point mid-schedule: a curve
+            # fitter may read every one of them as the end of a run (`ANYTIME`).
+            details={"schedule": ANYTIME},
             metrics={
                 "true_loss": truth,
                 "noise_z": float(z_eval),
