@@ -249,20 +249,25 @@ def _line(lx: np.ndarray, ly: np.ndarray) -> tuple[float, float]:
     return float(ly.mean() - slope * lx.mean()), slope
 
 
-def _floor_law(compute: np.ndarray, loss: np.ndarray) -> tuple[float, float, float]:
-    """(E, ln k, g) of L = E + k C^g by least squares on ln L, 0 <= E < min L."""
+def _floor_law(
+    compute: np.ndarray, loss: np.ndarray, start: tuple | None = None
+) -> tuple[float, float, float]:
+    """(E, ln k, g) of L = E + k C^g by least squares on ln L, 0 <= E < min L; `start` (the
+    full data's estimate, for a bootstrap resample) saves most of the iterations."""
     from scipy.optimize import least_squares
 
     lx, ly = np.log(compute), np.log(loss)
-    lnk0, g0 = _line(lx, ly)
     top = float(loss.min()) * (1 - 1e-9)
+    if start is None:
+        lnk, g = _line(lx, np.log(loss - 0.5 * top))
+        start = (0.5 * top, lnk, g)
+    x0 = np.array([min(start[0], 0.99 * top), start[1], start[2]])
 
     def resid(theta):
         e, lnk, g = theta
         return np.log(e + np.exp(lnk + g * lx)) - ly
 
-    start = np.array([0.5 * top, math.log(max(float(loss.min()) * 0.5, 1e-12)) - g0 * lx.mean(), g0])
-    sol = least_squares(resid, start, bounds=([0.0, -np.inf, -np.inf], [top, np.inf, np.inf]))
+    sol = least_squares(resid, x0, bounds=([0.0, -np.inf, -np.inf], [top, np.inf, np.inf]))
     e, lnk, g = (float(v) for v in sol.x)
     return e, lnk, g
 
@@ -293,7 +298,7 @@ class EnvelopeFitter(Fitter):
         self._check_runs(front, observations)
 
         laws, r2 = self._point_laws(front)
-        reps, failed = self._bootstrap(reader, observations)
+        reps, failed = self._bootstrap(reader, observations, laws["loss_opt"])
         laws = {name: self._law(name, laws[name], r2[name], reps, len(front.compute)) for name in _LAWS}
         warnings.extend(check_r_squared(laws, cfg.min_r_squared, strict=cfg.strict))
         for warning in (
@@ -367,18 +372,19 @@ class EnvelopeFitter(Fitter):
             r2["loss_opt"] = 1.0 - float(((np.log(fitted) - ly) ** 2).sum()) / sst if sst > 0 else 1.0
         return out, r2
 
-    def _replicate(self, front: Frontier) -> dict[str, tuple] | None:
-        """The laws of one resample's frontier (None when it has too few runs)."""
+    def _replicate(self, front: Frontier, start: tuple | None = None) -> dict[str, tuple] | None:
+        """The laws of one resample's frontier (None when it has too few runs); `start` is
+        the full data's floor law."""
         front, _ = self._monotonic(front)
         if front.n_runs < 2 or front.compute.size < 3:
             return None
         lx = np.log(front.compute)
         out = {name: (None, *_line(lx, np.log(v))) for name, v in _columns(front).items()}
         if self.config.loss_floor:
-            out["loss_opt"] = _floor_law(front.compute, front.loss)
+            out["loss_opt"] = _floor_law(front.compute, front.loss, start)
         return out
 
-    def _bootstrap(self, reader: _Reader, observations: Observations):
+    def _bootstrap(self, reader: _Reader, observations: Observations, start: tuple):
         """Per law, the replicates of (offset, ln k, exponent) over `bootstrap` resamples of
         the runs; and how many resamples had too few runs on their frontier."""
         cfg = self.config
@@ -390,7 +396,7 @@ class EnvelopeFitter(Fitter):
         failed = 0
         for _ in range(cfg.bootstrap):
             runs = np.unique(rng.integers(0, n, size=n))
-            laws = self._replicate(reader.frontier(runs))
+            laws = self._replicate(reader.frontier(runs), start)
             if laws is None:
                 failed += 1
                 continue
@@ -437,7 +443,12 @@ class EnvelopeFitter(Fitter):
                 ).frontier()
             except FitError:
                 continue
+            other, _ = self._monotonic(other)
+            if other.compute.size < 2 or np.ptp(np.log(other.compute)) == 0:
+                continue
             at[method] = {
+                # the N* exponent of this method's frontier (least squares; no interval)
+                "n_exponent": _line(np.log(other.compute), np.log(other.params))[1],
                 "compute": other.compute.tolist(),
                 "loss": other.loss.tolist(),
                 "params": other.params.tolist(),

@@ -11,6 +11,7 @@ from flops_fit_core import hookimpl
 
 from .base import FigureConfig, FigurePlotter
 from .curves import CurvesPlotter
+from .envelope import EnvelopePlotter
 from .frontier import FrontierPlotter
 from .isoflop import IsoFlopPlotter
 from .parametric import ParametricPlotter
@@ -21,6 +22,7 @@ from .scaling import ScalingPlotter
 
 __all__ = [
     "CurvesPlotter",
+    "EnvelopePlotter",
     "FigureConfig",
     "FigurePlotter",
     "FrontierPlotter",
@@ -50,6 +52,7 @@ def flops_fit_register_plotters():
         ParametricPlotter,
         ResidualsPlotter,
         CurvesPlotter,
+        EnvelopePlotter,
         RoundsPlotter,
         ReportPlotter,
     ]

@@ -46,6 +46,7 @@ from flops_fit_core import (
 )
 
 from .base import FigureConfig, FigurePlotter
+from .envelope import frontiers
 from .style import budget_label, figure_bytes
 
 __all__ = ["ReportPlotter"]
@@ -96,6 +97,13 @@ _CAPTIONS = {
         "model's shape does not fit the data."
     ),
     "curves": "Loss against tokens during training, one panel per budget.",
+    "envelope": (
+        "Approach 1: every run's loss against compute (grey), and the points each method "
+        "reads off their lower envelope as the compute-optimal frontier (chinchilla: the best "
+        "run at each C of the smoothed, interpolated curves; pareto: the checkpoints nothing "
+        "beats at less compute; hull: those on the lower convex hull). Where the methods' N* "
+        "exponents differ, the curves do not settle the answer."
+    ),
     "rounds": (
         "How a study planned in rounds spent its compute: each run coloured by the round that "
         "added it, over the fitted N*(C); and the width of the target interval after each "
@@ -167,7 +175,9 @@ def _figure_names(outcome: StudyOutcome) -> list[str]:
         names = ()
     # A study planned in rounds shows them, whatever its figures: how it spent its compute.
     rounds = ("rounds",) if outcome.plan is not None and len(outcome.plan.rounds) > 1 else ()
-    return list(dict.fromkeys([*DEFAULT_PLOTS, *rounds, *names]))
+    # A study that read the envelope of its curves shows it, beside the other approaches.
+    envelope = ("envelope",) if any(frontiers(f) for f in outcome.fits) else ()
+    return list(dict.fromkeys([*DEFAULT_PLOTS, *rounds, *envelope, *names]))
 
 
 def _embed_files(name: str, plotter: Plotter, outcome: StudyOutcome) -> list[_Figure]:
@@ -316,6 +326,16 @@ def _warnings(outcome: StudyOutcome) -> list[tuple[str, list[str]]]:
     return [(where, list(dict.fromkeys(msgs))) for where, msgs in groups if msgs]
 
 
+def _budgets_cell(fit) -> str | int:
+    """What a fit's laws ran over: its budgets, the C of its optima, or a frontier's runs."""
+    if frontiers(fit) is not None:
+        runs = len(fit.diagnostics.get("frontier_runs", ()))
+        return f"none (frontier of {runs} runs)"
+    if fit.diagnostics.get("n_budgets") != 0:
+        return len(fit.optima)
+    return f"none ({len(fit.optima)} C)"
+
+
 def _config_text(outcome: StudyOutcome) -> str:
     if outcome.config is not None:
         return tomli_w.dumps(outcome.config)
@@ -439,9 +459,7 @@ class ReportPlotter(FigurePlotter):
                     "b": format_law(f.laws["d_opt"]),
                     "loss": format_law(f.laws["loss_opt"]),
                     "r2": "" if f.laws["n_opt"].r2 is None else f"{f.laws['n_opt'].r2:.4f}",
-                    "budgets": len(f.optima)
-                    if f.diagnostics.get("n_budgets") != 0
-                    else f"none ({len(f.optima)} C)",
+                    "budgets": _budgets_cell(f),
                     "level": f"{f.laws['n_opt'].level:.0%}",
                     "conventions": f"{f.conventions.params.replace('_', '-')} N, "
                     f"{flops_convention(f.conventions.flops)}",
