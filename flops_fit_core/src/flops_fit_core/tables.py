@@ -169,8 +169,8 @@ def read_table(
         if budget is None:
             no_budgets = f"the table has no budget column and {why}"
             warnings.append(
-                f"no budgets: {why}; robust fits every run, while fitters that need budgets "
-                f"ask for --map budget=COLUMN or --group-tolerance P"
+                f"no budgets: {why}; robust and envelope fit every run, while fitters that need "
+                f"budgets ask for --map budget=COLUMN or --group-tolerance P"
             )
     return Observations(
         budget=budget,

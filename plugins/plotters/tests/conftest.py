@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from flops_fit_core import Estimate, FitResult, Observations, Optimum, PowerLaw
+from flops_fit_core.testing import CHINCHILLA, truth_fit
 
 E, A, B, ALPHA, BETA = 1.69, 406.4, 410.7, 0.34, 0.28
 T_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}  # Student t, 97.5% quantile
@@ -150,3 +151,29 @@ def fit(observations) -> FitResult:
 @pytest.fixture
 def fit_without_intervals(observations) -> FitResult:
     return make_fit(observations, with_intervals=False)
+
+
+def _frontier_fit(methods=("chinchilla", "pareto", "hull")) -> FitResult:
+    """The true law's fit with each envelope method's frontier on the law's optimum (what an
+    `envelope` fit records in `diagnostics.frontiers`), each method a little off the last."""
+    fit = truth_fit()
+    c = np.geomspace(1e18, 1e22, 40)
+    law = CHINCHILLA
+    frontiers = {
+        m: {
+            "n_exponent": law.a + 0.01 * i,
+            "compute": c.tolist(),
+            "loss": law.loss_opt(c).tolist(),
+            "params": (law.n_opt(c) * (c / 1e18) ** (0.01 * i)).tolist(),
+            "run": [f"s{j:04d}" for j in range(c.size)],
+        }
+        for i, m in enumerate(methods)
+    }
+    diagnostics = {**fit.diagnostics, "method": methods[0], "frontiers": frontiers}
+    return fit.model_copy(update={"fitter": "envelope", "diagnostics": diagnostics})
+
+
+@pytest.fixture
+def frontier_fit():
+    """`_frontier_fit`: a fit that read each envelope method's frontier (methods by argument)."""
+    return _frontier_fit

@@ -22,6 +22,7 @@ from flops_fit_core.testing import (
 )
 from flops_fit_plotters import (
     CurvesPlotter,
+    EnvelopePlotter,
     FrontierPlotter,
     IsoFlopPlotter,
     ParametricPlotter,
@@ -144,3 +145,17 @@ class TestRoundsPlotterContract(PlotterContract):
             stop=PlanStop(note="done", reached=True, width=0.09, compute=6e12),
         )
         return round_outcome(plan)
+
+
+class TestEnvelopePlotterContract(PlotterContract):
+    @pytest.fixture
+    def plugin(self):
+        return EnvelopePlotter
+
+    @pytest.fixture
+    def observations(self) -> Observations:
+        return isoflop_observations(curve_points=12)
+
+    @pytest.fixture
+    def fit(self, frontier_fit) -> FitResult:
+        return frontier_fit()
