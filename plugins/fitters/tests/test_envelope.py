@@ -80,17 +80,13 @@ def test_pareto_keeps_only_undominated_checkpoints_and_hull_only_convex_ones():
     config = dict(method="pareto", smooth=1, warmup_fraction=0.0)
     front = extract_frontier(observations, EnvelopeConfig(**config))
     # r1's first two checkpoints lose to r0's at the same C; its last beats everything before
-    assert [(float(c), float(v)) for c, v in zip(front.compute, front.loss, strict=True)] == [
-        (6e13, 4.0),
-        (1.2e14, 3.0),
-        (2.4e14, 2.75),
-        (4.8e14, 2.4),
-    ]
+    assert front.compute == pytest.approx([6e13, 1.2e14, 2.4e14, 4.8e14])
+    assert front.loss == pytest.approx([4.0, 3.0, 2.75, 2.4])
     assert list(front.params) == [1e6, 1e6, 1e6, 2e6]
     assert list(front.tokens) == [1e7, 2e7, 4e7, 4e7]
     # in (ln C, ln L) the slopes are -0.415, -0.126, -0.196: the third point is not convex
     hull = extract_frontier(observations, EnvelopeConfig(**{**config, "method": "hull"}))
-    assert list(hull.loss) == [4.0, 3.0, 2.4]
+    assert hull.loss == pytest.approx([4.0, 3.0, 2.4])
 
 
 def test_checkpoints_of_one_budget_a_hair_cheaper_do_not_win_by_that():
@@ -170,5 +166,23 @@ def test_smoothing_keeps_a_straight_stretch_and_its_ends_and_averages_noise():
     assert np.allclose(smooth_curve(x, line, 10), line)
     noisy = line + np.random.default_rng(0).normal(0, 0.01, x.size)
     smoothed = smooth_curve(x, noisy, 10)
-    assert np.std(smoothed - line) < 0.5 * np.std(noisy - line)
+    assert np.std(smoothed - line) < 0.6 * np.std(noisy - line)
     assert np.array_equal(smooth_curve(x, noisy, 1), noisy)
+
+
+def test_frontier_points_of_the_edge_sizes_are_a_bound_and_left_out():
+    """Sizes over only 1/2x-2x of the optimum: below the smallest budget (the curves' early
+    checkpoints) the smallest model is the best there is, not the optimum."""
+    narrow = isoflop_observations(**{**GRID, "span": 2.0}, curve_points=40)
+    result = fit(narrow, bootstrap=0)
+    smallest = float(narrow.params.min())
+    warning = next(w for w in result.warnings if "edge model sizes" in w)
+    assert f"the smallest (N={smallest:.4g})" in warning and "left out of the laws" in warning
+    assert smallest not in result.diagnostics["frontier"]["params"]
+    kept = fit(narrow, bootstrap=0, keep_edge_sizes=True)
+    assert smallest in kept.diagnostics["frontier"]["params"]
+    assert any("kept because keep_edge_sizes is on" in w for w in kept.warnings)
+    # left out, the ends no longer flatten N*(C)
+    assert abs(result.laws["n_opt"].exponent - CHINCHILLA.a) < abs(
+        kept.laws["n_opt"].exponent - CHINCHILLA.a
+    )

@@ -9,7 +9,9 @@ Three ways to read the frontier off the checkpoints (`method`):
 
 * `chinchilla` (Hoffmann et al. 2022, section 3.1 and appendix D): each run's curve smoothed,
   its loss interpolated in ln C between checkpoints, and at `points` log-spaced values of C the
-  run with the lowest loss there (where at least two runs reach that C). Needs curves: runs with one usable checkpoint take no part.
+  run with the lowest loss there (where at least two runs reach that C, each run reaching 1%
+  beyond its first and last usable checkpoints). Needs curves: data of final losses alone is
+  a `FitError` that names the other methods.
 * `pareto`: the checkpoints no other dominates (another with a lower loss at less or equal C,
   C within 1% counting as equal: `SAME_COMPUTE`). Works on final losses alone.
 * `hull`: the Pareto checkpoints on the lower convex hull in (ln C, ln L): only those a convex
@@ -89,6 +91,11 @@ class EnvelopeConfig(LawConfig):
     warmup_fraction: float = Field(
         0.05, ge=0.0, lt=1.0, description="drop checkpoints before this share of their run"
     )
+    keep_edge_sizes: bool = Field(
+        False,
+        description="keep frontier points taken from the smallest or largest model trained "
+        "(N* may lie beyond the sizes there), with a warning",
+    )
     min_runs_on_frontier: int = Field(
         3,
         ge=2,
@@ -137,24 +144,32 @@ class _Reader:
             self._grid(points)
 
     def _grid(self, points: int) -> None:
+        """Every run's loss at `points` log-spaced C, inf where the run does not reach.
+
+        A run reaches from its first usable checkpoint to its last, each end widened by
+        `SAME_COMPUTE` (C within 1% counts as equal, as for `pareto`): so a run left with one
+        usable checkpoint (a cosine run logged sparsely, read only near its end) still
+        competes at its own C with the runs of its budget.
+        """
         cp = self.cp
-        curves = [r for r in cp.runs if (cp.run == r).sum() >= 2]
-        if not curves:
+        if cp.n_curves == 0:
             raise FitError(
-                "the envelope's chinchilla method interpolates each run's loss curve, but no "
-                f"run has two or more usable checkpoints ({cp.n_curves} of the runs carry a "
-                "curve); fit final losses with method = \"pareto\" or \"hull\", or record "
-                "curves (the trainers' curve_points)"
+                f"the envelope's chinchilla method interpolates each run's loss curve, but none "
+                f"of the {cp.flops_per_token.size} runs carries one (final losses only); fit "
+                f'them with method = "pareto" or "hull", or record curves (the trainers\' '
+                f"curve_points, or a checkpoint table's run column)"
             )
         log_c = np.log(cp.compute)
-        lo = min(log_c[cp.run == r].min() for r in curves)
-        hi = max(log_c[cp.run == r].max() for r in curves)
-        self.grid = np.linspace(lo, hi, points)
-        self.curve_runs = np.array(curves)
-        table = np.full((len(curves), points), np.inf)
-        for j, r in enumerate(curves):
+        runs = cp.runs
+        margin = math.log1p(SAME_COMPUTE)
+        starts = np.array([log_c[cp.run == r][0] for r in runs]) - margin
+        ends = np.array([log_c[cp.run == r][-1] for r in runs]) + margin
+        self.grid = np.linspace(starts.min(), ends.max(), points)
+        self.curve_runs = runs
+        table = np.full((runs.size, points), np.inf)
+        for j, r in enumerate(runs):
             x, y = log_c[cp.run == r], cp.loss[cp.run == r]
-            inside = (self.grid >= x[0]) & (self.grid <= x[-1])
+            inside = (self.grid >= starts[j]) & (self.grid <= ends[j])
             table[j, inside] = np.interp(self.grid[inside], x, y)
         self.table = table
 
@@ -292,9 +307,16 @@ class EnvelopeFitter(Fitter):
         reader = _Reader(cp, observations.params, cfg.method, cfg.points)
         warnings = [*observations.warnings, *cp.warnings]
         front = reader.frontier()
+        if not front.compute.size:
+            raise FitError(
+                f"{observations.source or 'observations'}: no compute value is reached by two "
+                f"runs' usable checkpoints, so the envelope's {cfg.method} method compared "
+                f"nothing; keep more of each run (late_fraction, keep_mid_schedule) or add runs "
+                f"that overlap in compute"
+            )
+        front, edge_warning = self._edges(front, observations.params[cp.runs])
         front, mono_warning = self._monotonic(front)
-        if mono_warning:
-            warnings.append(mono_warning)
+        warnings.extend(w for w in (edge_warning, mono_warning) if w)
         self._check_runs(front, observations)
 
         laws, r2 = self._point_laws(front)
@@ -342,6 +364,31 @@ class EnvelopeFitter(Fitter):
             f"because enforce_monotonic is off"
         )
 
+    def _edges(self, front: Frontier, sizes: np.ndarray) -> tuple[Frontier, str | None]:
+        """The frontier without points of the smallest or largest model among `sizes` (unless
+        `keep_edge_sizes`), and a warning naming the compute where they were.
+
+        Where the frontier picks the smallest model trained, the optimum may be smaller still
+        (and likewise at the top): those points are a bound, not an estimate, and flatten
+        N*(C) at the ends of the range, as an optimum at the edge of an IsoFLOP grid does.
+        """
+        edge = (front.params <= sizes.min()) | (front.params >= sizes.max())
+        if not edge.any():
+            return front, None
+        where = []
+        for side, mask in (("smallest", front.params <= sizes.min()), ("largest", front.params >= sizes.max())):
+            if mask.any():
+                c = front.compute[mask]
+                size = float(front.params[mask][0])
+                where.append(f"the {side} (N={size:.4g}) at C {c.min():.3g}-{c.max():.3g}")
+        said = f"the frontier picks the edge model sizes trained, {' and '.join(where)}: N* may lie beyond the sizes there"
+        if self.config.keep_edge_sizes:
+            return front, f"{said}; kept because keep_edge_sizes is on, which flattens N*(C)"
+        return front.take(~edge), (
+            f"{said}, so those {int(edge.sum())} points are left out of the laws "
+            f"(keep_edge_sizes keeps them); train smaller or larger models to cover that compute"
+        )
+
     def _check_runs(self, front: Frontier, observations: Observations) -> None:
         need = self.config.min_runs_on_frontier
         if front.n_runs < need or front.compute.size < 3:
@@ -372,9 +419,14 @@ class EnvelopeFitter(Fitter):
             r2["loss_opt"] = 1.0 - float(((np.log(fitted) - ly) ** 2).sum()) / sst if sst > 0 else 1.0
         return out, r2
 
-    def _replicate(self, front: Frontier, start: tuple | None = None) -> dict[str, tuple] | None:
-        """The laws of one resample's frontier (None when it has too few runs); `start` is
-        the full data's floor law."""
+    def _replicate(
+        self, front: Frontier, sizes: np.ndarray, start: tuple | None = None
+    ) -> dict[str, tuple] | None:
+        """The laws of the frontier of a subset of the runs, whose model sizes are `sizes`
+        (None when it has too few runs); `start` is the full data's floor law."""
+        if not front.compute.size:
+            return None
+        front, _ = self._edges(front, sizes)
         front, _ = self._monotonic(front)
         if front.n_runs < 2 or front.compute.size < 3:
             return None
@@ -396,7 +448,11 @@ class EnvelopeFitter(Fitter):
         failed = 0
         for _ in range(cfg.bootstrap):
             runs = np.unique(rng.integers(0, n, size=n))
-            laws = self._replicate(reader.frontier(runs), start)
+            used = runs[np.isin(runs, reader.cp.runs)]
+            if not used.size:
+                failed += 1
+                continue
+            laws = self._replicate(reader.frontier(runs), observations.params[used], start)
             if laws is None:
                 failed += 1
                 continue
@@ -443,7 +499,9 @@ class EnvelopeFitter(Fitter):
                 ).frontier()
             except FitError:
                 continue
-            other, _ = self._monotonic(other)
+            if other is not front:
+                other, _ = self._edges(other, observations.params[cp.runs])
+                other, _ = self._monotonic(other)
             if other.compute.size < 2 or np.ptp(np.log(other.compute)) == 0:
                 continue
             at[method] = {
@@ -478,10 +536,10 @@ class EnvelopeFitter(Fitter):
 
     def _leave_one_out(self, reader: _Reader, front: Frontier, observations: Observations):
         """The N* exponent refitted without each frontier run in turn."""
-        everyone = np.arange(len(observations))
         without = {}
         for run in dict.fromkeys(front.run.tolist()):
-            laws = self._replicate(reader.frontier(everyone[everyone != run]))
+            rest = reader.cp.runs[reader.cp.runs != run]
+            laws = self._replicate(reader.frontier(rest), observations.params[rest])
             without[observations.ids[run]] = None if laws is None else laws["n_opt"][2]
         return {"n_opt_exponent_without": without}
 
