@@ -49,7 +49,7 @@ def test_file_layers_over_preset_and_overrides_over_file(tmp_path):
     path = tmp_path / "study.toml"
     path.write_text('[trainer]\nname = "mock"\nseed = 5\n')
     study = load_study_config(path, preset="mock", overrides=["trainer.noise=0.0"])
-    assert study.trainer == {"name": "mock", "seed": 5, "noise": 0.0}
+    assert study.trainer == {"name": "mock", "seed": 5, "noise": 0.0, "curve_points": 32}
     assert study.planner["sizes_per_budget"] == 9  # from the preset
 
 
@@ -110,13 +110,13 @@ def test_set_reaches_a_compared_fitter_by_its_name(capsys):
     outcome = flops_fit(capsys, "config", "show", "--set", "compare.robust.bootstrap=200")
     assert outcome.code == 0, outcome.err
     compared = tomllib.loads(outcome.out)["compare"]
-    assert [t["name"] for t in compared] == ["empirical", "robust"]
-    assert compared[1]["bootstrap"] == 200
+    assert [t["name"] for t in compared] == ["robust", "envelope"]
+    assert compared[0]["bootstrap"] == 200
 
 
 def test_set_on_a_fitter_not_compared_names_those_that_are(capsys):
     outcome = flops_fit(capsys, "config", "validate", "--set", "compare.vpnls.bootstrap=200")
-    assert_one_line_error(outcome, "compare.vpnls", "'empirical', 'robust'")
+    assert_one_line_error(outcome, "compare.vpnls", "'robust', 'envelope'")
 
 
 def test_an_option_of_a_compared_fitter_set_on_the_fitter_says_where_it_goes(capsys):
@@ -126,7 +126,7 @@ def test_an_option_of_a_compared_fitter_set_on_the_fitter_says_where_it_goes(cap
 
 def test_making_a_compared_fitter_the_study_fitter_keeps_the_others_compared(capsys):
     """`--fitter robust` on the default preset: robust (with its compared options) becomes the
-    fitter, quadratic (the replaced one) is compared in its place, empirical stays, and the
+    fitter, quadratic (the replaced one) is compared in its place, envelope stays, and the
     swap is said."""
     outcome = flops_fit(
         capsys,
@@ -135,5 +135,5 @@ def test_making_a_compared_fitter_the_study_fitter_keeps_the_others_compared(cap
     assert outcome.code == 0, outcome.err
     config = tomllib.loads(outcome.out)
     assert config["fitter"]["name"] == "robust" and config["fitter"]["bootstrap"] == 100
-    assert [t["name"] for t in config["compare"]] == ["empirical", "quadratic"]
+    assert [t["name"] for t in config["compare"]] == ["quadratic", "envelope"]
     assert "fitter 'robust' replaces 'quadratic', which is now compared in its place" in outcome.err

@@ -169,24 +169,26 @@ def test_figures_without_data_are_skipped_in_a_study_and_refused_by_name(capsys,
     run_dir, _ = study
     # The mock preset's own figures; the report draws the others that the fits allow (the
     # compared robust fit has a parametric law, quadratic and robust model every run).
+    # This study compares no envelope fit (its config replaces the preset's comparisons), so
+    # the preset's `envelope` figure has nothing to show.
     figures = {p.name for p in (run_dir / "figures").iterdir()}
     assert figures == {
-        f"{n}.{f}" for n in ("isoflop", "scaling", "frontier") for f in ("png", "svg")
+        f"{n}.{f}" for n in ("isoflop", "scaling", "frontier", "curves") for f in ("png", "svg")
     }
     html = (run_dir / "report.html").read_text()
     assert 'data-figure="parametric"' in html and 'data-figure="residuals"' in html
-    assert "<strong>curves</strong>: no run recorded a loss curve" in html
+    assert "<strong>envelope</strong>: no fit of this study read a frontier" in html
     result = flops_fit(
         capsys,
         "plot",
         run_dir / "results.jsonl",
         run_dir / "fit.json",
         "--plotter",
-        "curves",
+        "envelope",
         "-o",
         run_dir / "again",
     )
-    assert_one_line_error(result, "loss curve")
+    assert_one_line_error(result, "read a frontier")
 
 
 def test_fits_dir_follows_the_compare_list(capsys, tmp_path, study):

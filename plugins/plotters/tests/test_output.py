@@ -122,6 +122,7 @@ def test_registered_through_the_entry_point_and_hook():
         "parametric",
         "residuals",
         "curves",
+        "envelope",
         "rounds",
         "report",
     ]

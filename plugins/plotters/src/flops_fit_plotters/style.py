@@ -161,8 +161,9 @@ def _metadata(fmt: str) -> dict[str, str | None]:
 
 
 # Ids matplotlib's SVG backend derives from a random salt unless rcParams["svg.hashsalt"] is
-# set, which we may not touch: clip paths (p), markers (m), hatches (h), collection paths.
-_SVG_RANDOM_ID = re.compile(r'id="((?:[phm]|C[0-9a-f]+_[0-9a-f]+_)[0-9a-f]{10})"')
+# set, which we may not touch: clip paths (p), markers (m), hatches (h), collection paths, and
+# embedded raster images (a colour bar's gradient).
+_SVG_RANDOM_ID = re.compile(r'id="((?:[phm]|image|C[0-9a-f]+_[0-9a-f]+_)[0-9a-f]{10})"')
 
 
 def _stable_svg_ids(svg: str) -> str:
