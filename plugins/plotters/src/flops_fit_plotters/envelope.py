@@ -81,15 +81,16 @@ class EnvelopePlotter(FigurePlotter):
         for i, (method, front) in enumerate(methods.items()):
             colour, marker = series_style(i)
             marker = _MARKERS[i % len(_MARKERS)]
-            size = 2.5 if len(front["compute"]) > 200 else 5.0
+            size = 2.5 if len(front["compute"]) > MAX_MARKERS else 5.0
             label = f"{method}: a = {front['n_exponent']:.3f}" + (
                 " (the fit's)" if method == chosen else ""
             )
             style = dict(linestyle="none", marker=marker, markersize=size, color=colour, alpha=0.8)
-            c = np.asarray(front["compute"], dtype=float)
-            curves_ax.plot(c, front["loss"], zorder=3 + i, gid=f"frontier-{method}", **style)
-            sizes_ax.plot(c, front["params"], zorder=3 + i, gid=f"size-{method}", **style)
-            slope, intercept = np.polyfit(np.log(c), np.log(front["params"]), 1)
+            c, loss, params = (np.asarray(front[k], dtype=float) for k in ("compute", "loss", "params"))
+            shown = _thinned(c.size)
+            curves_ax.plot(c[shown], loss[shown], zorder=3 + i, gid=f"frontier-{method}", **style)
+            sizes_ax.plot(c[shown], params[shown], zorder=3 + i, gid=f"size-{method}", **style)
+            slope, intercept = np.polyfit(np.log(c), np.log(params), 1)
             ends = np.array([c.min(), c.max()])
             sizes_ax.plot(
                 ends,
@@ -114,6 +115,18 @@ class EnvelopePlotter(FigurePlotter):
         sizes_ax.set_title("The model size it picks, N*(C)", fontsize=FONT_SIZES["title"])
         legend_outside(sizes_ax, handles, title="frontier (N* exponent)")
         return fig
+
+
+#: Frontier points drawn per method at most: `chinchilla` reads 1,500, which overlap into a
+#: line anyway and cost seconds to render; every k-th is drawn (the fit used them all).
+MAX_MARKERS = 200
+
+
+def _thinned(n: int) -> np.ndarray:
+    """Indices of at most `MAX_MARKERS` of `n` points, evenly spread, first and last kept."""
+    if n <= MAX_MARKERS:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, MAX_MARKERS).round().astype(int))
 
 
 #: One marker per method, so overlapping frontiers stay apart in greyscale too.
