@@ -27,6 +27,7 @@ SLOW_FILES = {
     "plugins/api/tests/test_against_server.py": 42,
     "tests/test_documented_examples.py": 48,
     "tests/test_adaptive_study.py": 30,
+    "tests/test_envelope_study.py": 20,
     "plugins/ray/tests/test_ray_executor.py": 39,
     "plugins/plotters/tests/test_contract.py": 32,
     "plugins/torch/tests/test_trainer.py": 32,
