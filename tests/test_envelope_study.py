@@ -62,7 +62,9 @@ def test_each_method_recovers_the_mock_exponent_and_they_agree(capsys, mock_stud
 
 def test_the_report_puts_the_approaches_side_by_side(mock_study):
     html = (mock_study / "report.html").read_text()
-    fits = html[html.index('<section id="fits">') : html.index("</section>", html.index('id="fits"'))]
+    fits = html[
+        html.index('<section id="fits">') : html.index("</section>", html.index('id="fits"'))
+    ]
     assert "<td>empirical</td>" in fits and "<td>envelope</td>" in fits
     assert "none (frontier of" in fits
     assert 'data-figure="envelope"' in html
@@ -98,11 +100,22 @@ def _write(path, rows):
     return path
 
 
-MAP = ("--map", "run=job", "--map", "params=model_size", "--map", "tokens=seen", "--map", "loss=xent")
+MAP = (
+    "--map",
+    "run=job",
+    "--map",
+    "params=model_size",
+    "--map",
+    "tokens=seen",
+    "--map",
+    "loss=xent",
+)
 
 
 def test_the_shipped_checkpoint_table_is_what_its_readme_says(tmp_path):
-    assert TABLE.read_text() == _write(tmp_path / "t.csv", checkpoint_rows(shuffled=True)).read_text()
+    assert (
+        TABLE.read_text() == _write(tmp_path / "t.csv", checkpoint_rows(shuffled=True)).read_text()
+    )
 
 
 def test_a_checkpoint_table_fits_in_any_row_order(capsys, tmp_path):
@@ -139,7 +152,9 @@ def test_a_table_of_final_losses_fits_with_pareto_and_hull_but_not_chinchilla(ca
     assert len(finals) == 30
     table = _write(tmp_path / "finals.csv", finals)
     for method in ("pareto", "hull"):
-        fit = _fit(capsys, table, tmp_path / f"{method}.json", *MAP, "--set", f"fitter.method={method}")
+        fit = _fit(
+            capsys, table, tmp_path / f"{method}.json", *MAP, "--set", f"fitter.method={method}"
+        )
         assert len(fit["diagnostics"]["frontier_runs"]) >= 3
     outcome = flops_fit(capsys, "fit", table, "--fitter", "envelope", *MAP)
     assert_one_line_error(outcome, "chinchilla method interpolates", 'method = "pareto"', code=1)
@@ -148,10 +163,20 @@ def test_a_table_of_final_losses_fits_with_pareto_and_hull_but_not_chinchilla(ca
 @pytest.mark.parametrize(
     ("rows", "needle"),
     [
-        ([{"job": "a", "N": 1e6, "D": 1e8, "loss": 3.0}, {"job": "a", "N": 2e6, "D": 2e8, "loss": 2.9}],
-         "run 'a' has checkpoints with different params"),
-        ([{"job": "a", "N": 1e6, "D": 1e8, "loss": 3.0}, {"job": "a", "N": 1e6, "D": 1e8, "loss": 2.9}],
-         "run 'a' has two checkpoints at 1e+08 tokens"),
+        (
+            [
+                {"job": "a", "N": 1e6, "D": 1e8, "loss": 3.0},
+                {"job": "a", "N": 2e6, "D": 2e8, "loss": 2.9},
+            ],
+            "run 'a' has checkpoints with different params",
+        ),
+        (
+            [
+                {"job": "a", "N": 1e6, "D": 1e8, "loss": 3.0},
+                {"job": "a", "N": 1e6, "D": 1e8, "loss": 2.9},
+            ],
+            "run 'a' has two checkpoints at 1e+08 tokens",
+        ),
         ([{"job": "", "N": 1e6, "D": 1e8, "loss": 3.0}], "1 empty: line 2"),
     ],
 )

@@ -50,6 +50,8 @@ def test_the_envelope_methods_recover_the_exponent_and_agree_for_20_seeds(tmp_pa
             if not lo <= CHINCHILLA.a <= hi:
                 misses.append((seed, method, law.exponent_interval))
         spreads.append(max(exponents) - min(exponents))
-    print(f"\nspread of the three methods' a over 20 seeds: median {np.median(spreads):.4f}, "
-          f"max {max(spreads):.4f}; intervals missing the truth: {misses}")
+    print(
+        f"\nspread of the three methods' a over 20 seeds: median {np.median(spreads):.4f}, "
+        f"max {max(spreads):.4f}; intervals missing the truth: {misses}"
+    )
     assert not misses and max(spreads) <= 0.02

@@ -396,7 +396,9 @@ def _collapse_checkpoints(
                 f"losses; one run has one loss per checkpoint"
             )
         finals.append(int(index[-1]))
-        curves.append([(float(t), float(v)) for t, v in zip(tokens, values["loss"][index])])
+        curves.append(
+            [(float(t), float(v)) for t, v in zip(tokens, values["loss"][index], strict=True)]
+        )
     for field, column in values.items():
         values[field] = column[finals]
     return sorted(order), tuple(curves)

@@ -123,7 +123,10 @@ def test_warmup_checkpoints_are_left_out(curves):
     assert result.diagnostics["dropped"]["warmup"] > 0
     tokens = fit(curves, method="pareto", bootstrap=0, min_tokens=1e9, warmup_fraction=0.0)
     front = tokens.diagnostics["frontier"]
-    assert min(c / (6 * n) for c, n in zip(front["compute"], front["params"])) >= 1e9 * 0.999
+    assert (
+        min(c / (6 * n) for c, n in zip(front["compute"], front["params"], strict=True))
+        >= 1e9 * 0.999
+    )
 
 
 def test_chinchilla_needs_curves_and_says_so():

@@ -165,7 +165,9 @@ def test_the_colour_bar_does_not_make_the_svg_differ_between_draws(observations,
     """The colour bar is an embedded raster whose SVG id matplotlib salts at random: renamed
     like the others, so a report rebuilt from the same study is the same bytes."""
     first, second = (
-        CurvesPlotter({"formats": ["svg"], "dpi": 40}).plot(with_curves(observations), fit, tmp_path / d)
+        CurvesPlotter({"formats": ["svg"], "dpi": 40}).plot(
+            with_curves(observations), fit, tmp_path / d
+        )
         for d in ("a", "b")
     )
     assert b'id="image' in first[0].read_bytes()

@@ -26,7 +26,9 @@ def test_it_draws_every_run_and_every_method_with_its_exponent(frontier_fit):
 
 def test_a_study_shows_its_compared_envelope_fit_and_says_why_without_one(frontier_fit):
     observations = isoflop_observations(curve_points=12)
-    outcome = StudyOutcome(fits=(truth_fit(), frontier_fit(("pareto",))), observations=(observations,) * 2)
+    outcome = StudyOutcome(
+        fits=(truth_fit(), frontier_fit(("pareto",))), observations=(observations,) * 2
+    )
     assert "frontier-pareto" in _gids(EnvelopePlotter().figure_for(outcome))
     with pytest.raises(NothingToDraw, match="envelope fitter"):
         EnvelopePlotter().figure_for(StudyOutcome.single(observations, truth_fit()))

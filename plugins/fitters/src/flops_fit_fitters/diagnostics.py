@@ -27,15 +27,17 @@ import numpy as np
 from flops_fit_core import PowerLaw
 
 from .checks import check_r_squared
-from .config import CommonConfig
+from .config import CommonConfig, LawConfig
 
 __all__ = [
     "MAX_EXPONENT_HALF_WIDTH",
     "check_exponent_identified",
     "check_exponent_sum",
     "exponent_sum",
+    "law_checks",
     "law_diagnostics",
     "leave_one_out",
+    "ols_line",
 ]
 
 #: Half-width of the N* exponent's interval beyond which it is reported as barely identified.
@@ -48,7 +50,7 @@ __all__ = [
 MAX_EXPONENT_HALF_WIDTH = 0.1
 
 
-def _line(lx: np.ndarray, ly: np.ndarray) -> tuple[float, float]:
+def ols_line(lx: np.ndarray, ly: np.ndarray) -> tuple[float, float]:
     """Slope and intercept of the OLS line of ly on lx (two points are enough)."""
     dx = lx - lx.mean()
     slope = float(dx @ (ly - ly.mean())) / float(dx @ dx)
@@ -84,7 +86,7 @@ def leave_one_out(
         if c.size >= 3:
             for i in range(c.size):
                 rest = np.arange(c.size) != i
-                slope, intercept = _line(lc[rest], ly[rest])
+                slope, intercept = ols_line(lc[rest], ly[rest])
                 errors.append(intercept + slope * lc[i] - ly[i])
         errors_arr = np.abs(np.array(errors))
         j = int(np.argmax(errors_arr)) if errors else None
@@ -145,6 +147,27 @@ def check_exponent_identified(
     )
 
 
+def law_checks(laws: Mapping[str, PowerLaw], config: LawConfig) -> tuple[dict, list[str]]:
+    """The checks of the laws alone, as (diagnostics, warnings): `r2` per law and
+    `exponent_sum`; R² below `min_r_squared` (a `FitError` with `strict`), an exponent sum off
+    1 by more than `exponent_tolerance`, and a barely identified N* exponent. What every fitter
+    reports, whether its laws run over budgets or over a frontier (`envelope`)."""
+    warnings = list(check_r_squared(laws, config.min_r_squared, strict=config.strict))
+    diagnostics: dict = {
+        "r2": {name: law.r2 for name, law in laws.items()},
+        "exponent_sum": exponent_sum(laws),
+    }
+    for warning in (
+        check_exponent_sum(
+            laws["n_opt"].exponent, laws["d_opt"].exponent, config.exponent_tolerance
+        ),
+        check_exponent_identified(laws["n_opt"], "n_opt"),
+    ):
+        if warning is not None:
+            warnings.append(warning)
+    return diagnostics, warnings
+
+
 def law_diagnostics(
     laws: Mapping[str, PowerLaw],
     budgets: Sequence[float] | np.ndarray,
@@ -159,19 +182,7 @@ def law_diagnostics(
     is on. Warnings: R² below `min_r_squared` (a `FitError` instead with `strict`), an exponent
     sum off 1 by more than `exponent_tolerance`, and a barely identified N* exponent.
     """
-    warnings = list(check_r_squared(laws, config.min_r_squared, strict=config.strict))
-    diagnostics: dict = {
-        "r2": {name: law.r2 for name, law in laws.items()},
-        "exponent_sum": exponent_sum(laws),
-    }
-    for warning in (
-        check_exponent_sum(
-            laws["n_opt"].exponent, laws["d_opt"].exponent, config.exponent_tolerance
-        ),
-        check_exponent_identified(laws["n_opt"], "n_opt"),
-    ):
-        if warning is not None:
-            warnings.append(warning)
+    diagnostics, warnings = law_checks(laws, config)
     if config.leave_one_out:
         loo = leave_one_out(budgets, optima_n, optima_d)
         diagnostics["leave_one_out"] = loo

@@ -39,9 +39,9 @@ from pydantic import Field
 from flops_fit_core import FitError, FitResult, Fitter, Observations, PowerLaw
 
 from .checkpoints import Checkpoints, usable_checkpoints
-from .checks import check_r_squared, not_decreasing
+from .checks import not_decreasing
 from .config import LawConfig
-from .diagnostics import check_exponent_identified, check_exponent_sum, exponent_sum
+from .diagnostics import law_checks, ols_line
 from .powerlaw import fit_power_law
 
 __all__ = ["METHODS", "EnvelopeConfig", "EnvelopeFitter", "Frontier", "extract_frontier"]
@@ -68,14 +68,16 @@ class EnvelopeConfig(LawConfig):
         "checkpoints; hull: the Pareto checkpoints on the lower convex hull in (ln C, ln L)",
     )
     points: int = Field(
-        1500, ge=10, le=100_000, description="chinchilla: log-spaced C values read (Chinchilla: 1,500)"
+        1500,
+        ge=10,
+        le=100_000,
+        description="chinchilla: log-spaced C values read (Chinchilla: 1,500)",
     )
     smooth: int = Field(
         10,
         ge=1,
         le=1000,
-        description="Gaussian smoothing window in logged points before reading a curve "
-        "(1 = none)",
+        description="Gaussian smoothing window in logged points before reading a curve (1 = none)",
     )
     late_fraction: float = Field(
         0.15,
@@ -192,7 +194,9 @@ class _Reader:
     def _points(self, picked: np.ndarray) -> Frontier:
         cp = self.cp
         run = cp.run[picked]
-        return Frontier(cp.compute[picked], run, self.params[run], cp.tokens[picked], cp.loss[picked])
+        return Frontier(
+            cp.compute[picked], run, self.params[run], cp.tokens[picked], cp.loss[picked]
+        )
 
     def _chinchilla(self, runs: np.ndarray | None) -> Frontier:
         rows = np.arange(len(self.curve_runs))
@@ -233,8 +237,9 @@ def _lower_hull(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def extract_frontier(observations: Observations, config: EnvelopeConfig) -> Frontier:
     """The frontier of `observations` by `config.method`, before the monotonicity rule."""
-    return _Reader(_checkpoints(observations, config), observations.params, config.method,
-                   config.points).frontier()
+    return _Reader(
+        _checkpoints(observations, config), observations.params, config.method, config.points
+    ).frontier()
 
 
 def _checkpoints(observations: Observations, cfg: EnvelopeConfig) -> Checkpoints:
@@ -257,13 +262,6 @@ def _columns(front: Frontier) -> dict[str, np.ndarray]:
     }
 
 
-def _line(lx: np.ndarray, ly: np.ndarray) -> tuple[float, float]:
-    """(intercept, slope) of the least-squares line of ly on lx."""
-    dx = lx - lx.mean()
-    slope = float(dx @ (ly - ly.mean())) / float(dx @ dx)
-    return float(ly.mean() - slope * lx.mean()), slope
-
-
 def _floor_law(
     compute: np.ndarray, loss: np.ndarray, start: tuple | None = None
 ) -> tuple[float, float, float]:
@@ -274,7 +272,7 @@ def _floor_law(
     lx, ly = np.log(compute), np.log(loss)
     top = float(loss.min()) * (1 - 1e-9)
     if start is None:
-        lnk, g = _line(lx, np.log(loss - 0.5 * top))
+        g, lnk = ols_line(lx, np.log(loss - 0.5 * top))
         start = (0.5 * top, lnk, g)
     x0 = np.array([min(start[0], 0.99 * top), start[1], start[2]])
 
@@ -321,20 +319,18 @@ class EnvelopeFitter(Fitter):
 
         laws, r2 = self._point_laws(front)
         reps, failed = self._bootstrap(reader, observations, laws["loss_opt"])
-        laws = {name: self._law(name, laws[name], r2[name], reps, len(front.compute)) for name in _LAWS}
-        warnings.extend(check_r_squared(laws, cfg.min_r_squared, strict=cfg.strict))
-        for warning in (
-            check_exponent_sum(laws["n_opt"].exponent, laws["d_opt"].exponent, cfg.exponent_tolerance),
-            check_exponent_identified(laws["n_opt"], "n_opt"),
-        ):
-            if warning is not None:
-                warnings.append(warning)
+        laws = {
+            name: self._law(name, laws[name], r2[name], reps, len(front.compute)) for name in _LAWS
+        }
+        checks, law_warnings = law_checks(laws, cfg)
+        warnings.extend(law_warnings)
         if failed:
             warnings.append(
                 f"{failed} of {cfg.bootstrap} bootstrap resamples had too few runs on their "
                 f"frontier and were left out of the intervals"
             )
-        diagnostics = self._diagnostics(observations, cp, reader, front, laws, reps, failed)
+        diagnostics = self._diagnostics(observations, cp, reader, front, failed)
+        diagnostics.update(checks)
         return FitResult(
             fitter=self.name,
             settings={**cfg.model_dump(mode="json"), **observations.record()},
@@ -376,12 +372,18 @@ class EnvelopeFitter(Fitter):
         if not edge.any():
             return front, None
         where = []
-        for side, mask in (("smallest", front.params <= sizes.min()), ("largest", front.params >= sizes.max())):
+        for side, mask in (
+            ("smallest", front.params <= sizes.min()),
+            ("largest", front.params >= sizes.max()),
+        ):
             if mask.any():
                 c = front.compute[mask]
                 size = float(front.params[mask][0])
                 where.append(f"the {side} (N={size:.4g}) at C {c.min():.3g}-{c.max():.3g}")
-        said = f"the frontier picks the edge model sizes trained, {' and '.join(where)}: N* may lie beyond the sizes there"
+        said = (
+            f"the frontier picks the edge model sizes trained, {' and '.join(where)}: N* may "
+            f"lie beyond the sizes there"
+        )
         if self.config.keep_edge_sizes:
             return front, f"{said}; kept because keep_edge_sizes is on, which flattens N*(C)"
         return front.take(~edge), (
@@ -416,7 +418,9 @@ class EnvelopeFitter(Fitter):
             fitted = e + np.exp(lnk + g * np.log(front.compute))
             ly = np.log(front.loss)
             sst = float(((ly - ly.mean()) ** 2).sum())
-            r2["loss_opt"] = 1.0 - float(((np.log(fitted) - ly) ** 2).sum()) / sst if sst > 0 else 1.0
+            r2["loss_opt"] = (
+                1.0 - float(((np.log(fitted) - ly) ** 2).sum()) / sst if sst > 0 else 1.0
+            )
         return out, r2
 
     def _replicate(
@@ -431,7 +435,7 @@ class EnvelopeFitter(Fitter):
         if front.n_runs < 2 or front.compute.size < 3:
             return None
         lx = np.log(front.compute)
-        out = {name: (None, *_line(lx, np.log(v))) for name, v in _columns(front).items()}
+        out = {name: (None, *ols_line(lx, np.log(v))[::-1]) for name, v in _columns(front).items()}
         if self.config.loss_floor:
             out["loss_opt"] = _floor_law(front.compute, front.loss, start)
         return out
@@ -488,15 +492,17 @@ class EnvelopeFitter(Fitter):
 
     # -- what the fit reports ----------------------------------------------------------------
 
-    def _diagnostics(self, observations, cp, reader, front, laws, reps, failed) -> dict:
+    def _diagnostics(self, observations, cp, reader, front, failed) -> dict:
         cfg = self.config
         ids = observations.ids
         at = {}
         for method in METHODS:  # each method's frontier, for the figure that compares them
             try:
-                other = front if method == cfg.method else _Reader(
-                    cp, observations.params, method, cfg.points
-                ).frontier()
+                other = (
+                    front
+                    if method == cfg.method
+                    else _Reader(cp, observations.params, method, cfg.points).frontier()
+                )
             except FitError:
                 continue
             if other is not front:
@@ -506,7 +512,7 @@ class EnvelopeFitter(Fitter):
                 continue
             at[method] = {
                 # the N* exponent of this method's frontier (least squares; no interval)
-                "n_exponent": _line(np.log(other.compute), np.log(other.params))[1],
+                "n_exponent": ols_line(np.log(other.compute), np.log(other.params))[0],
                 "compute": other.compute.tolist(),
                 "loss": other.loss.tolist(),
                 "params": other.params.tolist(),
@@ -526,8 +532,6 @@ class EnvelopeFitter(Fitter):
             "frontier_position_min": float(share.min()),
             "frontier": at[cfg.method],
             "frontiers": at,
-            "r2": {name: law.r2 for name, law in laws.items()},
-            "exponent_sum": exponent_sum(laws),
             "bootstrap": {"resamples": cfg.bootstrap, "failed": failed},
         }
         if cfg.leave_one_out:

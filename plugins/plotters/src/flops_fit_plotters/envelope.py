@@ -86,7 +86,9 @@ class EnvelopePlotter(FigurePlotter):
                 " (the fit's)" if method == chosen else ""
             )
             style = dict(linestyle="none", marker=marker, markersize=size, color=colour, alpha=0.8)
-            c, loss, params = (np.asarray(front[k], dtype=float) for k in ("compute", "loss", "params"))
+            c, loss, params = (
+                np.asarray(front[k], dtype=float) for k in ("compute", "loss", "params")
+            )
             shown = _thinned(c.size)
             curves_ax.plot(c[shown], loss[shown], zorder=3 + i, gid=f"frontier-{method}", **style)
             sizes_ax.plot(c[shown], params[shown], zorder=3 + i, gid=f"size-{method}", **style)
@@ -100,9 +102,7 @@ class EnvelopePlotter(FigurePlotter):
                 zorder=2,
                 gid=f"law-{method}",
             )
-            handles.append(
-                Line2D([], [], linestyle="-", marker=marker, color=colour, label=label)
-            )
+            handles.append(Line2D([], [], linestyle="-", marker=marker, color=colour, label=label))
         for ax in (curves_ax, sizes_ax):
             ax.set_xscale("log")
             ax.set_yscale("log")
@@ -110,7 +110,9 @@ class EnvelopePlotter(FigurePlotter):
             ax.set_xlabel("Compute C (FLOPs)", fontsize=FONT_SIZES["label"])
         curves_ax.set_ylabel("Eval loss (nats/token)", fontsize=FONT_SIZES["label"])
         params_kind = observations.conventions.params.replace("_", "-")
-        sizes_ax.set_ylabel(f"Parameters N ({params_kind}) on the frontier", fontsize=FONT_SIZES["label"])
+        sizes_ax.set_ylabel(
+            f"Parameters N ({params_kind}) on the frontier", fontsize=FONT_SIZES["label"]
+        )
         curves_ax.set_title("The lower envelope of the runs' curves", fontsize=FONT_SIZES["title"])
         sizes_ax.set_title("The model size it picks, N*(C)", fontsize=FONT_SIZES["title"])
         legend_outside(sizes_ax, handles, title="frontier (N* exponent)")
