@@ -184,3 +184,25 @@ def test_a_checkpoint_table_that_mixes_up_its_runs_is_refused(capsys, tmp_path, 
     table = _write(tmp_path / "bad.csv", rows)
     outcome = flops_fit(capsys, "fit", table, "--fitter", "envelope", "--map", "run=job")
     assert_one_line_error(outcome, needle)
+
+
+def test_a_checkpoint_table_reads_the_same_from_jsonl_and_parquet(capsys, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = checkpoint_rows(shuffled=True)
+    jsonl = tmp_path / "checkpoints.jsonl"
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    parquet = tmp_path / "checkpoints.parquet"
+    pq.write_table(
+        pa.Table.from_pylist(
+            [{k: (v if k == "job" else float(v)) for k, v in r.items()} for r in rows]
+        ),
+        parquet,
+    )
+    whole = ("--map", "run=job", "--set", "fitter.late_fraction=1", "--set", "fitter.bootstrap=50")
+    laws = [
+        _fit(capsys, path, tmp_path / f"{path.suffix[1:]}.json", *MAP, *whole[2:])["laws"]
+        for path in (TABLE, jsonl, parquet)
+    ]
+    assert laws[0] == laws[1] == laws[2]

@@ -74,6 +74,23 @@ def test_the_default_preset_study_trains_for_real(local_run, cache):
     assert [o["budget"] for o in fit["optima"]] == [1e10, 2e10, 4e10]
 
 
+def test_approach_1_reads_only_the_end_of_each_cosine_run(capsys, local_run, tmp_path):
+    """These runs decay a cosine and log 8 log-spaced checkpoints, so the envelope reads only
+    each run's last 15% and says what it dropped. (This shrunk grid's best runs are its
+    smallest models, which the envelope would leave out as a bound: kept here, to read them.)"""
+    outcome = flops_fit(
+        capsys, "fit", local_run / "results.jsonl", "--fitter", "envelope", "--json",
+        "--set", "fitter.keep_edge_sizes=true", "--set", "fitter.min_runs_on_frontier=2",
+        "-o", tmp_path / "envelope.json",
+    )  # fmt: skip
+    assert outcome.code == 0, outcome.err
+    fit = outcome.json()
+    assert fit["diagnostics"]["frontier_position_min"] >= 0.85
+    assert fit["diagnostics"]["dropped"]["mid_schedule"] > 0
+    dropped = [w for w in fit["warnings"] if "before the last 15% of their runs" in w]
+    assert dropped and "under cosine" in dropped[0]
+
+
 def test_running_again_trains_nothing(capsys, local_run, cache):
     before = (local_run / "results.jsonl").read_bytes()
     outcome = flops_fit(capsys, "-q", *_args(local_run), *NO_FIGURES)

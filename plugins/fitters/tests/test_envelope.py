@@ -189,3 +189,22 @@ def test_frontier_points_of_the_edge_sizes_are_a_bound_and_left_out():
     assert abs(result.laws["n_opt"].exponent - CHINCHILLA.a) < abs(
         kept.laws["n_opt"].exponent - CHINCHILLA.a
     )
+
+
+def test_chinchilla_compares_the_single_late_checkpoints_of_one_budget():
+    """Cosine runs logged sparsely keep only their final checkpoint; those of one budget end
+    within 2% of each other in C (shape rounding), and each run reaches 2% past its end, so at
+    each budget the best one is the frontier's point."""
+    table = []
+    for budget in (1e18, 1e19, 1e20, 1e21):
+        for k, scale in enumerate((0.25, 1.0, 4.0)):
+            n = float(CHINCHILLA.n_opt(budget)) * scale
+            d = budget * (1 + 0.005 * k) / (6 * n)
+            curve = [(f * d, float(CHINCHILLA.loss(n, f * d))) for f in (0.1, 0.5, 1.0)]
+            table.append((n, curve))
+    result = fit(_runs(table, "cosine"), bootstrap=0, min_runs_on_frontier=2)
+    diagnostics = result.diagnostics
+    assert 0.85 <= diagnostics["frontier_position_min"] <= 1.02  # 2% past its end at most
+    assert diagnostics["dropped"]["mid_schedule"] == 24
+    # the middle size (the true optimum) of every budget, and nothing else
+    assert diagnostics["frontier_runs"] == ["r1", "r4", "r7", "r10"]

@@ -9,9 +9,9 @@ Three ways to read the frontier off the checkpoints (`method`):
 
 * `chinchilla` (Hoffmann et al. 2022, section 3.1 and appendix D): each run's curve smoothed,
   its loss interpolated in ln C between checkpoints, and at `points` log-spaced values of C the
-  run with the lowest loss there (where at least two runs reach that C, each run reaching 1%
-  beyond its first and last usable checkpoints). Needs curves: data of final losses alone is
-  a `FitError` that names the other methods.
+  run with the lowest loss there (where at least two runs reach that C, each run reaching 2%
+  beyond its last usable checkpoint at the loss it ended with). Needs curves: data of final
+  losses alone is a `FitError` that names the other methods.
 * `pareto`: the checkpoints no other dominates (another with a lower loss at less or equal C,
   C within 1% counting as equal: `SAME_COMPUTE`). Works on final losses alone.
 * `hull`: the Pareto checkpoints on the lower convex hull in (ln C, ln L): only those a convex
@@ -53,6 +53,10 @@ METHODS: tuple[str, ...] = ("chinchilla", "pareto", "hull")
 #: in C by their shapes' rounding (0.1-1%), and a checkpoint should not win by being cheaper
 #: by that much.
 SAME_COMPUTE = 0.01
+
+#: How far beyond its last usable checkpoint a run reaches in the `chinchilla` method, as a
+#: share of its C: twice `SAME_COMPUTE`, so two runs whose ends differ by up to 2% in C overlap.
+REACH = 2 * SAME_COMPUTE
 
 #: Laws and the frontier column each is fitted to (tokens_per_param: D/N).
 _LAWS = ("n_opt", "d_opt", "loss_opt", "tokens_per_param")
@@ -148,10 +152,10 @@ class _Reader:
     def _grid(self, points: int) -> None:
         """Every run's loss at `points` log-spaced C, inf where the run does not reach.
 
-        A run reaches from its first usable checkpoint to its last, each end widened by
-        `SAME_COMPUTE` (C within 1% counts as equal, as for `pareto`): so a run left with one
-        usable checkpoint (a cosine run logged sparsely, read only near its end) still
-        competes at its own C with the runs of its budget.
+        A run reaches from its first usable checkpoint to `REACH` beyond its last, at the loss
+        it ended with (a run trained that little longer would reach at least that): so a run
+        left with one usable checkpoint (a cosine run logged sparsely, read only near its end)
+        still competes at its C with the runs of its budget, whose C differ by rounding.
         """
         cp = self.cp
         if cp.n_curves == 0:
@@ -163,9 +167,8 @@ class _Reader:
             )
         log_c = np.log(cp.compute)
         runs = cp.runs
-        margin = math.log1p(SAME_COMPUTE)
-        starts = np.array([log_c[cp.run == r][0] for r in runs]) - margin
-        ends = np.array([log_c[cp.run == r][-1] for r in runs]) + margin
+        starts = np.array([log_c[cp.run == r][0] for r in runs])
+        ends = np.array([log_c[cp.run == r][-1] for r in runs]) + math.log1p(REACH)
         self.grid = np.linspace(starts.min(), ends.max(), points)
         self.curve_runs = runs
         table = np.full((runs.size, points), np.inf)
