@@ -200,13 +200,16 @@ def save_figure(
 ) -> list[Path]:
     """Write `fig` as `<out_dir>/<name>.<fmt>` for each format; return the paths written.
 
-    Each render re-runs the layout, which moves by a hair after a raster render; so SVG is
-    rendered first, and `<name>.svg` has the same bytes whatever other formats are asked for
-    (and as the report's own drawing of the figure).
+    SVG is rendered first, so `<name>.svg` has the same bytes whatever other formats are
+    asked for (and as the report's own drawing of the figure). The layout it settled is then
+    kept for the other formats: running the constrained layout again costs about half of a
+    render, and after a raster render it would move by a hair.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     formats = list(formats)
-    for fmt in sorted(formats, key=lambda f: f != "svg"):
+    for index, fmt in enumerate(sorted(formats, key=lambda f: f != "svg")):
         write_atomic(out / f"{name}.{fmt}", figure_bytes(fig, fmt, dpi))
+        if index == 0:
+            fig.set_layout_engine("none")
     return [out / f"{name}.{fmt}" for fmt in formats]
