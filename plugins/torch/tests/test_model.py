@@ -462,6 +462,42 @@ def test_rope_encodes_relative_position_only():
     assert not torch.allclose(torch.diagonal(scores, 0)[0], torch.diagonal(scores, 1)[0])
 
 
+def complex_rope(qk: torch.Tensor, seq_len: int, base: float = 10_000.0) -> torch.Tensor:
+    """The reference: each channel pair read as one complex number times e^(i theta), in
+    complex64 (the form the trainer used before its real-valued one)."""
+    b, t, two, heads, h = qk.shape
+    inv_freq = 1.0 / (base ** (torch.arange(0, h, 2, dtype=torch.float64) / h))
+    angles = torch.outer(torch.arange(seq_len, dtype=torch.float64), inv_freq)
+    table = torch.polar(torch.ones_like(angles), angles).to(torch.complex64)
+    pairs = torch.view_as_complex(qk.float().reshape(b, t, two, heads, h // 2, 2))
+    rotated = torch.view_as_real(pairs * table[:t, None, None, :])
+    return rotated.reshape(b, t, two, heads, h).type_as(qk)
+
+
+@pytest.mark.parametrize(
+    ("seq_len", "d_head", "dtype"),
+    [(12, 16, torch.float32), (1024, 64, torch.float32), (256, 128, torch.bfloat16)],
+)
+def test_real_valued_rope_equals_the_complex_multiply(seq_len, d_head, dtype):
+    """To 1e-6 forward and backward in fp32 (bitwise equal on this CPU), at positions up to
+    1024 where the angles are largest; bf16 inputs give the same bf16 outputs up to one
+    rounding step (both compute in fp32 and round once)."""
+    g = torch.Generator().manual_seed(0)
+    qk = torch.randn(2, seq_len, 2, 3, d_head, generator=g).to(dtype).requires_grad_()
+    real = apply_rope(qk, rope_table(seq_len, d_head))
+    reference = complex_rope(qk, seq_len)
+    assert real.dtype == reference.dtype == dtype
+    upstream = torch.randn(real.shape, generator=g).to(dtype)
+    (grad_real,) = torch.autograd.grad(real, qk, upstream)
+    (grad_reference,) = torch.autograd.grad(reference, qk, upstream)
+    if dtype == torch.float32:
+        torch.testing.assert_close(real, reference, atol=1e-6, rtol=0)
+        torch.testing.assert_close(grad_real, grad_reference, atol=1e-6, rtol=0)
+    else:
+        torch.testing.assert_close(real.float(), reference.float(), atol=0, rtol=2**-8)
+        torch.testing.assert_close(grad_real.float(), grad_reference.float(), atol=0, rtol=2**-8)
+
+
 @pytest.mark.parametrize("rope", [True, False], ids=["rope", "no-rope"])
 def test_rotary_positions_let_the_model_copy_the_previous_token(rope):
     """Predict the previous token of fresh random sequences: trivial with positions, and a
@@ -472,7 +508,8 @@ def test_rotary_positions_let_the_model_copy_the_previous_token(rope):
         d_model=64, n_layers=2, n_heads=2, d_ff=256, vocab_size=vocab, seq_len=seq_len
     )
     if not rope:
-        model.rope = torch.ones_like(model.rope)  # every rotation the identity
+        model.rope = torch.zeros_like(model.rope)
+        model.rope[..., 0] = 1.0  # cos 1, sin 0: every rotation the identity
     g = torch.Generator().manual_seed(1)
 
     def batch(n, gen):

@@ -145,22 +145,28 @@ class ScaledLinear(nn.Module):
 
 
 def rope_table(seq_len: int, d_head: int, base: float = ROPE_BASE) -> Tensor:
-    """exp(i theta_p,j) for position p and frequency j, as a complex [seq_len, d_head/2]."""
+    """(cos, sin) of the angle theta_p,j of position p and frequency j: [seq_len, d_head/2, 2]
+    float32, computed in float64."""
     inv_freq = 1.0 / (base ** (torch.arange(0, d_head, 2, dtype=torch.float64) / d_head))
     angles = torch.outer(torch.arange(seq_len, dtype=torch.float64), inv_freq)
-    return torch.polar(torch.ones_like(angles), angles).to(torch.complex64)
+    return torch.stack((angles.cos(), angles.sin()), dim=-1).to(torch.float32)
 
 
 def apply_rope(qk: Tensor, table: Tensor) -> Tensor:
     """Rotate each adjacent pair of q and k channels by its position's angle.
 
     `qk` is [B, T, 2, H, h] (queries and keys together, straight out of the fused projection);
-    the pairs (2j, 2j+1) are read as one complex number and multiplied by the table, which is
+    the pair (x, y) = (2j, 2j+1) becomes (x cos - y sin, x sin + y cos), the complex product
+    (x + iy) e^(i theta) written in real arithmetic: elementwise ops that `torch.compile`
+    fuses into one kernel with the projection's epilogue (a complex multiply it cannot), and
     one pass over the data forward and one backward, instead of the rotate-half form's five.
+    Computed in float32 whatever the autocast dtype, as the complex form was.
     """
     b, t, two, heads, h = qk.shape
-    pairs = torch.view_as_complex(qk.float().reshape(b, t, two, heads, h // 2, 2))
-    rotated = torch.view_as_real(pairs * table[:t, None, None, :])
+    pairs = qk.float().reshape(b, t, two, heads, h // 2, 2)
+    x, y = pairs.unbind(-1)
+    cos, sin = table[:t, None, None, :, 0], table[:t, None, None, :, 1]
+    rotated = torch.stack((x * cos - y * sin, x * sin + y * cos), dim=-1)
     return rotated.reshape(b, t, two, heads, h).type_as(qk)
 
 
