@@ -9,7 +9,8 @@ token) over the study's fixed held-out set, in one deterministic pass.
 
 Read `train_spec` top to bottom: `setup`, the step loop, `build_result`. Where and how it
 computes (and when it must stop) is `runtime`'s; one optimizer step is `step.train_step`;
-checkpoints, and the log kept in step with them, are `checkpoint`'s.
+its batch comes from `prefetch` (built ahead, copied asynchronously); checkpoints, and the log
+kept in step with them, are `checkpoint`'s.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from .checkpoint import TrainLog, config_hash, hash_inputs, resume, save_checkpo
 from .config import LocalConfig
 from .data import Batches, TokenData, eval_windows, prepare_data
 from .model import GPT
+from .prefetch import Prefetcher
 from .result import build_result
 from .runtime import Runtime, resolve_runtime, restored_process, stop_if_cancelled
 from .schedule import Schedule
@@ -56,11 +58,11 @@ def train_spec(trainer, spec: ExperimentSpec, context: TrainerContext) -> RunRes
     config, steps, tally = run.config, run.steps, state.tally
     clip, every = config.optimizer.grad_clip, config.checkpoint_every_steps
     run.model.train()
-    with run.log:
+    with run.log, Prefetcher(run.batches, run.runtime.device, tally.step, steps) as batches:
         while tally.step < steps:
             stop_if_cancelled(context, tally.step, steps, lambda: checkpoint(run, state))
             step = tally.step
-            x, y = run.batch(step)
+            x, y = batches.get(step)
             lr = scheduled_lr(run.optimizer)
             loss, norm = train_step(
                 run.forward, run.optimizer, run.scheduler, x, y, run.runtime, run.micro, clip
@@ -126,7 +128,7 @@ class Run:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     schedule: Schedule
-    batches: Batches
+    batches: Batches  # the step loop reads them through a `Prefetcher`
     windows: np.ndarray  # the held-out evaluation windows
     steps: int
     micro: int  # sequences per forward pass
@@ -137,14 +139,6 @@ class Run:
     @property
     def tokens_per_step(self) -> int:
         return self.spec.batch_size * self.spec.shape.seq_len
-
-    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The step's (inputs, targets), on the run's device."""
-        device = self.runtime.device
-        x, y = self.batches.batch(step)
-        x = torch.from_numpy(x).to(device, non_blocking=True)
-        y = torch.from_numpy(y).to(device, non_blocking=True)
-        return x, y
 
 
 @dataclass
