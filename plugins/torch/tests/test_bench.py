@@ -26,7 +26,9 @@ KEYS = {
     "flops_per_token",
     "achieved_flops_per_s",
     "matmul_peak_flops_per_s",
+    "peak_flops_per_s",
     "mfu",
+    "mfu_of_measured_peak",
     "precision",
     "device",
     "threads",
@@ -54,6 +56,12 @@ def test_cli_prints_one_json_object_with_every_number(capsys):
         assert isinstance(out[key], int | float) and math.isfinite(out[key]) and out[key] > 0, key
     assert 0 < out["mfu"] < 1.5
     assert (out["precision"], out["device"], out["threads"]) == ("fp32", "cpu", 1)
+    # no data sheet for a CPU: the MFU is of the matmul peak measured in the same run
+    assert out["peak_source"] == "measured matmul"
+    assert out["peak_flops_per_s"] == out["matmul_peak_flops_per_s"]
+    assert out["mfu"] == out["mfu_of_measured_peak"]
+    assert out["compile_s"] is None and out["peak_memory_bytes"] is None  # eager, CPU
+    assert out["first_step_s"] > 0
     shape = ModelShape(d_model=32, n_layers=1, n_heads=1, d_ff=128, vocab_size=256, seq_len=16)
     assert out["flops_per_token"] == shape.flops_per_token
     assert out["achieved_flops_per_s"] == pytest.approx(out["tokens_per_s"] * shape.flops_per_token)
@@ -131,3 +139,20 @@ def test_reference_loop_learns():
     assert len(run.losses) == 10 and all(math.isfinite(v) for v in run.losses)
     assert run.losses[-1] < run.losses[0] - 0.5
     assert run.tokens_per_s > 0 and run.threads == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "precision", "peak"),
+    [
+        ("NVIDIA H100 80GB HBM3", "bf16", 989.4e12),
+        ("NVIDIA H100 PCIe", "bf16", 756e12),
+        ("NVIDIA H200", "bf16", 989.4e12),
+        ("NVIDIA A100-SXM4-80GB", "bf16", 312e12),
+        ("NVIDIA L4", "bf16", 121e12),
+        ("NVIDIA L40S", "bf16", 362e12),
+        ("NVIDIA GeForce RTX 3090", "bf16", None),  # unknown: measured instead
+        ("NVIDIA H100 80GB HBM3", "fp32", None),  # the table is of bf16 peaks only
+    ],
+)
+def test_the_data_sheet_peak_is_looked_up_by_device_name(name, precision, peak):
+    assert bench.table_peak_flops_per_s(f"cuda:0 ({name})", precision) == peak

@@ -58,7 +58,9 @@ def train_spec(trainer, spec: ExperimentSpec, context: TrainerContext) -> RunRes
     config, steps, tally = run.config, run.steps, state.tally
     clip, every = config.optimizer.grad_clip, config.checkpoint_every_steps
     run.model.train()
-    with run.log, Prefetcher(run.batches, run.runtime.device, tally.step, steps) as batches:
+    first = tally.step
+    with run.log, Prefetcher(run.batches, run.runtime.device, first, steps) as batches:
+        state.loop_started = time.time()
         while tally.step < steps:
             stop_if_cancelled(context, tally.step, steps, lambda: checkpoint(run, state))
             step = tally.step
@@ -68,6 +70,9 @@ def train_spec(trainer, spec: ExperimentSpec, context: TrainerContext) -> RunRes
                 run.forward, run.optimizer, run.scheduler, x, y, run.runtime, run.micro, clip
             )
             tally.step = step + 1
+            if step == first:  # a compiled model compiles in its first step: time it apart
+                run.runtime.synchronize()
+                state.first_step_s = time.time() - state.loop_started
             if tally.step == state.timed_from:  # past the warm-up steps: start the clock
                 run.runtime.synchronize()
                 state.timed_since, state.timed_step = time.time(), tally.step
@@ -154,6 +159,8 @@ class LoopState:
     timed_since: float = field(default_factory=time.time)  # ... trained since this time
     last_progress: float = field(default_factory=time.time)
     last_checkpoint: float = field(default_factory=time.time)
+    loop_started: float = field(default_factory=time.time)  # this session's first step began
+    first_step_s: float | None = None  # ... and took this long (compiling, if compiled)
     pending: list[tuple[int, float, torch.Tensor]] = field(default_factory=list)
 
 
@@ -204,7 +211,7 @@ def setup(
         log=TrainLog(Path(context.run_dir) / "logs" / f"{spec.id}.jsonl", tally.step),
     )
     first = tally.step
-    timed_from = first + untimed_steps(steps - first)
+    timed_from = first + untimed_steps(steps - first, runtime.compiled)
     return run, LoopState(tally, warnings, started, timed_from, timed_step=first)
 
 
@@ -271,9 +278,12 @@ def evaluate(run: Run) -> float:
     return total / count
 
 
-def untimed_steps(steps: int) -> int:
-    """Warm-up steps a session trains before timing its throughput (allocations, compiling)."""
-    return min(3, steps // 10)
+def untimed_steps(steps: int, compiled: bool = False) -> int:
+    """Warm-up steps a session trains before timing its throughput (allocations, compiling):
+    up to 3, a tenth of the session's steps; at least the first (its compiling) if compiled,
+    where the session has a step after it to time."""
+    warmup = min(3, steps // 10)
+    return max(warmup, 1) if compiled and steps > 1 else warmup
 
 
 def curve_steps(steps: int, points: int) -> list[int]:

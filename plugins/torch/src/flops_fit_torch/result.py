@@ -65,6 +65,7 @@ def build_result(trainer, run: Run, state: LoopState, final: float, trained_s: f
         "data": data.description,
         "data_fingerprint": data.fingerprint,
         "torch": torch.__version__,
+        **_timings(run, state, trained_s),
     }
     return RunResult.success(
         spec,
@@ -79,3 +80,20 @@ def build_result(trainer, run: Run, state: LoopState, final: float, trained_s: f
         details=details,
         warnings=warnings,
     )
+
+
+def _timings(run: Run, state: LoopState, trained_s: float) -> dict[str, Any]:
+    """This session's first step (`first_step_s`), the compiling in it (`compile_s`: that step
+    less a timed step's mean, compiled runs only) and, on CUDA, the peak memory allocated.
+
+    Reported apart from throughput, which counts only the steps after the warm-up: a short
+    run would otherwise seem slow because its compiling was spread over few steps.
+    """
+    out: dict[str, Any] = {"first_step_s": state.first_step_s, "compile_s": None}
+    timed = run.steps - state.timed_step
+    if run.runtime.compiled and state.first_step_s is not None:
+        step_s = trained_s / timed if timed > 0 and trained_s > 0 else 0.0
+        out["compile_s"] = max(0.0, state.first_step_s - step_s)
+    if run.runtime.device.type == "cuda":
+        out["peak_memory_bytes"] = int(torch.cuda.max_memory_allocated(run.runtime.device))
+    return out

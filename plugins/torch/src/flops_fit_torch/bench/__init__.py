@@ -10,9 +10,12 @@ run and checkpoint directory; the synthetic data comes from the usual cache. Rep
 * `tokens_per_s`: the trainer's own measurement (after its warm-up steps, evaluation excluded);
 * `flops_per_token`: exact forward+backward FLOPs per token (Chinchilla appendix F), from the
   shape; `achieved_flops_per_s` = their product;
-* `matmul_peak_flops_per_s`: measured here, in this process, on the run's device and in the
-  run's precision (bf16 if it trained in bf16): the best of a few large square matmuls;
-  `mfu` = achieved / that peak;
+* `peak_flops_per_s`: the device's bf16 dense peak from its data sheet, looked up by its name
+  (`DENSE_BF16_PEAKS`), or else `matmul_peak_flops_per_s`, measured here, in this process, on
+  the run's device and in the run's precision: the best of a few large square matmuls;
+  `mfu` = achieved / that peak (`mfu_of_measured_peak` against the measured one);
+* `compile_s` (a compiled run: its first step less a timed step), `first_step_s`, and on CUDA
+  `peak_memory_bytes` (the most allocated at once);
 * with `--reference`, `reference_tokens_per_s` of the plain fp32 loop of the same shape
   (`flops_fit_torch.bench.reference`), measured in the same process, and `ratio` = local / plain.
 
@@ -36,7 +39,15 @@ from flops_fit_core import ExperimentSpec, ModelShape
 
 from ..data.config import ALPHABET
 
-__all__ = ["build_spec", "local_warmup_steps", "main", "parse_args", "run_local"]
+__all__ = [
+    "DENSE_BF16_PEAKS",
+    "build_spec",
+    "local_warmup_steps",
+    "main",
+    "parse_args",
+    "run_local",
+    "table_peak_flops_per_s",
+]
 
 PROG = "python -m flops_fit_torch.bench"
 DEFAULT_LR = 0.5
@@ -54,12 +65,35 @@ class BenchError(Exception):
     """A bad argument or an impossible request: one line for stderr, exit status 2."""
 
 
-def local_warmup_steps(steps: int) -> int:
+def local_warmup_steps(steps: int, compiled: bool = False) -> int:
     """Steps `local` trains before it starts its clock (`loop.untimed_steps`; imported here, not
     at the top, so that importing this module does not import torch)."""
     from ..loop import untimed_steps
 
-    return untimed_steps(steps)
+    return untimed_steps(steps, compiled)
+
+
+#: Dense (no sparsity) bf16 tensor-core peaks, FLOP/s, from the vendors' data sheets, by a
+#: pattern of `torch.cuda.get_device_name()`; the first that matches. "H100" alone is the SXM
+#: part ("NVIDIA H100 80GB HBM3"), whose peak is the highest: an unknown variant is then
+#: measured against too high a peak, never too low.
+DENSE_BF16_PEAKS: tuple[tuple[str, float], ...] = (
+    (r"H100.*PCIe", 756e12),
+    (r"GH200|H200|H100|H800", 989.4e12),
+    (r"A100|A800", 312e12),
+    (r"L40S", 362e12),
+    (r"\bL4\b", 121e12),
+)
+
+
+def table_peak_flops_per_s(device_name: str, precision: str) -> float | None:
+    """The data-sheet bf16 dense peak of a CUDA device by its name; None if unknown or fp32."""
+    if precision != "bf16":
+        return None
+    for pattern, peak in DENSE_BF16_PEAKS:
+        if re.search(pattern, device_name):
+            return peak
+    return None
 
 
 def build_spec(
@@ -221,22 +255,31 @@ def _report(result, spec: ExperimentSpec, steps: int, run_device, reference, pea
     achieved = tokens_per_s * flops_per_token
     # The trainer leaves torch's thread count at the run's; the peak and the baseline use it too.
     torch.set_num_threads(int(details["threads"]))
-    peak, peak_size = matmul_peak_flops_per_s(run_device, details["precision"], peak_sizes)
+    measured, peak_size = matmul_peak_flops_per_s(run_device, details["precision"], peak_sizes)
+    listed = table_peak_flops_per_s(str(details["device"]), details["precision"])
+    peak = listed if listed is not None else measured
+    compiled = bool(details["compile"])
     out: dict[str, Any] = {
         "tokens_per_s": tokens_per_s,
         "flops_per_token": flops_per_token,
         "achieved_flops_per_s": achieved,
-        "matmul_peak_flops_per_s": peak,
-        "matmul_peak_size": peak_size,
+        "peak_flops_per_s": peak,
+        "peak_source": "data sheet (bf16 dense)" if listed is not None else "measured matmul",
         "mfu": achieved / peak,
+        "matmul_peak_flops_per_s": measured,
+        "matmul_peak_size": peak_size,
+        "mfu_of_measured_peak": achieved / measured,
+        "compile_s": details.get("compile_s"),
+        "first_step_s": details.get("first_step_s"),
+        "peak_memory_bytes": details.get("peak_memory_bytes"),
         "precision": details["precision"],
         "device": details["device"],
         "threads": details["threads"],
-        "compile": details["compile"],
+        "compile": compiled,
         "shape": shape.model_dump(),
         "batch": batch,
         "steps": steps,
-        "timed_steps": steps - local_warmup_steps(steps),
+        "timed_steps": steps - local_warmup_steps(steps, compiled),
         "params_total": shape.params_total,
         "train_loss": result.train_loss,
         "eval_loss": result.loss,
@@ -245,7 +288,7 @@ def _report(result, spec: ExperimentSpec, steps: int, run_device, reference, pea
     if reference:
         from .reference import plain_tokens_per_s
 
-        warmup = local_warmup_steps(steps)
+        warmup = local_warmup_steps(steps, compiled)
         ref = plain_tokens_per_s(
             shape, batch, steps - warmup, warmup, int(details["threads"]), run_device
         )
@@ -343,14 +386,19 @@ def format_table(out: dict[str, Any]) -> str:
         ("tokens_per_s", f"{out['tokens_per_s']:,.0f}"),
         ("flops_per_token", f"{out['flops_per_token']:,}"),
         ("achieved_flops_per_s", f"{out['achieved_flops_per_s']:.4g}"),
+        ("peak_flops_per_s", f"{out['peak_flops_per_s']:.4g} ({out['peak_source']})"),
+        ("mfu", f"{out['mfu']:.1%}"),
         (
             "matmul_peak_flops_per_s",
             f"{out['matmul_peak_flops_per_s']:.4g} ({out['matmul_peak_size']}^2 "
-            f"{out['precision']} matmul)",
+            f"{out['precision']} matmul; MFU of it {out['mfu_of_measured_peak']:.1%})",
         ),
-        ("mfu", f"{out['mfu']:.1%}"),
         ("train_loss", f"{out['train_loss']:.4f}"),
     ]
+    if out["compile_s"] is not None:
+        rows.append(("compile_s", f"{out['compile_s']:.1f} (first step {out['first_step_s']:.1f} s)"))
+    if out["peak_memory_bytes"] is not None:
+        rows.append(("peak_memory", f"{out['peak_memory_bytes'] / 2**30:.2f} GiB"))
     if "ratio" in out:
         rows.append(
             ("reference_tokens_per_s", f"{out['reference_tokens_per_s']:,.0f} (plain fp32)")
