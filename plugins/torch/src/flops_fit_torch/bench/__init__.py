@@ -396,7 +396,8 @@ def format_table(out: dict[str, Any]) -> str:
         ("train_loss", f"{out['train_loss']:.4f}"),
     ]
     if out["compile_s"] is not None:
-        rows.append(("compile_s", f"{out['compile_s']:.1f} (first step {out['first_step_s']:.1f} s)"))
+        first = out["first_step_s"]
+        rows.append(("compile_s", f"{out['compile_s']:.1f} (first step {first:.1f} s)"))
     if out["peak_memory_bytes"] is not None:
         rows.append(("peak_memory", f"{out['peak_memory_bytes'] / 2**30:.2f} GiB"))
     if "ratio" in out:
