@@ -176,6 +176,15 @@ class Trainer(PluginBase):
         (and size how many they keep in flight by the cluster's GPUs, not its CPUs)."""
         return False
 
+    def runs_per_gpu(self, spec: ExperimentSpec) -> int:
+        """How many runs like `spec` may share one GPU at once (each in its own process).
+
+        A model too small to keep a GPU busy leaves it waiting on kernel launches; several
+        such runs side by side multiply a sweep's throughput. Executors that place runs on
+        GPUs (`process` with `workers_per_gpu = "auto"`) give each run 1/this of a GPU.
+        """
+        return 1
+
     def checkpoint_bytes(self, spec: ExperimentSpec) -> int:
         """About how many bytes a checkpoint of `spec` takes on disk (0: none is written).
 

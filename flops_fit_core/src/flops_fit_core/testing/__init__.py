@@ -16,6 +16,7 @@ from .contracts import (
 )
 from .synthetic import CHINCHILLA, Law, isoflop_observations, round_outcome, truth_fit
 from .trainers import (
+    ECHO_DIR,
     VERSION_ENV,
     CancelAfter,
     ChildProcessTrainer,
@@ -34,6 +35,7 @@ CONTRACTS = {
 __all__ = [
     "CHINCHILLA",
     "CONTRACTS",
+    "ECHO_DIR",
     "VERSION_ENV",
     "CancelAfter",
     "ChildProcessTrainer",

@@ -8,6 +8,7 @@ worker processes can unpickle them.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -17,12 +18,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import Field
+
 from ..bases import Trainer, TrainerContext
 from ..errors import TrainingError
 from ..schemas import ExperimentSpec, ModelShape, PluginConfig, RunResult
 
 __all__ = [
     "CHILDREN_DIR",
+    "ECHO_DIR",
     "VERSION_ENV",
     "CancelAfter",
     "ChildProcessTrainer",
@@ -51,21 +55,46 @@ class CancelAfter:
         self._event.set()
 
 
+#: With `record = true`, `EchoTrainer` writes `<run_dir>/echo/<spec id>.json` for each run:
+#: its process, the `CUDA_VISIBLE_DEVICES` it saw, and when it started and ended.
+ECHO_DIR = "echo"
+
+
 class EchoTrainer(Trainer):
-    """loss = 2 + 1/ln(N): a spec with `extras={"fail": True}` raises TrainingError."""
+    """loss = 2 + 1/ln(N): a spec with `extras={"fail": True}` raises TrainingError.
+
+    `runs_per_gpu` is what it tells executors that pack runs on GPUs; `record` leaves a note
+    of where and when each run trained (`ECHO_DIR`), for tests of placement.
+    """
 
     name = "echo"
     deterministic = True
 
     class Config(PluginConfig):
         delay_s: float = 0.0
+        runs_per_gpu: int = Field(1, ge=1)
+        record: bool = False
+
+    def runs_per_gpu(self, spec: ExperimentSpec) -> int:
+        return self.config.runs_per_gpu
 
     def train(self, spec: ExperimentSpec, context: TrainerContext) -> RunResult:
         context.check_cancelled()
+        started = time.time()
         if spec.extras.get("fail"):
             raise TrainingError(f"asked to fail for {spec.id}")
         if self.config.delay_s:
             time.sleep(self.config.delay_s)
+        if self.config.record:
+            folder = Path(context.run_dir) / ECHO_DIR
+            folder.mkdir(parents=True, exist_ok=True)
+            note = {
+                "pid": os.getpid(),
+                "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                "started": started,
+                "ended": time.time(),
+            }
+            (folder / f"{spec.id}.json").write_text(json.dumps(note))
         context.progress(1.0, "done")
         return RunResult.success(
             spec,

@@ -139,9 +139,11 @@ def serve(
     import uvicorn
     from filelock import FileLock, Timeout
 
+    from flops_fit_core.executors import visible_gpus
+
     from .db import RunStore
     from .server import create_app
-    from .supervisor import Supervisor, gpu_count, kill_orphans
+    from .supervisor import Supervisor, kill_orphans
 
     token = read_token(token_file)
     if token is None and not insecure:
@@ -160,9 +162,9 @@ def serve(
     study = load_study_config(config_path, preset, overrides, {"trainer": trainer_name})
     table = dict(study.trainer)
     trainer = get_host().build("trainer", table)  # a bad option fails here, not in each run
-    gpus = gpu_count()
-    workers = workers or max(1, gpus)
-    devices = [str(i % gpus) for i in range(workers)] if gpus else None
+    gpus = visible_gpus()  # as CUDA_VISIBLE_DEVICES names them: each child sees one
+    workers = workers or max(1, len(gpus))
+    devices = [gpus[i % len(gpus)] for i in range(workers)] if gpus else None
     data_dir = data_dir.resolve()  # the children are found again by it (`kill_orphans`)
     data_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(data_dir / "server.lock"), thread_local=False)

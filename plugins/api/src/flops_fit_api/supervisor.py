@@ -22,24 +22,10 @@ from pathlib import Path
 
 from .db import IllegalMove, RunStore
 
-__all__ = ["Supervisor", "gpu_count", "kill_orphans"]
+__all__ = ["Supervisor", "kill_orphans"]
 
 #: Seconds between the supervisor's looks at the queue and its children.
 TICK_S = 0.1
-
-
-def gpu_count() -> int:
-    """GPUs this process may use: `CUDA_VISIBLE_DEVICES` when set, else `nvidia-smi -L`."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
-    try:
-        listed = subprocess.run(
-            ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
-        return 0
-    return sum(1 for line in listed.stdout.splitlines() if line.startswith("GPU "))
 
 
 def kill_orphans(store: RunStore, data_dir: Path, timeout: float = 10.0) -> list[int]:

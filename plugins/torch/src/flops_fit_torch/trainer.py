@@ -13,7 +13,11 @@ from flops_fit_core import ConfigError, ExperimentSpec, RunResult, Trainer, Trai
 from .config import LocalConfig
 from .schedule import SCHEDULES
 
-__all__ = ["LocalTrainer"]
+__all__ = ["FULL_GPU_STEP_FLOPS", "LocalTrainer"]
+
+#: Forward and backward FLOPs of one optimizer step that fill an H100-class GPU on their own
+#: (`LocalTrainer.runs_per_gpu`).
+FULL_GPU_STEP_FLOPS = 4e12
 
 
 class LocalTrainer(Trainer):
@@ -94,6 +98,17 @@ class LocalTrainer(Trainer):
         import shutil
 
         return shutil.which("nvidia-smi") is not None  # no torch import for a yes or no
+
+    def runs_per_gpu(self, spec: ExperimentSpec) -> int:
+        """Runs of this size that share a GPU: as many as fit in the work of one full step.
+
+        A step of `FULL_GPU_STEP_FLOPS` (forward and backward) keeps an H100-class GPU busy
+        by itself: ~10 ms at 40% of its bf16 peak, long beside the ~2 ms a compiled step
+        spends launching kernels. A run of a tenth of that work leaves the GPU mostly idle
+        between its launches, so ten such runs share it (the executor caps the count).
+        """
+        step = spec.shape.flops_per_token * spec.batch_size * spec.shape.seq_len
+        return max(1, int(FULL_GPU_STEP_FLOPS // max(step, 1)))
 
     def checkpoint_bytes(self, spec: ExperimentSpec) -> int:
         """fp32 weights and AdamW's two moments (12 bytes a parameter), plus the RNG states,
