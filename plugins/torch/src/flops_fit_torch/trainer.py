@@ -15,6 +15,9 @@ from .schedule import SCHEDULES
 
 __all__ = ["FULL_GPU_STEP_FLOPS", "LocalTrainer"]
 
+#: The executors that train on this machine: a `cuda` device must be one of its own.
+LOCAL_EXECUTORS = ("serial", "process")
+
 #: Forward and backward FLOPs of one optimizer step that fill an H100-class GPU on their own
 #: (`LocalTrainer.runs_per_gpu`).
 FULL_GPU_STEP_FLOPS = 4e12
@@ -46,6 +49,15 @@ class LocalTrainer(Trainer):
         if not specs:
             return
         where = f"trainer {self.name!r}"
+        device = self.config.device
+        # Runs trained on this machine (not by a cluster's nodes) need its GPU to be there.
+        trains_here = getattr(study.executor, "name", "") in LOCAL_EXECUTORS
+        if device.startswith("cuda") and trains_here and not _cuda_here():
+            raise ConfigError(
+                f"{where}: device = {device!r}, but this machine shows no GPU that CUDA "
+                "can use; set trainer.device=auto (or cpu), or run a study sized for a "
+                "CPU: --preset cpu-tiny"
+            )
         unknown = sorted({s.schedule for s in specs} - set(SCHEDULES))
         if unknown:
             raise ConfigError(
@@ -119,3 +131,16 @@ class LocalTrainer(Trainer):
         from .loop import train_spec
 
         return train_spec(self, spec, context)
+
+
+def _cuda_here() -> bool:
+    """Whether this machine has a GPU for CUDA: `nvidia-smi` or CUDA_VISIBLE_DEVICES says so
+    at no cost; where neither does, torch is asked (seconds to import, on this path only: a
+    machine whose driver has no `nvidia-smi` is not refused)."""
+    from flops_fit_core.executors import visible_gpus
+
+    if visible_gpus():
+        return True
+    import torch
+
+    return torch.cuda.is_available()
