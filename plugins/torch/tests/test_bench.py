@@ -156,3 +156,38 @@ def test_reference_loop_learns():
 )
 def test_the_data_sheet_peak_is_looked_up_by_device_name(name, precision, peak):
     assert bench.table_peak_flops_per_s(f"cuda:0 ({name})", precision) == peak
+
+
+def test_the_sweep_benchmark_trains_the_shapes_one_at_a_time_and_packed(
+    capsys, data_config, monkeypatch
+):
+    """`python -m flops_fit_torch.bench.sweep` on a CPU: the preset's two smallest shapes,
+    two steps each, through the real executor both ways; the numbers it reports add up."""
+    from flops_fit_torch.bench import sweep
+
+    data = [
+        f"trainer.data.cache_dir={data_config['cache_dir']}",
+        "trainer.data.synthetic.words=512",
+        "trainer.data.synthetic.tokens=65536",
+        "trainer.data.eval_tokens=4096",
+    ]
+    argv = ["--device", "cpu", "--steps", "2", "--limit", "2", "--json"]
+    assert sweep.main([*argv, *(a for d in data for a in ("--set", d))]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["shapes"] == 2 and out["params"] == sorted(out["params"])
+    assert out["runs_per_gpu"] == [8, 8]  # the smallest models: as many as the executor allows
+    tokens = 2 * 2 * 64 * 256  # two runs of two steps of 64 x 256
+    for name in ("one_at_a_time", "packed"):
+        assert out[name]["runs"] == 2 and out[name]["tokens"] == tokens
+        assert out[name]["tokens_per_s"] == pytest.approx(tokens / out[name]["wall_s"])
+    assert out["ratio"] == pytest.approx(
+        out["packed"]["tokens_per_s"] / out["one_at_a_time"]["tokens_per_s"]
+    )
+
+
+def test_the_sweep_benchmark_refuses_a_bad_option_in_one_line(capsys):
+    from flops_fit_torch.bench import sweep
+
+    assert sweep.main(["--device", "cpu", "--set", "trainer.nonsense=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nonsense" in err[0], err
