@@ -276,6 +276,19 @@ def _bench(example: Example, args: list[str], env: dict[str, str]) -> Outcome:
     return Outcome(0, "", "")
 
 
+def _sweep_bench(example: Example, args: list[str], env: dict[str, str]) -> Outcome:
+    """Parse only: it trains a study's shapes twice, on a GPU; its options must still exist."""
+    from flops_fit_torch.bench import sweep
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            sweep.parse_args(args)
+        except SystemExit as exc:
+            return Outcome(int(exc.code or 0), "", err.getvalue())
+    return Outcome(0, "", "")
+
+
 def _flops_fit(example: Example, args: list[str], env: dict[str, str]) -> Outcome:
     if _is_default_study_run(args) and not example.expects_error:
         args = [*args, "--preset=mock"]  # study cost: cpu-tiny trains for minutes
@@ -289,6 +302,9 @@ PROGRAMS: dict[str, Callable[[Example, list[str], dict[str, str]], Outcome] | st
     "flops-fit": _flops_fit,
     "python -m flops_fit_core": _flops_fit,
     "python -m flops_fit_torch.bench": _bench,
+    "python -m flops_fit_torch.bench.sweep": _sweep_bench,
+    "tools/gpu/prepare.sh": "downloads wheels from PyPI: no network in tests",
+    "tools/gpu/check.sh": "needs a CUDA GPU: the measurements of docs/performance.md",
     "pytest": "runs the test suite (this test is part of it)",
 }
 

@@ -24,6 +24,8 @@ from flops_fit_torch.model import (
     attention_output_scale,
     gelu_output_scale,
     residual_taus,
+    rope_complex,
+    rope_real,
     rope_table,
 )
 
@@ -479,23 +481,26 @@ def complex_rope(qk: torch.Tensor, seq_len: int, base: float = 10_000.0) -> torc
     [(12, 16, torch.float32), (1024, 64, torch.float32), (256, 128, torch.bfloat16)],
 )
 def test_real_valued_rope_equals_the_complex_multiply(seq_len, d_head, dtype):
-    """To 1e-6 forward and backward in fp32 (bitwise equal on this CPU), at positions up to
-    1024 where the angles are largest; bf16 inputs give the same bf16 outputs up to one
-    rounding step (both compute in fp32 and round once)."""
+    """The compiled path's real arithmetic and the eager path's complex multiply both equal
+    an independent complex reference: to 1e-6 forward and backward in fp32 (bitwise on this
+    CPU), at positions up to 1024 where the angles are largest; bf16 inputs give the same
+    bf16 outputs up to one rounding step (all compute in fp32 and round once)."""
     g = torch.Generator().manual_seed(0)
     qk = torch.randn(2, seq_len, 2, 3, d_head, generator=g).to(dtype).requires_grad_()
-    real = apply_rope(qk, rope_table(seq_len, d_head))
+    table = rope_table(seq_len, d_head)
     reference = complex_rope(qk, seq_len)
-    assert real.dtype == reference.dtype == dtype
-    upstream = torch.randn(real.shape, generator=g).to(dtype)
-    (grad_real,) = torch.autograd.grad(real, qk, upstream)
+    upstream = torch.randn(reference.shape, generator=g).to(dtype)
     (grad_reference,) = torch.autograd.grad(reference, qk, upstream)
-    if dtype == torch.float32:
-        torch.testing.assert_close(real, reference, atol=1e-6, rtol=0)
-        torch.testing.assert_close(grad_real, grad_reference, atol=1e-6, rtol=0)
-    else:
-        torch.testing.assert_close(real.float(), reference.float(), atol=0, rtol=2**-8)
-        torch.testing.assert_close(grad_real.float(), grad_reference.float(), atol=0, rtol=2**-8)
+    for rope in (rope_real, rope_complex, apply_rope):
+        out = rope(qk, table)
+        (grad,) = torch.autograd.grad(out, qk, upstream)
+        assert out.dtype == dtype
+        if dtype == torch.float32:
+            torch.testing.assert_close(out, reference, atol=1e-6, rtol=0)
+            torch.testing.assert_close(grad, grad_reference, atol=1e-6, rtol=0)
+        else:
+            torch.testing.assert_close(out.float(), reference.float(), atol=0, rtol=2**-8)
+            torch.testing.assert_close(grad.float(), grad_reference.float(), atol=0, rtol=2**-8)
 
 
 @pytest.mark.parametrize("rope", [True, False], ids=["rope", "no-rope"])

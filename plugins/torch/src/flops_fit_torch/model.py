@@ -52,6 +52,8 @@ __all__ = [
     "attention_output_scale",
     "gelu_output_scale",
     "residual_taus",
+    "rope_complex",
+    "rope_real",
     "rope_table",
 ]
 
@@ -156,17 +158,31 @@ def apply_rope(qk: Tensor, table: Tensor) -> Tensor:
     """Rotate each adjacent pair of q and k channels by its position's angle.
 
     `qk` is [B, T, 2, H, h] (queries and keys together, straight out of the fused projection);
-    the pair (x, y) = (2j, 2j+1) becomes (x cos - y sin, x sin + y cos), the complex product
-    (x + iy) e^(i theta) written in real arithmetic: elementwise ops that `torch.compile`
-    fuses into one kernel with the projection's epilogue (a complex multiply it cannot), and
-    one pass over the data forward and one backward, instead of the rotate-half form's five.
-    Computed in float32 whatever the autocast dtype, as the complex form was.
+    the pair (x, y) = (2j, 2j+1) becomes (x cos - y sin, x sin + y cos): one pass over the data
+    forward and one backward, instead of the rotate-half form's five. Two equal ways (to 1e-6,
+    tests/test_model.py): traced by `torch.compile`, real arithmetic that inductor fuses into
+    the neighbouring kernels (`rope_real`); eager, one complex multiply (`rope_complex`), which
+    is 2.6x faster than the real form's separate elementwise ops on a CPU.
     """
+    if torch.compiler.is_compiling():
+        return rope_real(qk, table)
+    return rope_complex(qk, table)
+
+
+def rope_real(qk: Tensor, table: Tensor) -> Tensor:
+    """`apply_rope` in real arithmetic, in float32 whatever the autocast dtype."""
     b, t, two, heads, h = qk.shape
-    pairs = qk.float().reshape(b, t, two, heads, h // 2, 2)
-    x, y = pairs.unbind(-1)
+    x, y = qk.float().reshape(b, t, two, heads, h // 2, 2).unbind(-1)
     cos, sin = table[:t, None, None, :, 0], table[:t, None, None, :, 1]
     rotated = torch.stack((x * cos - y * sin, x * sin + y * cos), dim=-1)
+    return rotated.reshape(b, t, two, heads, h).type_as(qk)
+
+
+def rope_complex(qk: Tensor, table: Tensor) -> Tensor:
+    """`apply_rope` as (x + iy) e^(i theta), the table's (cos, sin) read as complex64."""
+    b, t, two, heads, h = qk.shape
+    pairs = torch.view_as_complex(qk.float().reshape(b, t, two, heads, h // 2, 2))
+    rotated = torch.view_as_real(pairs * torch.view_as_complex(table[:t, None, None]))
     return rotated.reshape(b, t, two, heads, h).type_as(qk)
 
 

@@ -28,7 +28,7 @@ from flops_fit_core import ExperimentSpec, FlopsFitError
 
 PROG = "python -m flops_fit_torch.bench.sweep"
 
-__all__ = ["main", "sweep_specs", "time_sweep"]
+__all__ = ["main", "parse_args", "sweep_specs", "time_sweep"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -103,8 +103,14 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The arguments, checked without importing torch; a bad one exits 2 with one line."""
+    return _parser().parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    """The command line; returns the exit status (0, 1 if a run failed, 2 bad arguments)."""
+    args = parse_args(argv)
     from flops_fit_core import resolve_study
     from flops_fit_core.config import load_study_config
     from flops_fit_core.executors import MAX_RUNS_PER_GPU
