@@ -43,7 +43,7 @@ from .errors import (
     UnknownPluginError,
     UsageError,
 )
-from .executors import THREADS_ENV, WORKERS_ENV
+from .executors import MAX_RUNS_PER_GPU, THREADS_ENV, WORKERS_ENV, visible_gpus
 from .files import write_atomic
 from .fits import Estimate, FitResult, Optimum, PowerLaw, Prediction
 from .flops import FlopsConvention, ParamConvention, flops_per_token, params_count
@@ -90,6 +90,7 @@ __all__ = [
     "DEFAULT_PLOTS",
     "HOOK_API_VERSION",
     "KINDS",
+    "MAX_RUNS_PER_GPU",
     "REPORT_FILE",
     "SCHEMA_VERSION",
     "THREADS_ENV",
@@ -168,5 +169,6 @@ __all__ = [
     "run_study",
     "shared_folder",
     "train_on_worker",
+    "visible_gpus",
     "write_atomic",
 ]

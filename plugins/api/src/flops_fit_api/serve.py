@@ -139,7 +139,7 @@ def serve(
     import uvicorn
     from filelock import FileLock, Timeout
 
-    from flops_fit_core.executors import visible_gpus
+    from flops_fit_core import visible_gpus
 
     from .db import RunStore
     from .server import create_app

@@ -137,7 +137,7 @@ def _cuda_here() -> bool:
     """Whether this machine has a GPU for CUDA: `nvidia-smi` or CUDA_VISIBLE_DEVICES says so
     at no cost; where neither does, torch is asked (seconds to import, on this path only: a
     machine whose driver has no `nvidia-smi` is not refused)."""
-    from flops_fit_core.executors import visible_gpus
+    from flops_fit_core import visible_gpus
 
     if visible_gpus():
         return True

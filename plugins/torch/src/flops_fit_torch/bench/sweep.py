@@ -64,12 +64,13 @@ def sweep_specs(plan_specs: list[ExperimentSpec], steps: int, limit: int | None 
 
 def time_sweep(trainer, specs: list[ExperimentSpec], executor_options: dict) -> dict[str, Any]:
     """Train `specs` through `process` with these options: tokens, wall time, tokens/s."""
-    from flops_fit_core.executors import ProcessExecutor
+    from flops_fit_core import get_host
 
+    executor = get_host().create("executor", "process", executor_options)
     results = []
     with tempfile.TemporaryDirectory(prefix="flops-fit-sweep-bench-") as tmp:
         start = time.perf_counter()
-        ProcessExecutor(executor_options).map(trainer, specs, results.append, run_dir=Path(tmp))
+        executor.map(trainer, specs, results.append, run_dir=Path(tmp))
         wall = time.perf_counter() - start
     failed = [r for r in results if r.status != "ok"]
     if failed:
@@ -111,9 +112,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit status (0, 1 if a run failed, 2 bad arguments)."""
     args = parse_args(argv)
-    from flops_fit_core import resolve_study
-    from flops_fit_core.config import load_study_config
-    from flops_fit_core.executors import MAX_RUNS_PER_GPU
+    from flops_fit_core import MAX_RUNS_PER_GPU, load_study_config, resolve_study
 
     overrides = list(args.overrides)
     cpu = args.device == "cpu"
