@@ -31,6 +31,9 @@ SLOW_FILES = {
     "plugins/ray/tests/test_ray_executor.py": 39,
     "plugins/plotters/tests/test_contract.py": 32,
     "plugins/torch/tests/test_trainer.py": 32,
+    "plugins/torch/tests/test_compile.py": 30,
+    "plugins/torch/tests/test_bench.py": 15,
+    "plugins/torch/tests/test_packing.py": 12,
 }
 
 

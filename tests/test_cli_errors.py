@@ -30,7 +30,10 @@ def study(tmp_path_factory):
         (["--set", "planner.n_budgets=zero"], ["planner 'isoflop'", "n_budgets"]),
         (["--set", "bogus.key=1"], ["unknown key 'bogus'"]),
         (["--set", "novalue"], ["key=value"]),
-        (["--preset", "nope"], ["Unknown preset 'nope'. Available: cpu-tiny, mock"]),
+        (
+            ["--preset", "nope"],
+            ["Unknown preset 'nope'. Available: cpu-tiny, gpu-small, mock, mock-adaptive"],
+        ),
         (["-c", "missing.toml"], ["config file not found: missing.toml"]),
         (["--target", "-5"], ["--target", "positive"]),
         (["--no-such-option"], ["No such option"]),

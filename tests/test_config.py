@@ -82,7 +82,10 @@ def test_bad_files_are_input_errors(tmp_path):
     bad.write_text("[trainer\nname=")
     with pytest.raises(InputError, match="invalid TOML"):
         load_study_config(bad)
-    with pytest.raises(ConfigError, match=r"Unknown preset 'nope'\. Available: cpu-tiny, mock"):
+    with pytest.raises(
+        ConfigError,
+        match=r"Unknown preset 'nope'\. Available: cpu-tiny, gpu-small, mock, mock-adaptive$",
+    ):
         load_study_config(preset="nope")
 
 

@@ -93,6 +93,11 @@ SKIPS: dict[tuple[str, str], str] = {
     ): f"{_SERVER} this study against it, equal to the local one",
 }
 
+SKIPS[("docs/performance.md", "uv run flops-fit run --preset gpu-small")] = (
+    "needs a CUDA GPU (a machine without one refuses it in one line): "
+    "plugins/torch/tests/test_gpu_preset.py checks its plan, its packing and that refusal"
+)
+
 # (document, command) -> the source bug that makes it fail; strict: it must fail.
 XFAILS: dict[tuple[str, str], str] = {}
 

@@ -36,13 +36,10 @@ def test_runs_per_gpu_follow_the_work_of_a_step(make_spec):
 
 def test_packed_runs_equal_runs_one_at_a_time_bit_for_bit(local_config, make_spec, tmp_path):
     config = {**local_config, "threads": 1, "device": "cpu"}
-    specs = [
-        make_spec(steps=8, seed=seed, learning_rate=lr)
-        for seed, lr in [(0, 0.5), (1, 0.3), (2, 0.7)]
-    ]
+    specs = [make_spec(steps=8, seed=seed, learning_rate=lr) for seed, lr in [(0, 0.5), (1, 0.3)]]
     alone, packed = [], []
     SerialExecutor().map(LocalTrainer(config), specs, alone.append, run_dir=tmp_path / "alone")
-    ProcessExecutor({"gpus": 1, "workers_per_gpu": 3, "workers": 3}).map(
+    ProcessExecutor({"gpus": 1, "workers_per_gpu": 2, "workers": 2}).map(
         LocalTrainer(config), specs, packed.append, run_dir=tmp_path / "packed"
     )
 

@@ -258,6 +258,19 @@ class TrainerContract(_PluginContract):
         clone = pickle.loads(pickle.dumps(trainer))
         assert clone.config == trainer.config
 
+    def test_says_how_many_runs_share_a_gpu(self, trainer):
+        """`runs_per_gpu`, which executors pack runs on a GPU by: a whole number >= 1 for
+        every spec, and never more for a larger model than for a smaller one."""
+        specs = tiny_specs(4)  # larger and larger models, the same batch and sequence
+        counts = [trainer.runs_per_gpu(spec) for spec in specs]
+        assert all(type(n) is int and n >= 1 for n in counts), (
+            f"runs_per_gpu gave {counts}; each must be an int >= 1"
+        )
+        assert counts == sorted(counts, reverse=True), (
+            f"runs_per_gpu gave {counts} for models of {[s.params for s in specs]} parameters: "
+            "a larger model must not share a GPU with more runs than a smaller one"
+        )
+
 
 def _synthetic(seed: int = 0) -> Observations:
     return isoflop_observations(
