@@ -268,30 +268,22 @@ def _no_local_training() -> Iterator[None]:
             cls.map = original
 
 
-def _bench(example: Example, args: list[str], env: dict[str, str]) -> Outcome:
-    """Parse only: a benchmark run takes CPU minutes; its options must still exist."""
-    from flops_fit_torch import bench
+def _parse_only(module: str, why: str) -> Callable[[Example, list[str], dict[str, str]], Outcome]:
+    """An example of `python -m MODULE` whose options are parsed, not run (`why`)."""
 
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        try:
-            bench.parse_args(args)
-        except SystemExit as exc:
-            return Outcome(int(exc.code or 0), "", err.getvalue())
-    return Outcome(0, "", "")
+    def run(example: Example, args: list[str], env: dict[str, str]) -> Outcome:
+        import importlib
 
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            try:
+                importlib.import_module(module).parse_args(args)
+            except SystemExit as exc:
+                return Outcome(int(exc.code or 0), "", err.getvalue())
+        return Outcome(0, "", "")
 
-def _sweep_bench(example: Example, args: list[str], env: dict[str, str]) -> Outcome:
-    """Parse only: it trains a study's shapes twice, on a GPU; its options must still exist."""
-    from flops_fit_torch.bench import sweep
-
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        try:
-            sweep.parse_args(args)
-        except SystemExit as exc:
-            return Outcome(int(exc.code or 0), "", err.getvalue())
-    return Outcome(0, "", "")
+    run.__doc__ = f"Parse only: {why}; its options must still exist."
+    return run
 
 
 def _flops_fit(example: Example, args: list[str], env: dict[str, str]) -> Outcome:
@@ -306,8 +298,12 @@ def _flops_fit(example: Example, args: list[str], env: dict[str, str]) -> Outcom
 PROGRAMS: dict[str, Callable[[Example, list[str], dict[str, str]], Outcome] | str] = {
     "flops-fit": _flops_fit,
     "python -m flops_fit_core": _flops_fit,
-    "python -m flops_fit_torch.bench": _bench,
-    "python -m flops_fit_torch.bench.sweep": _sweep_bench,
+    "python -m flops_fit_torch.bench": _parse_only(
+        "flops_fit_torch.bench", "a benchmark run takes CPU minutes"
+    ),
+    "python -m flops_fit_torch.bench.sweep": _parse_only(
+        "flops_fit_torch.bench.sweep", "it trains a study's shapes twice, on a GPU"
+    ),
     "tools/gpu/prepare.sh": "downloads wheels from PyPI: no network in tests",
     "tools/gpu/check.sh": "needs a CUDA GPU: the measurements of docs/performance.md",
     "pytest": "runs the test suite (this test is part of it)",

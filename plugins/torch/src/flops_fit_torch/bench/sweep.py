@@ -26,6 +26,8 @@ from typing import Any
 
 from flops_fit_core import ExperimentSpec, FlopsFitError
 
+from . import _positive_int
+
 PROG = "python -m flops_fit_torch.bench.sweep"
 
 __all__ = ["main", "parse_args", "sweep_specs", "time_sweep"]
@@ -35,16 +37,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
         print(f"{PROG}: error: {message}", file=sys.stderr)
         raise SystemExit(2)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not positive")
-    return value
 
 
 def sweep_specs(plan_specs: list[ExperimentSpec], steps: int, limit: int | None = None):
