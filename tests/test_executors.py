@@ -104,3 +104,19 @@ def test_visible_gpus_are_named_as_cuda_visible_devices_names_them(monkeypatch):
     assert visible_gpus() == ["1"]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert visible_gpus() == []
+
+
+@pytest.mark.parametrize("value", [0, 65, "many", 2.5, True, -1])
+def test_a_bad_workers_per_gpu_is_one_clear_line(value):
+    from flops_fit_core import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        ProcessExecutor({"workers_per_gpu": value})
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("executor 'process': workers_per_gpu: must be \"auto\" or a whole")
+
+
+@pytest.mark.parametrize(("value", "parsed"), [("auto", "auto"), (3, 3), ("4", 4)])
+def test_workers_per_gpu_takes_auto_or_a_count(value, parsed):
+    assert ProcessExecutor({"workers_per_gpu": value}).config.workers_per_gpu == parsed

@@ -214,12 +214,17 @@ class ProcessExecutor(Executor):
             description="times a spec whose worker died is tried again before it is failed",
         )
 
-        @field_validator("workers_per_gpu")
+        @field_validator("workers_per_gpu", mode="before")
         @classmethod
-        def _sane_packing(cls, value: int | str) -> int | str:
-            if isinstance(value, int) and not 1 <= value <= 64:
-                raise ValueError(f"workers_per_gpu must be between 1 and 64, got {value}")
-            return value
+        def _auto_or_a_count(cls, value: Any) -> int | str:
+            """ "auto" or a whole number from 1 to 64 (a `--set` value may come as text)."""
+            if value == "auto":
+                return value
+            text = value.strip() if isinstance(value, str) else None
+            count = int(text) if text is not None and text.isdigit() else value
+            if type(count) is not int or not 1 <= count <= 64:
+                raise ValueError(f'must be "auto" or a whole number from 1 to 64, got {value!r}')
+            return count
 
     def _places(self, trainer: Trainer, specs: list[ExperimentSpec]) -> list[_Place]:
         """The CPU as one place, or each GPU the sweep uses, with the workers it needs."""
