@@ -71,12 +71,12 @@ def test_runs_are_packed_on_gpus_each_worker_seeing_its_own(
     GPU ever holds more runs at once than it may."""
     from flops_fit_core.testing import EchoTrainer, tiny_specs
 
-    trainer = EchoTrainer({"delay_s": 0.4, "runs_per_gpu": trainer_says, "record": True})
+    trainer = EchoTrainer({"delay_s": 0.3, "runs_per_gpu": trainer_says, "record": True})
     results = []
     ProcessExecutor({"gpus": 2, **options}).map(
-        trainer, tiny_specs(8), results.append, run_dir=tmp_path
+        trainer, tiny_specs(6), results.append, run_dir=tmp_path
     )
-    assert sorted(r.experiment_id for r in results) == sorted(s.id for s in tiny_specs(8))
+    assert sorted(r.experiment_id for r in results) == sorted(s.id for s in tiny_specs(6))
     notes = _notes(tmp_path)
     assert {n["gpu"] for n in notes} == {"0", "1"}
     for gpu in ("0", "1"):
