@@ -206,3 +206,23 @@ def test_each_worker_gets_its_own_gpu(make_server, tmp_path):
         environ = path.read_bytes().split(b"\0")
         devices |= {v for v in environ if v.startswith(b"CUDA_VISIBLE_DEVICES=")}
     assert devices == {b"CUDA_VISIBLE_DEVICES=0", b"CUDA_VISIBLE_DEVICES=1"}
+
+
+def test_workers_get_the_gpus_the_server_was_given_by_name(make_server):
+    """A server started with CUDA_VISIBLE_DEVICES=5,7 hands its children 5 and 7 (what that
+    names), not 0 and 1 (which would be other GPUs of the machine)."""
+    server = make_server("--trainer", "mock", "--set", "trainer.seconds_per_run=30")
+    server.env["CUDA_VISIBLE_DEVICES"] = "5,7"
+    server.start()
+    specs = tiny_specs(2)
+    with server.client() as client:
+        for spec in specs:
+            _put(client, spec)
+        for spec in specs:
+            _wait_state(client, spec.id, {"running"})
+    devices = set()
+    for spec in specs:
+        path = Path(f"/proc/{_child_pid(server, spec.id)}/environ")
+        environ = path.read_bytes().split(b"\0")
+        devices |= {v for v in environ if v.startswith(b"CUDA_VISIBLE_DEVICES=")}
+    assert devices == {b"CUDA_VISIBLE_DEVICES=5", b"CUDA_VISIBLE_DEVICES=7"}
