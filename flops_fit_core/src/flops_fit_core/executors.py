@@ -287,8 +287,14 @@ class ProcessExecutor(Executor):
                 context=context,
             )
 
+        # each run's share of its place, asked of the trainer once (not at every look)
+        shares = {
+            spec.id: Fraction(1, self._runs_per_gpu(trainer, spec)) if on_gpus else Fraction(1)
+            for spec in specs
+        }
+
         def share(spec: ExperimentSpec) -> Fraction:
-            return Fraction(1, self._runs_per_gpu(trainer, spec)) if on_gpus else Fraction(1)
+            return shares[spec.id]
 
         def place_for(spec: ExperimentSpec) -> _Place | None:
             """The least loaded place the spec fits in now (the first, on a tie)."""

@@ -181,6 +181,22 @@ def test_a_full_queue_is_429_with_retry_after_and_known_runs_still_answer(make_s
         assert _put(client, second).status_code == 200  # a known run is no new load
 
 
+def _devices_of_two_running_runs(server) -> set[bytes]:
+    """Start two long runs on `server` and read the CUDA_VISIBLE_DEVICES their children got."""
+    specs = tiny_specs(2)
+    with server.client() as client:
+        for spec in specs:
+            _put(client, spec)
+        for spec in specs:
+            _wait_state(client, spec.id, {"running"})
+    devices = set()
+    for spec in specs:
+        path = Path(f"/proc/{_child_pid(server, spec.id)}/environ")
+        environ = path.read_bytes().split(b"\0")
+        devices |= {v for v in environ if v.startswith(b"CUDA_VISIBLE_DEVICES=")}
+    return devices
+
+
 def test_each_worker_gets_its_own_gpu(make_server, tmp_path):
     """With a (stand-in) `nvidia-smi` listing two GPUs, two runs train at once, one per GPU."""
     bin_dir = tmp_path / "bin"
@@ -194,17 +210,7 @@ def test_each_worker_gets_its_own_gpu(make_server, tmp_path):
     server.env.pop("CUDA_VISIBLE_DEVICES", None)
     server.env["PATH"] = f"{bin_dir}:{server.env['PATH']}"
     server.start()
-    specs = tiny_specs(2)
-    with server.client() as client:
-        for spec in specs:
-            _put(client, spec)
-        for spec in specs:
-            _wait_state(client, spec.id, {"running"})
-    devices = set()
-    for spec in specs:
-        path = Path(f"/proc/{_child_pid(server, spec.id)}/environ")
-        environ = path.read_bytes().split(b"\0")
-        devices |= {v for v in environ if v.startswith(b"CUDA_VISIBLE_DEVICES=")}
+    devices = _devices_of_two_running_runs(server)
     assert devices == {b"CUDA_VISIBLE_DEVICES=0", b"CUDA_VISIBLE_DEVICES=1"}
 
 
@@ -214,15 +220,5 @@ def test_workers_get_the_gpus_the_server_was_given_by_name(make_server):
     server = make_server("--trainer", "mock", "--set", "trainer.seconds_per_run=30")
     server.env["CUDA_VISIBLE_DEVICES"] = "5,7"
     server.start()
-    specs = tiny_specs(2)
-    with server.client() as client:
-        for spec in specs:
-            _put(client, spec)
-        for spec in specs:
-            _wait_state(client, spec.id, {"running"})
-    devices = set()
-    for spec in specs:
-        path = Path(f"/proc/{_child_pid(server, spec.id)}/environ")
-        environ = path.read_bytes().split(b"\0")
-        devices |= {v for v in environ if v.startswith(b"CUDA_VISIBLE_DEVICES=")}
+    devices = _devices_of_two_running_runs(server)
     assert devices == {b"CUDA_VISIBLE_DEVICES=5", b"CUDA_VISIBLE_DEVICES=7"}
