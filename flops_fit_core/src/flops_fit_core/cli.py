@@ -15,6 +15,7 @@ import click
 import tomli_w
 
 from . import __version__
+from .cli_install import install, uninstall
 from .cli_options import (
     State,
     config_options,
@@ -134,6 +135,8 @@ cli.add_command(predict)
 cli.add_command(plot)
 cli.add_command(report)
 cli.add_command(plugins)
+cli.add_command(install)
+cli.add_command(uninstall)
 
 
 def main(argv: list[str] | None = None) -> int:

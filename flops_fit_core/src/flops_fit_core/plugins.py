@@ -50,6 +50,15 @@ KINDS: dict[str, Kind] = {
 }
 DISABLE_ENV = "FLOPS_FIT_DISABLE_PLUGINS"
 
+#: Our plugins that `pip install flops-fit` leaves out, and the extra that brings each: a study
+#: that names one where it is not installed is told the one command that fixes it.
+EXTRAS: dict[tuple[str, str], str] = {
+    ("trainer", "local"): "torch",
+    ("trainer", "api"): "api",
+    ("executor", "ray"): "ray",
+    ("executor", "slurm"): "slurm",
+}
+
 #: What a plugin name may be: it is typed by users and becomes part of file names.
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
@@ -231,6 +240,8 @@ class PluginHost:
         if not records:
             error = UnknownPluginError(kind, name, self.names(kind))
             notes = []
+            if extra := EXTRAS.get((kind, name)):
+                notes.append(f'it comes with `pip install "flops-fit[{extra}]"`')
             if self.errors:
                 n = len(self.errors)
                 notes.append(
