@@ -242,7 +242,13 @@ class PluginHost:
             notes = []
             if extra := EXTRAS.get((kind, name)):
                 notes.append(f'it comes with `pip install "flops-fit[{extra}]"`')
-            if self.errors:
+            if failed := [e for e in self.errors if e.plugin == name]:
+                # most plugins register under their entry point's name: this is likely why
+                notes.append(
+                    f"the plugin {name!r} ({failed[0].distribution}) failed to load: "
+                    f"{failed[0].error}"
+                )
+            elif self.errors:
                 n = len(self.errors)
                 notes.append(
                     f"{n} plugin load error{'s' if n > 1 else ''}: see 'flops-fit plugins'"
