@@ -67,8 +67,9 @@ def plugins(name, show_options, as_json):
         data = {"plugins": listing, "errors": [e.as_dict() for e in host.errors]}
         echo_json({**data, "disabled": host.disabled})
         return
+    width = max([12, *(len(r.name) for r in records)])
     for r in records:
-        click.echo(f"{r.kind:<9} {r.name:<12} {r.distribution} {r.version}")
+        click.echo(f"{r.kind:<9} {r.name:<{width}} {r.distribution} {r.version}")
         if detailed:
             doc = (r.cls.__doc__ or "").strip().splitlines()
             if doc:

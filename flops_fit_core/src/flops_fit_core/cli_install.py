@@ -114,8 +114,8 @@ class Installer:
 
     def describe(self) -> str:
         if self.kind == "project":
-            where = f"group {self.group!r} of " if self.group else ""
-            return f"added to the {where}uv project {self.project} (kept by `uv sync`)"
+            where = f"the group {self.group!r} of the " if self.group else "the "
+            return f"added to {where}uv project {self.project} (kept by `uv sync`)"
         return f"into {sys.prefix} ({self.kind})"
 
 
@@ -191,8 +191,9 @@ def install(packages, editables, upgrade):
     after = _plugins_listing()
     known = {_key(p) for p in before["plugins"]}
     new = [p for p in after["plugins"] if _key(p) not in known]
+    width = max([12, *(len(p["name"]) for p in new)])
     for p in new:
-        click.echo(f"{p['kind']:<9} {p['name']:<12} {p['distribution']} {p['version']}")
+        click.echo(f"{p['kind']:<9} {p['name']:<{width}} {p['distribution']} {p['version']}")
     old_errors = {json.dumps(e, sort_keys=True) for e in before.get("errors", [])}
     for e in after.get("errors", []):
         if json.dumps(e, sort_keys=True) not in old_errors:
