@@ -32,6 +32,7 @@ from pathlib import Path
 import pytest
 
 from tests.clirunner import sigint_as_from_a_terminal
+from tests.test_local_study import SMALL
 
 pytestmark = pytest.mark.robustness
 
@@ -297,22 +298,9 @@ def test_a_mock_study_killed_at_random_moments_of_every_stage_ends_as_if_never_k
     assert not leftovers, leftovers
 
 
-#: A shrunk default study (tests/test_local_study.py's), its runs long enough to be killed
-#: in, checkpointing every 20 steps so that a resumed run restarts mid-way.
-LOCAL = [
-    "planner.min_flops=1e10",
-    "planner.max_flops=4e10",
-    "planner.n_budgets=3",
-    "planner.sizes_per_budget=3",
-    "planner.span=3.0",
-    "fitter.name='empirical'",
-    "executor.name='serial'",
-    "trainer.checkpoint_every_steps=20",
-    "trainer.data.synthetic.words=512",
-    "trainer.data.synthetic.tokens=262144",
-    "trainer.data.eval_tokens=4096",
-    "plot.names=['isoflop', 'report']",
-]
+#: The shrunk default study of tests/test_local_study.py, checkpointing every 20 steps so that
+#: a resumed run restarts mid-way, drawing one figure and the report.
+LOCAL = [*SMALL, "trainer.checkpoint_every_steps=20", "plot.names=['isoflop', 'report']"]
 
 
 def test_a_local_study_killed_while_it_trains_ends_with_bitwise_equal_losses(tmp_path):
