@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+import warnings
 
 import click
 import tomli_w
@@ -26,7 +27,7 @@ from .cli_options import (
 )
 from .cli_results import fit, plot, predict, report
 from .cli_study import plan, run, train
-from .errors import FlopsFitError, TrainingCancelled, UsageError
+from .errors import FlopsFitError, TrainingCancelled, UsageError, one_line
 from .files import os_error_cause
 from .options import describe_options
 from .plugins import DISABLE_ENV, get_host
@@ -147,21 +148,31 @@ def main(argv: list[str] | None = None) -> int:
         _COMMANDS_ADDED = True
         get_host().add_commands(cli)
     verbose = any(a in ("-v", "--verbose") for a in (argv if argv is not None else sys.argv[1:]))
+    with warnings.catch_warnings():
+        if not verbose:  # numpy's overflow notes are not the user's to read; -v shows them
+            warnings.simplefilter("ignore", RuntimeWarning)
+        return _run(argv, verbose)
+
+
+def _run(argv: list[str] | None, verbose: bool) -> int:
     try:
         code = cli.main(args=argv, prog_name="flops-fit", standalone_mode=False)
         return code if isinstance(code, int) else 0
     except click.exceptions.Exit as exc:
         return exc.exit_code
+    except click.exceptions.NoArgsIsHelpError as exc:  # `flops-fit` alone: its help
+        click.echo(exc.ctx.get_help())
+        return 0
     except click.UsageError as exc:
         hint = (
             f" (see 'flops-fit {exc.ctx.command_path.split(' ', 1)[1]} --help')"
             if exc.ctx and " " in exc.ctx.command_path
             else " (see 'flops-fit --help')"
         )
-        print(f"Error: {exc.format_message()}{hint}", file=sys.stderr)
+        print(f"Error: {one_line(exc.format_message())}{hint}", file=sys.stderr)
         return 2
     except click.ClickException as exc:
-        print(f"Error: {exc.format_message()}", file=sys.stderr)
+        print(f"Error: {one_line(exc.format_message())}", file=sys.stderr)
         return exc.exit_code
     except TrainingCancelled as exc:
         print(f"Interrupted: {exc}", file=sys.stderr)
@@ -185,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         if verbose:
             traceback.print_exc()
         print(
-            f"Error: internal error: {type(exc).__name__}: {exc} "
+            f"Error: internal error: {type(exc).__name__}: {one_line(str(exc))} "
             "(please report it; -v shows the traceback)",
             file=sys.stderr,
         )

@@ -92,10 +92,10 @@ def fit(
         group_tolerance=group_tolerance,
         **requested_conventions(the_fitter),
     )
-    results_file = is_results_file(results_path)
-    if results_file and (note := ResultsStore(results_path).load().skipped_note()):
-        state.reporter.message(f"warning: {note}")
     result = pipeline.fit_observations(observations, the_fitter)
+    # Said once the fit is made: a fit that fails is one `Error:` line, nothing before it.
+    if is_results_file(results_path) and (note := ResultsStore(results_path).load().skipped_note()):
+        state.reporter.message(f"warning: {note}")
     files.write_atomic(output, result.model_dump_json(indent=2))
     if as_json:
         click.echo(result.model_dump_json(indent=2))

@@ -33,9 +33,9 @@ from pydantic import Field, PrivateAttr, create_model
 
 from .errors import ConfigError, InputError
 from .files import read_text
-from .limits import MAX_NESTING, nesting_depth, value_depth
+from .limits import MAX_NESTING, MAX_VALUES, nesting_depth, value_count, value_depth
 from .plugins import KINDS
-from .schemas import SCHEMA_VERSION, StrictModel, parse_model
+from .schemas import SCHEMA_VERSION, SchemaVersion, StrictModel, parse_model
 
 __all__ = [
     "DEFAULT_PLOTS",
@@ -64,7 +64,7 @@ def _section(kind: str):
 
 
 class _Versioned(StrictModel):
-    schema_version: int = SCHEMA_VERSION
+    schema_version: SchemaVersion = SCHEMA_VERSION
 
 
 #: One table per stage (`[planner]`, `[trainer]`, ...), each naming its plugin: the fields are
@@ -125,12 +125,19 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise InputError(f"{path}: invalid TOML: {exc}") from None
     except RecursionError:
         raise InputError(f"{path}: nested too deeply to read") from None
+    except ValueError as exc:  # Python's int() refuses more than 4,300 digits (TOML and YAML)
+        raise InputError(f"{path}: {_too_many_digits(exc)}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
         raise InputError(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: a config must be a table of sections, got {type(data).__name__}")
+    if value_count(data) > MAX_VALUES:  # first: a walk of an alias bomb never ends
+        raise InputError(
+            f"{path}: holds more than {MAX_VALUES:,} values (YAML aliases repeating one "
+            "another?); a study config holds a few hundred"
+        )
     if value_depth(data) > MAX_NESTING:
         raise InputError(f"{path}: nested too deeply (more than {MAX_NESTING} levels)")
     return data
@@ -151,7 +158,17 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         value = tomllib.loads(f"v = {raw}")["v"]
     except (tomllib.TOMLDecodeError, RecursionError):
         value = raw
+    except ValueError as exc:  # valid TOML, but an integer Python will not convert
+        raise ConfigError(f"--set {key.strip()}: the value {_too_many_digits(exc)}") from None
     return path, value
+
+
+def _too_many_digits(exc: ValueError) -> str:
+    """What a parser's `ValueError` (other than a syntax error) means to a user: an integer
+    longer than Python converts (`sys.get_int_max_str_digits`)."""
+    if "digits" in str(exc):
+        return "holds an integer of more than 4,300 digits; no option takes one"
+    return f"cannot be read ({exc})"
 
 
 def apply_overrides(items: Iterable[str]) -> dict[str, Any]:

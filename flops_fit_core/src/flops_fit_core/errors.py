@@ -23,7 +23,8 @@
     └── RunFailed                  exit 1: a stage finished but left failed experiments
 
 The CLI turns each into one line on stderr and the exit code its class names (`exit_code`), so
-a user never sees a traceback for a mistake of theirs.
+a user never sees a traceback for a mistake of theirs. A message is one line whatever it quotes:
+a line break inside it (a column name, a path or a value a user gave) is shown escaped (`\\n`).
 """
 
 from __future__ import annotations
@@ -46,10 +47,25 @@ __all__ = [
 ]
 
 
+#: What `str.splitlines` breaks a line at: shown escaped in a message, which is one line.
+_LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+_ESCAPED = str.maketrans({c: c.encode("unicode_escape").decode() for c in _LINE_BREAKS})
+
+
+def one_line(message: str) -> str:
+    """`message` with its line breaks escaped: what the CLI prints after `Error: `."""
+    return message.translate(_ESCAPED)
+
+
 class FlopsFitError(Exception):
     """Base of every error flops-fit raises on purpose."""
 
     exit_code = 1
+
+    def __str__(self) -> str:
+        # One line, as the CLI prints it after `Error: `, even when the message quotes text
+        # a user gave that holds a line break (a CSV header cell, a --set value, a path).
+        return one_line(super().__str__())
 
 
 class UsageError(FlopsFitError):

@@ -17,7 +17,7 @@ from pydantic import (
 )
 
 from .errors import InputError
-from .schemas import SCHEMA_VERSION, Conventions, StrictModel
+from .schemas import SCHEMA_VERSION, Conventions, SchemaVersion, StrictModel
 
 __all__ = [
     "LAW_NAMES",
@@ -124,7 +124,7 @@ LAW_NAMES = ("n_opt", "d_opt", "loss_opt")
 class FitResult(StrictModel):
     """A fitter's answer (`fit.json`): optima per budget, the laws, diagnostics and warnings."""
 
-    schema_version: int = SCHEMA_VERSION
+    schema_version: SchemaVersion = SCHEMA_VERSION
     fitter: str
     settings: dict[str, Any] = Field(default_factory=dict)
     conventions: Conventions = Conventions()
@@ -145,6 +145,18 @@ class FitResult(StrictModel):
         """N*, D*, L* at `compute` from the fitted laws (through `PowerLaw`, never by hand)."""
         if not (compute > 0 and math.isfinite(compute)):
             raise InputError(f"compute must be a positive number, got {compute}")
+        used = [*LAW_NAMES, *(["tokens_per_param"] if "tokens_per_param" in self.laws else [])]
+        for name, law in ((n, self.laws[n]) for n in used):  # a hand-edited fit.json: no NaN
+            if not (law.coefficient > 0 and math.isfinite(law.coefficient)):
+                raise InputError(
+                    f"the fit's {name} law has coefficient {law.coefficient}: a power law's "
+                    "coefficient is a positive number, so it predicts nothing"
+                )
+            if not math.isfinite(law.exponent) or not math.isfinite(law.offset or 0.0):
+                raise InputError(
+                    f"the fit's {name} law has exponent {law.exponent} and offset "
+                    f"{law.offset}: it predicts nothing"
+                )
 
         def estimate(law: PowerLaw) -> Estimate:
             interval = law.predict_interval(compute)

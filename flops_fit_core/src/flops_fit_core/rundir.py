@@ -78,7 +78,8 @@ def _read_model(path: Path, model: type[BaseModel], what: str):
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
         raise InputError(
-            f"{path} is not a valid {what}: {loc + ': ' if loc else ''}{err['msg']}"
+            f"{path} is not a valid {what}: {loc + ': ' if loc else ''}"
+            f"{err['msg'].removeprefix('Value error, ')}"
         ) from None
 
 
@@ -104,7 +105,7 @@ def read_run_config(run_dir: Path) -> dict[str, Any] | None:
     text = read_text(path, "config")
     try:
         return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except ValueError as exc:  # TOMLDecodeError, or an integer of more digits than Python reads
         raise InputError(f"cannot read {path}: {exc}") from None
 
 

@@ -13,9 +13,10 @@ import hashlib
 import json
 import math
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -40,6 +41,7 @@ __all__ = [
     "PlanStop",
     "PluginConfig",
     "RunResult",
+    "SchemaVersion",
     "StrictModel",
     "SweepPlan",
     "TrainerInfo",
@@ -48,6 +50,21 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
+
+
+def _known_schema(version: int) -> int:
+    if version != SCHEMA_VERSION:
+        by = "a newer version" if version > SCHEMA_VERSION else "another version"
+        raise ValueError(
+            f"{version} is not the version this flops-fit reads ({SCHEMA_VERSION}): written by "
+            f"{by} of flops-fit, or edited"
+        )
+    return version
+
+
+#: The `schema_version` a file on disk carries: a file of another version is refused, never
+#: read as if it were this one's.
+SchemaVersion = Annotated[int, AfterValidator(_known_schema)]
 M = TypeVar("M", bound=BaseModel)
 
 #: Why a run failed. `trainer_error`: the trainer raised (a bad learning rate, a model that
@@ -72,10 +89,13 @@ class PluginConfig(StrictModel):
 
 
 def _describe_error(err: dict[str, Any], model: type[BaseModel]) -> str:
-    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    # An empty key is shown as '' (not as nothing, which would read as the top level).
+    loc = ".".join(str(p) or "''" for p in err["loc"]) or "(top level)"
     if err["type"] == "extra_forbidden":
-        known = ", ".join(sorted(model.model_fields)) if len(err["loc"]) == 1 else ""
-        return f"unknown key {loc!r}" + (f" (known: {known})" if known else "")
+        top = len(err["loc"]) == 1
+        known = ", ".join(sorted(model.model_fields)) if top else ""
+        key = repr(str(err["loc"][0])) if top else repr(loc)
+        return f"unknown key {key}" + (f" (known: {known})" if known else "")
     if err["type"] == "missing":
         return f"missing key {loc!r}"
     message = err["msg"].removeprefix("Value error, ")
@@ -273,7 +293,7 @@ class SweepPlan(StrictModel):
     and, once it proposes no more, why in `stop`; a one-round planner leaves both empty.
     """
 
-    schema_version: int = SCHEMA_VERSION
+    schema_version: SchemaVersion = SCHEMA_VERSION
     planner: str
     config: dict[str, Any] = Field(default_factory=dict)
     conventions: Conventions = Conventions()
@@ -381,7 +401,7 @@ class RunResult(StrictModel):
     are both recorded so a fit can switch convention without retraining.
     """
 
-    schema_version: int = SCHEMA_VERSION
+    schema_version: SchemaVersion = SCHEMA_VERSION
     experiment_id: str
     spec: ExperimentSpec
     status: Literal["ok", "failed"]

@@ -195,7 +195,8 @@ class LoadedResults:
 def _bad_line(path: Path | None, number: int, exc: ValidationError) -> str:
     problem = exc.errors()[0]
     where = ".".join(str(p) for p in problem["loc"])
-    detail = f"{where}: {problem['msg']}" if where else problem["msg"]
+    message = problem["msg"].removeprefix("Value error, ")
+    detail = f"{where}: {message}" if where else message
     return f"{path}:{number}: not a valid result record ({detail})"
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .bases import Executor, Fitter, Planner, Plotter, Trainer
+from .bases import Executor, Fitter, Planner, Plotter, PlotterConfig, Trainer
 from .config import SECTIONS, StudyConfig
 from .errors import (
     ConfigError,
@@ -23,6 +23,7 @@ from .plugins import PluginHost, get_host
 from .schemas import (
     RunResult,
     SweepPlan,
+    parse_model,
 )
 
 __all__ = [
@@ -125,11 +126,20 @@ def resolve_study(config: StudyConfig, host: PluginHost | None = None) -> Study:
             if section == "fitter" and (hint := _compared_option_hint(config, options, host)):
                 raise ConfigError(f"{exc}; {hint}") from None
             raise
+    plotters = _plotters(config, host)
+    comparisons = [host.build("fitter", table) for table in config.compare]
+    return Study(config=config, plotters=plotters, comparisons=comparisons, **built)
+
+
+def _plotters(config: StudyConfig, host: PluginHost) -> list[Plotter]:
+    """The plotters `[plot] names` lists, each built with the section's other options; with
+    none to consume them, those options are still checked (a typo is an error)."""
     plot_options = dict(config.plot)
     names = plot_options.pop("names")
     plotters = [host.build("plotter", {**plot_options, "name": name}) for name in names]
-    comparisons = [host.build("fitter", table) for table in config.compare]
-    return Study(config=config, plotters=plotters, comparisons=comparisons, **built)
+    if not plotters:
+        parse_model(PlotterConfig, plot_options, "config [plot]")
+    return plotters
 
 
 def _compared_option_hint(
@@ -186,5 +196,7 @@ def describe_config(
             shown.setdefault("compare", []).append(shown_table)
         else:
             shown[section] = shown_table
-    shown["plot"] = dict(config.plot)
+    plotters = _plotters(config, host)  # a bad [plot] is refused here as `validate` does
+    plot_options = plotters[0].config.model_dump(mode="json") if plotters else {}
+    shown["plot"] = {"names": [p.name for p in plotters], **plot_options}
     return shown, missing

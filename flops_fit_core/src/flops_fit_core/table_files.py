@@ -57,6 +57,14 @@ def read_rows(path: Path) -> RawTable:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
+def _encoding(path: Path) -> str:
+    """UTF-8 (a byte-order mark skipped), or UTF-16 when the file starts with its mark (what
+    spreadsheets export as "Unicode text")."""
+    with path.open("rb") as fh:
+        start = fh.read(2)
+    return "utf-16" if start in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+
+
 def _header(path: Path, names: Iterable[Any]) -> tuple[str, ...]:
     columns = tuple(str(n).strip() for n in names)
     seen: set[str] = set()
@@ -71,7 +79,7 @@ def _header(path: Path, names: Iterable[Any]) -> tuple[str, ...]:
 
 def _read_csv(path: Path) -> RawTable:
     """Rows named `line N`, N the line the record starts on (the header is line 1)."""
-    with path.open(newline="", encoding="utf-8-sig") as fh:
+    with path.open(newline="", encoding=_encoding(path)) as fh:
         reader = csv.reader(fh)
         try:
             header = next(reader)
@@ -82,6 +90,7 @@ def _read_csv(path: Path) -> RawTable:
         except csv.Error as exc:
             raise InputError(f"{path}:{reader.line_num}: {exc}") from None
         columns = _header(path, header)
+        _check_separator(path, columns)
         rows, ids = [], []
         end = reader.line_num
         try:
@@ -100,9 +109,22 @@ def _read_csv(path: Path) -> RawTable:
     return RawTable(columns, rows, ids)
 
 
+def _check_separator(path: Path, columns: tuple[str, ...]) -> None:
+    """A header read as one column that holds `;` or a tab is a table separated by those (a
+    spreadsheet's export in some locales): say so, rather than list one odd column name."""
+    if len(columns) != 1:
+        return
+    for separator, name in ((";", "semicolons"), ("\t", "tabs")):
+        if separator in columns[0]:
+            raise InputError(
+                f"{path}: the header {columns[0]!r} separates its cells with {name}; a .csv "
+                f"table is read with commas between cells (save or export it comma-separated)"
+            )
+
+
 def _json_records(path: Path) -> Iterator[tuple[str, Any]]:
     """(id, record) for a JSON-lines file, or for a file holding one JSON array."""
-    text = path.read_text(encoding="utf-8-sig")
+    text = path.read_text(encoding=_encoding(path))
     if text.lstrip().startswith("["):
         for number, record in enumerate(_loads(path, text, ""), start=1):
             yield f"record {number}", record

@@ -318,7 +318,13 @@ def _derive(
         warnings.append(f"C taken from the budget column {columns['budget']!r}")
     missing = [f for f in ("params", "tokens", "compute") if f not in have]
     if len(missing) > 1:
-        given = ", ".join(f"{f} ({columns[f]!r})" for f in sorted(have)) or "none"
+
+        def named(field: str) -> str:  # C taken from the budget column has none of its own
+            if field in columns:
+                return f"{field} ({columns[field]!r})"
+            return f"{field} (from the budget column {columns['budget']!r})"
+
+        given = ", ".join(named(f) for f in sorted(have)) or "none"
         raise InputError(
             f"{source}: needs two of params (N), tokens (D) and compute (C), found {given}; "
             f"name the columns with --map FIELD=COLUMN"

@@ -42,7 +42,7 @@ from .checkpoints import Checkpoints, usable_checkpoints
 from .checks import not_decreasing
 from .config import LawConfig
 from .diagnostics import law_checks, ols_line
-from .powerlaw import fit_power_law
+from .powerlaw import exp_in_range, fit_power_law
 
 __all__ = ["METHODS", "EnvelopeConfig", "EnvelopeFitter", "Frontier", "extract_frontier"]
 
@@ -473,7 +473,8 @@ class EnvelopeFitter(Fitter):
         """A law with its bootstrap intervals and covariance (none without a bootstrap)."""
         offset, lnk, a = point
         level = self.config.confidence
-        fields = dict(coefficient=math.exp(lnk), exponent=a, r2=r2, level=level, n_points=n_points)
+        coefficient = exp_in_range(lnk, "coefficient")
+        fields = dict(coefficient=coefficient, exponent=a, r2=r2, level=level, n_points=n_points)
         if offset is not None:
             fields["offset"] = offset
         if reps is None:
@@ -486,7 +487,10 @@ class EnvelopeFitter(Fitter):
             fields["offset_interval"] = _quantiles(r[:, 0], tail)
         lo, hi = _quantiles(r[:, 1], tail)
         fields.update(
-            coefficient_interval=(math.exp(lo), math.exp(hi)),
+            coefficient_interval=(
+                exp_in_range(lo, "coefficient's interval", bound=True),
+                exp_in_range(hi, "coefficient's interval", bound=True),
+            ),
             exponent_interval=_quantiles(r[:, 2], tail),
             covariance=tuple(tuple(float(x) for x in row) for row in np.cov(np.vstack(cols))),
             t_value=NormalDist().inv_cdf(0.5 + level / 2.0),

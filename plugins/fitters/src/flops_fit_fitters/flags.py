@@ -15,6 +15,7 @@ __all__ = [
     "FEW_RUNS_FLAG",
     "FEW_SIZES_FLAG",
     "NOT_CONVEX_FLAG",
+    "NOT_POSITIVE_FLAG",
     "OFF_CENTRE_FLAG",
     "OUTSIDE_FLAG",
 ]
@@ -39,6 +40,9 @@ FEW_SIZES_FLAG = f"{EXCLUDED} fewer than 3 sizes"
 NOT_CONVEX_FLAG = f"{EXCLUDED} not convex"
 #: The vertex lies outside the sampled sizes: no interior minimum.
 OUTSIDE_FLAG = f"{EXCLUDED} vertex outside the grid"
+#: The parabola's minimum is a loss of zero or less (a run far above the others bends it):
+#: no loss to fit a law through.
+NOT_POSITIVE_FLAG = f"{EXCLUDED} minimum not positive"
 #: The vertex lies outside `quadratic.CENTRE_BAND` of the sampled ln N range: biased towards
 #: the grid centre.
 OFF_CENTRE_FLAG = "off-centre"

@@ -26,7 +26,7 @@ import numpy as np
 
 from flops_fit_core import FitError, PowerLaw
 
-__all__ = ["fit_power_law", "log_residuals", "resolution_shifts"]
+__all__ = ["exp_in_range", "fit_power_law", "log_residuals", "resolution_shifts"]
 
 #: The fewest points with a residual degree of freedom: two points always lie on a line, so no
 #: uncertainty could be stated for them, and this toolkit never reports a law without one.
@@ -169,11 +169,11 @@ def fit_power_law(
         cov = cov + shifts.T @ shifts / (t_value * t_value)
     se_lnk, se_a = math.sqrt(cov[0, 0]), math.sqrt(cov[1, 1])
     return PowerLaw(
-        coefficient=math.exp(intercept),
+        coefficient=exp_in_range(intercept, "coefficient"),
         exponent=slope,
         coefficient_interval=(
-            math.exp(intercept - t_value * se_lnk),
-            math.exp(intercept + t_value * se_lnk),
+            exp_in_range(intercept - t_value * se_lnk, "coefficient's interval", bound=True),
+            exp_in_range(intercept + t_value * se_lnk, "coefficient's interval", bound=True),
         ),
         exponent_interval=(slope - t_value * se_a, slope + t_value * se_a),
         r2=r2,
@@ -182,6 +182,25 @@ def fit_power_law(
         level=level,
         n_points=n,
     )
+
+
+def exp_in_range(value: float, what: str, bound: bool = False) -> float:
+    """e**value for a law's coefficient fitted as ln k (or, with `bound`, an end of its
+    interval); a `FitError` when it lies beyond the range of a float (ln k > 709.78), or for a
+    coefficient (not a bound) when it underflows to 0 (ln k < -745). Only data with values too
+    extreme to describe (losses of 1e300, say) get there, and no fit.json could hold the law
+    (an inf is written as null; a coefficient of 0 predicts nothing)."""
+    try:
+        result = math.exp(value)
+    except OverflowError:
+        result = math.inf
+    if not math.isfinite(result) or (result == 0.0 and not bound):
+        raise FitError(
+            f"a power law's {what} comes out as e^{value:.6g}, beyond the range of a float: "
+            "the data hold values too extreme to fit a law through (check the losses, N, D "
+            "and C of the runs)"
+        )
+    return result
 
 
 def log_residuals(

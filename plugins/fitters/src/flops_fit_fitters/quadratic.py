@@ -52,7 +52,13 @@ from flops_fit_core import Estimate, FitResult, Fitter, Observations, PluginConf
 
 from .checks import MIN_RUNS_PER_BUDGET, budget_for_message
 from .config import CommonConfig
-from .flags import FEW_SIZES_FLAG, NOT_CONVEX_FLAG, OFF_CENTRE_FLAG, OUTSIDE_FLAG
+from .flags import (
+    FEW_SIZES_FLAG,
+    NOT_CONVEX_FLAG,
+    NOT_POSITIVE_FLAG,
+    OFF_CENTRE_FLAG,
+    OUTSIDE_FLAG,
+)
 from .laws import BudgetOptimum, fit_laws
 from .parabola import Parabola, fit_parabola
 
@@ -144,10 +150,19 @@ class QuadraticFitter(Fitter):
             axis, p = outside[0]
             side, extend = ("below", "smaller") if p.position < 0 else ("above", "larger")
             out.warnings.append(
-                f"{where}: the parabola's vertex ({axis} = {math.exp(p.vertex):.4g}) lies "
+                f"{where}: the parabola's vertex ({axis} = {_shown_exp(p.vertex)}) lies "
                 f"{side} the sampled {axis} range [{math.exp(p.x_min):.4g}, "
                 f"{math.exp(p.x_max):.4g}], so the runs have no interior minimum: excluded "
                 f"from the laws; extend the grid to {extend} {axis}"
+            )
+            return out
+
+        if not out.n_parabola.minimum > 0:
+            out.flags.append(NOT_POSITIVE_FLAG)
+            out.warnings.append(
+                f"{where}: the parabola's minimum is a loss of {out.n_parabola.minimum:.4g}, "
+                f"not a positive one (a run far above the others bends it: inspect their "
+                f"losses): excluded from the laws"
             )
             return out
 
@@ -212,6 +227,12 @@ def _exp(x: float) -> float:
     """exp, clipped to stay finite: a nearly flat parabola's vertex can have an error of
     hundreds in ln N, and an interval end of inf would not survive fit.json."""
     return math.exp(min(max(x, -700.0), 700.0))
+
+
+def _shown_exp(x: float) -> str:
+    """exp(x) as a message shows it: a nearly flat parabola's vertex may lie at ln N = 10^4,
+    whose exp no float holds, so it is shown as e^x."""
+    return f"{math.exp(x):.4g}" if x < 700.0 else f"e^{x:.4g}"
 
 
 def _diagnostics(optima: list[_Budget], used: list[_Budget]) -> dict:

@@ -50,6 +50,7 @@ from .config import CommonConfig
 from .diagnostics import check_exponent_identified, check_exponent_sum, exponent_sum
 from .flags import EXCLUDED_FLAG, EXTRAPOLATED_FLAG, FEW_RUNS_FLAG
 from .parabola import fit_parabola
+from .powerlaw import exp_in_range
 from .surface import PARAMS, THETA_NAMES, fitted_loss, frontier, frontier_at
 from .variable_projection import (
     SAME_OPTIMUM,
@@ -215,6 +216,13 @@ class RobustFitter(Fitter):
         replicates, failed = self._bootstrap(observations, used, problem, best)
         level = cfg.confidence
         point = frontier(best[None, :], k_flops)
+        undefined = [name for name, value in point.items() if not np.isfinite(value).all()]
+        if undefined:  # e.g. alpha = beta = 0: a surface without N or D effect
+            raise FitError(
+                f"the fitted surface (alpha = {best[3]:.4g}, beta = {best[4]:.4g}) has no "
+                f"compute-optimal frontier ({', '.join(undefined)} not finite): these runs do "
+                "not show the loss falling with both N and D; check the data"
+            )
         reps = None
         if replicates is not None:
             reps = frontier(replicates, k_flops)
@@ -231,7 +239,7 @@ class RobustFitter(Fitter):
 
         r2, rms = _r_squared(best, data)
         reported = groups if budgeted else _nearest_budgets(observations, UNBUDGETED_OPTIMA)
-        laws = self._laws(point, reps, level, r2, len(reported))
+        laws = self._laws(point, reps, level, r2, len(reported), warnings)
         warnings.extend(self._surface_warnings(r2, rms))
         if reps is None:
             warnings.append(
@@ -240,7 +248,7 @@ class RobustFitter(Fitter):
                 "(about 70-75% for a nominal 95% in our tests)"
             )
         parametric = self._parametric(best, replicates, search, level, warnings)
-        optima = self._optima(observations, reported, point, reps, used)
+        optima = self._optima(observations, reported, point, reps, used, warnings)
         warnings.extend(_optimum_warnings(optima))
         warnings.extend(self._search_warnings(search))
         if failed:
@@ -463,23 +471,29 @@ class RobustFitter(Fitter):
         ok = sol.converged & np.isfinite(sol.objective)
         return sol.theta[ok], int((~ok).sum())
 
-    def _laws(self, point, reps, level, r2, n_budgets):
+    def _laws(self, point, reps, level, r2, n_budgets, warnings):
         """n_opt, d_opt, tokens_per_param (pure power laws) and loss_opt (with offset E)."""
 
-        def law(name_k, name_a, offset=None):
-            k = float(np.exp(point[name_k][0]))
+        def law(label, name_k, name_a, offset=None):
+            k = exp_in_range(float(point[name_k][0]), f"{label} coefficient")
             a = float(point[name_a][0])
             fields = dict(coefficient=k, exponent=a, r2=r2, level=level, n_points=n_budgets)
             if offset is not None:
                 fields["offset"] = float(point[offset][0])
             if reps is None:
                 return PowerLaw(**fields)
+            lnk_iv = self._interval(point[name_k][0], reps[name_k], level)
+            if lnk_iv[1] > _LN_FLOAT_MAX:  # as for E, A and B in `_parametric`
+                warnings.append(
+                    f"{label}'s coefficient interval reaches beyond {math.exp(700):.1e}: the "
+                    "law is not identified by these runs, so it is reported without intervals"
+                )
+                return PowerLaw(**fields)
             cols = [reps[name_k], reps[name_a]]
             if offset is not None:
                 cols.insert(0, reps[offset])
                 fields["offset_interval"] = self._interval(point[offset][0], reps[offset], level)
             cov = np.cov(np.vstack(cols)) if len(reps[name_a]) > 1 else np.zeros((len(cols),) * 2)
-            lnk_iv = self._interval(point[name_k][0], reps[name_k], level)
             fields.update(
                 coefficient_interval=(math.exp(lnk_iv[0]), math.exp(lnk_iv[1])),
                 exponent_interval=self._interval(a, reps[name_a], level),
@@ -489,10 +503,10 @@ class RobustFitter(Fitter):
             return PowerLaw(**fields)
 
         return {
-            "n_opt": law("ln_kn", "a"),
-            "d_opt": law("ln_kd", "b"),
-            "loss_opt": law("ln_kl", "gamma", offset="E"),
-            "tokens_per_param": law("ln_kr", "b_minus_a"),
+            "n_opt": law("n_opt", "ln_kn", "a"),
+            "d_opt": law("d_opt", "ln_kd", "b"),
+            "loss_opt": law("loss_opt", "ln_kl", "gamma", offset="E"),
+            "tokens_per_param": law("tokens_per_param", "ln_kr", "b_minus_a"),
         }
 
     def _interval(self, estimate, replicates, level):
@@ -544,17 +558,29 @@ class RobustFitter(Fitter):
             out[name] = Estimate(value=value, stderr=se, interval=tuple(interval))
         return out
 
-    def _optima(self, observations, groups, point, reps, used):
+    def _optima(self, observations, groups, point, reps, used, warnings):
         """Each budget's optimum on the fitted surface, flagged when it lies outside its grid."""
         level = self.config.confidence
         optima = []
+        unbounded = []
         for budget, rows in groups:
-            values = frontier_at(point, budget)
-            spread = {} if reps is None else frontier_at(reps, budget)
+            with np.errstate(over="ignore"):
+                values = frontier_at(point, budget)
+                spread = {} if reps is None else frontier_at(reps, budget)
+            if not all(np.isfinite(values[key][0]) for key in ("n", "d", "l")):
+                raise FitError(
+                    f"the fitted surface's optimum at {budget:.4g} FLOPs is beyond the range "
+                    f"of a float (N* = {values['n'][0]:.4g}, D* = {values['d'][0]:.4g}): the "
+                    "data hold values too extreme to fit a law through; check the runs"
+                )
             estimate = {
                 key: self._estimate(float(values[key][0]), spread.get(key), level)
                 for key in ("n", "d", "l")
             }
+            for key, name in (("n", "N*"), ("d", "D*"), ("l", "L*")):
+                if not _finite_estimate(estimate[key]):  # resamples beyond floats: no interval
+                    estimate[key] = Estimate(value=estimate[key].value)
+                    unbounded.append(f"{name} at {budget:.4g}")
 
             flags = []
             sizes = observations.params[rows]
@@ -573,6 +599,12 @@ class RobustFitter(Fitter):
                     n_runs=int(rows.size),
                     flags=flags,
                 )
+            )
+        if unbounded:
+            warnings.append(
+                f"the bootstrap intervals of {', '.join(unbounded[:3])}"
+                f"{', ...' if len(unbounded) > 3 else ''} reach beyond the range of a float: "
+                "they are not identified by these runs, so they are reported without intervals"
             )
         return optima
 
@@ -744,6 +776,12 @@ def _held_out_optimum(params: np.ndarray, loss: np.ndarray) -> float:
         if parabola.curvature > 0 and parabola.x_min <= parabola.vertex <= parabola.x_max:
             return float(math.exp(parabola.vertex))
     return float(params[np.argmin(loss)])
+
+
+def _finite_estimate(estimate: Estimate) -> bool:
+    """Whether every number of an estimate is finite (an inf would be written as null)."""
+    numbers = [estimate.stderr, *(estimate.interval or ())]
+    return all(v is None or math.isfinite(v) for v in numbers)
 
 
 def _optimum_warnings(optima: list[Optimum]) -> list[str]:

@@ -27,7 +27,16 @@ from typing import Any
 import numpy as np
 from pydantic import ConfigDict, Field
 
-from flops_fit_core import ANYTIME, ExperimentSpec, PluginConfig, RunResult, Trainer, TrainerContext
+from flops_fit_core import (
+    ANYTIME,
+    ConfigError,
+    ExperimentSpec,
+    PluginConfig,
+    RunResult,
+    Trainer,
+    TrainerContext,
+    TrainingError,
+)
 
 __all__ = [
     "MockConfig",
@@ -44,6 +53,9 @@ __all__ = [
 #: The most curve points one result may carry: each point is a line item in `results.jsonl`,
 #: and a curve longer than this is a typo, not a request.
 MAX_CURVE_POINTS = 10_000
+#: The largest `noise`: a factor e**10 per standard deviation is no loss a run could reach,
+#: and far beyond it exp(noise * z) leaves the range of a float.
+MAX_NOISE = 10.0
 
 #: Where a loss curve starts, as a share of the final tokens, unless one optimizer step of
 #: `batch_size * seq_len` tokens is more than that (no real run evaluates before its first step).
@@ -67,7 +79,10 @@ class MockConfig(PluginConfig):
     alpha: float = Field(0.34, gt=0, description="parameter term exponent")
     beta: float = Field(0.28, gt=0, description="data term exponent")
     noise: float = Field(
-        0.005, ge=0, description="sigma of the log-normal noise: loss = L(N, D) * exp(noise * z)"
+        0.005,
+        ge=0,
+        le=MAX_NOISE,
+        description="sigma of the log-normal noise: loss = L(N, D) * exp(noise * z)",
     )
     seed: int = Field(
         0, ge=0, description="replicate seed; with the spec id it seeds each run's noise"
@@ -171,6 +186,25 @@ class MockTrainer(Trainer):
     Config = MockConfig
     config: MockConfig
 
+    def validate_study(self, study: Any) -> None:
+        """Refuse a law that gives no finite loss at some planned run (E, A or B near the
+        largest float): every such run would fail."""
+        specs = study.plan.experiments
+        if not specs:
+            return
+        with np.errstate(over="ignore", invalid="ignore"):
+            truth = np.asarray(
+                true_loss(self.config, [s.params for s in specs], [s.tokens for s in specs])
+            )
+        bad = np.flatnonzero(~np.isfinite(truth))
+        if bad.size:
+            first = specs[int(bad[0])]
+            raise ConfigError(
+                f"trainer 'mock': its law E + A/N^alpha + B/D^beta gives no finite loss at "
+                f"{bad.size} of the {len(specs)} planned runs (first: N = {first.params:.4g}, "
+                f"D = {first.tokens:.4g}); choose smaller E, A or B"
+            )
+
     def outcome_options(self) -> dict[str, Any]:
         """Every option but `seconds_per_run`, which changes how long a run takes, not its
         result."""
@@ -204,9 +238,10 @@ class MockTrainer(Trainer):
         _take_time(cfg.seconds_per_run, context)
         rng = self._rng(spec)
         z_eval, z_train = rng.standard_normal(2)
-        truth = true_loss(cfg, spec.params, spec.tokens)
-        loss = truth * math.exp(cfg.noise * float(z_eval))
-        train_loss = truth * math.exp(cfg.noise * float(z_train))
+        with np.errstate(over="ignore", invalid="ignore"):  # _noisy names a loss beyond floats
+            truth = true_loss(cfg, spec.params, spec.tokens)
+        loss = _noisy(truth, cfg.noise, z_eval, spec)
+        train_loss = _noisy(truth, cfg.noise, z_train, spec)
 
         curve: list[tuple[float, float]] | None = None
         if cfg.curve_points:
@@ -216,7 +251,11 @@ class MockTrainer(Trainer):
             for i, (t, z) in enumerate(zip(tokens, z_curve, strict=True)):
                 context.check_cancelled()
                 last = i == len(tokens) - 1
-                point = loss if last else true_loss(cfg, spec.params, t) * math.exp(cfg.noise * z)
+                if last:
+                    point = loss
+                else:
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        point = _noisy(true_loss(cfg, spec.params, t), cfg.noise, z, spec)
                 curve.append((float(t), float(point)))
                 context.progress((i + 1) / len(tokens), f"{t:.4g} / {spec.tokens} tokens")
         else:
@@ -241,6 +280,21 @@ class MockTrainer(Trainer):
                 "tokens_per_param": spec.tokens / spec.params,
             },
         )
+
+
+def _noisy(truth: float, noise: float, z: float, spec: ExperimentSpec) -> float:
+    """truth * exp(noise * z), or a `TrainingError` when the law leaves the range of a float
+    (E, A or B near the largest float): the run fails with one line that says so."""
+    try:
+        value = truth * math.exp(noise * float(z))
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value):
+        raise TrainingError(
+            f"the mock law gives no finite loss at N = {spec.params:.4g}, D = {spec.tokens:.4g} "
+            f"(L(N, D) = {truth:.4g} before noise); choose smaller E, A, B or noise"
+        )
+    return value
 
 
 def _take_time(seconds: float, context: TrainerContext) -> None:

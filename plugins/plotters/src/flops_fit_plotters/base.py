@@ -43,6 +43,8 @@ class FigureConfig(PlotterConfig):
     def _normalise_formats(cls, value):
         if isinstance(value, str):  # `formats = "png"` means one format, not three letters
             value = (value,)
+        if not isinstance(value, list | tuple):
+            raise ValueError(f'a list of file formats such as ["png", "svg"], not {value!r}')
         return tuple(str(v).strip().lower().lstrip(".") for v in value)
 
     @field_validator("formats")
