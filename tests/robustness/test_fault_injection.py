@@ -36,14 +36,8 @@ from tests.test_local_study import SMALL
 
 pytestmark = pytest.mark.robustness
 
-#: The line that opens each stage on stderr, and the stage that follows it. The report has no
-#: line of its own: it is written after the last figure, inside "plotting".
-MARKERS = {
-    "planning": "planning",
-    "training": "training",
-    "fitting": "fitting",
-    "plotting": "plotting",
-}
+#: The stages a kill is aimed at. Each but the report opens with a line on stderr that starts
+#: with its name; the report has none: it is written after the last figure, inside "plotting".
 STAGES = ("planning", "training", "fitting", "plotting", "report")
 PNG_END = b"IEND\xaeB`\x82"
 SEED = 19
@@ -56,6 +50,11 @@ class Child:
     proc: subprocess.Popen
     started: float
     lines: list[tuple[float, str]] = field(default_factory=list)
+
+    @property
+    def wall_started(self) -> float:
+        """When it started, by the wall clock (what file mtimes are measured in)."""
+        return time.time() - (time.monotonic() - self.started)
 
     def seen(self, marker: str) -> float | None:
         for at, line in list(self.lines):
@@ -104,25 +103,25 @@ def finish(child: Child, timeout: float = 300) -> int:
 
 @dataclass
 class Timeline:
-    """When each stage started and how long it lasted in the uninterrupted run, in seconds."""
+    """How long each stage lasted in the uninterrupted run (seconds), and what it made."""
 
-    start: dict[str, float]
     length: dict[str, float]
     runs: int  # experiments trained
+    figures: list[str]  # names of the files in figures/
 
 
 def timeline(child: Child, run: Path) -> Timeline:
     """The reference run's stages: stderr markers, then the figures' and report's mtimes (the
     report starts after the last figure is written and ends when report.html appears)."""
-    wall_zero = time.time() - (time.monotonic() - child.started)
-    marks = {stage: child.seen(marker) for stage, marker in MARKERS.items()}
+    wall_zero = child.wall_started
+    marks = {stage: child.seen(stage) for stage in STAGES[:-1]}
     assert None not in marks.values(), child.text()
     figures = [p for p in (run / "figures").iterdir() if p.is_file()]
     marks["report"] = max(p.stat().st_mtime for p in figures) - wall_zero
     end = (run / "report.html").stat().st_mtime - wall_zero
     ends = [*(marks[s] for s in STAGES[1:]), end]
     lengths = {s: max(e - marks[s], 0.05) for s, e in zip(STAGES, ends, strict=True)}
-    return Timeline(marks, lengths, len(records(run)))
+    return Timeline(lengths, len(records(run)), sorted(p.name for p in figures))
 
 
 def kill_in(child: Child, stage: str, ref: Timeline, run: Path, rng: random.Random):
@@ -133,14 +132,13 @@ def kill_in(child: Child, stage: str, ref: Timeline, run: Path, rng: random.Rand
     length = ref.length[stage]
     if stage == "training":
         length *= max(ref.runs - complete_records(run), 1) / ref.runs
-    begun = time.time() - (time.monotonic() - child.started)
-    figures = sorted(p.name for p in (run.parent / "reference" / "figures").glob("*"))
+    begun = child.wall_started
 
     def started() -> bool:
         if stage != "report":
-            return child.seen(MARKERS[stage]) is not None
+            return child.seen(stage) is not None
         try:
-            return all((run / "figures" / f).stat().st_mtime >= begun for f in figures)
+            return all((run / "figures" / f).stat().st_mtime >= begun for f in ref.figures)
         except FileNotFoundError:
             return False
 
@@ -231,7 +229,7 @@ def kill_and_resume(args, env, run, ref, kills_per_stage, rng) -> list[Kill]:
         for _ in range(5):  # a run that ended before its moment came is tried again
             child = start(args, env)
             killed, last = kill_in(child, stage, ref, run, rng)
-            if torn_pending and child.seen(MARKERS["training"]) is not None:
+            if torn_pending and child.seen("training") is not None:
                 assert "torn record" in child.text(), child.text()
                 torn_pending = False
             if killed:

@@ -265,6 +265,20 @@ def test_resume_broken_results(capsys, mock_study, data, command):
             assert (run / "plan.json").read_bytes() == plan
 
 
+def assert_plot_and_report_keep_their_inputs(capsys, run: Path, figures: Path) -> None:
+    """`plot` (into `figures`) and `report` over a broken `run`: each keeps the promise, and
+    the files they read stay as they were."""
+    before = snapshot(run)
+    plotted = flops_fit(
+        capsys, "-q", "plot", run / "results.jsonl", run / "fit.json",
+        "--plotter", "scaling", "--set", 'plot.formats=["svg"]', "-o", figures,
+    )  # fmt: skip
+    assert_promise(plotted, what="plot")
+    assert_promise(flops_fit(capsys, "-q", "report", run), what="report")
+    after = snapshot(run)
+    assert {p: after.get(p) for p in before} == before
+
+
 @fuzz_settings(4)
 @given(data=st.data())
 def test_plot_and_report_broken_results(capsys, mock_study, data):
@@ -274,16 +288,7 @@ def test_plot_and_report_broken_results(capsys, mock_study, data):
     with tempfile.TemporaryDirectory() as tmp:
         run = copy_study(mock_study, Path(tmp))
         (run / "results.jsonl").write_bytes(results)
-        before = snapshot(run)
-        plotted = flops_fit(
-            capsys, "-q", "plot", run / "results.jsonl", run / "fit.json",
-            "--plotter", "scaling", "--set", 'plot.formats=["svg"]', "-o", Path(tmp) / "figs",
-        )  # fmt: skip
-        assert_promise(plotted, what="plot")
-        reported = flops_fit(capsys, "-q", "report", run)
-        assert_promise(reported, what="report")
-        after = snapshot(run)
-        assert {p: after.get(p) for p in before} == before
+        assert_plot_and_report_keep_their_inputs(capsys, run, Path(tmp) / "figs")
 
 
 # -- fit.json and predict --compute -------------------------------------------------------------
@@ -379,16 +384,7 @@ def test_plot_and_report_a_broken_fit(capsys, mock_study, data):
     with tempfile.TemporaryDirectory() as tmp:
         run = copy_study(mock_study, Path(tmp))
         (run / "fit.json").write_bytes(data.draw(broken_fits(fit)))
-        before = snapshot(run)
-        plotted = flops_fit(
-            capsys, "-q", "plot", run / "results.jsonl", run / "fit.json",
-            "--plotter", "scaling", "--set", 'plot.formats=["svg"]', "-o", Path(tmp) / "figs",
-        )  # fmt: skip
-        assert_promise(plotted, what="plot")
-        reported = flops_fit(capsys, "-q", "report", run)
-        assert_promise(reported, what="report")
-        after = snapshot(run)
-        assert {p: after.get(p) for p in before} == before
+        assert_plot_and_report_keep_their_inputs(capsys, run, Path(tmp) / "figs")
 
 
 # -- what the fuzzing found: each input, as a plain regression test ------------------------------

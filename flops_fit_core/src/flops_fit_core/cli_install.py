@@ -60,13 +60,13 @@ def _groups(project: Path) -> set[str]:
     return set(groups) if isinstance(groups, dict) else set()
 
 
-def _uv() -> list[str] | None:
+def _uv() -> tuple[str] | None:
     if found := shutil.which("uv"):
-        return [found]
+        return (found,)
     try:  # the `uv` distribution installed as a Python package ships its binary
         from uv import find_uv_bin  # type: ignore[import-not-found]
 
-        return [find_uv_bin()]
+        return (find_uv_bin(),)
     except (ImportError, FileNotFoundError):
         return None
 
@@ -80,37 +80,40 @@ def _has_pip() -> bool:
 
 @dataclass(frozen=True)
 class Installer:
-    """How packages reach this environment: the command to run and where it records them."""
+    """How packages reach this environment: the program that installs them (uv's binary, or
+    this Python's pip) and, in a uv project, the project and group that record them."""
 
     kind: str  # "project", "uv pip" or "pip"
+    program: tuple[str, ...]
     project: Path | None = None
     group: str | None = None
+
+    def _records(self) -> list[str]:
+        """`uv add`/`uv remove` arguments naming where the requirement is recorded."""
+        return ["--project", str(self.project), *(["--group", self.group] if self.group else [])]
 
     def install(self, packages: list[str], editables: list[str], upgrade: bool) -> list[list[str]]:
         """The commands that install `packages` and `editables` (local folders), in order."""
         upgrade_flag = ["--upgrade"] if upgrade else []
         if self.kind == "project":
-            head = [*_uv(), "add", "--project", str(self.project)]  # type: ignore[misc]
-            head += ["--group", self.group] if self.group else []
-            head += upgrade_flag
+            head = [*self.program, "add", *self._records(), *upgrade_flag]
             # `uv add --editable` makes every requirement of the call editable: its own call
             return [
                 *([[*head, *packages]] if packages else []),
                 *([[*head, "--editable", *editables]] if editables else []),
             ]
         if self.kind == "uv pip":
-            head = [*_uv(), "pip", "install", "--python", sys.executable]  # type: ignore[misc]
-        else:
-            head = [sys.executable, "-m", "pip", "install"]
+            head = [*self.program, "pip", "install", "--python", sys.executable]
+        else:  # python -m pip
+            head = [*self.program, "install"]
         return [[*head, *upgrade_flag, *packages, *(f for e in editables for f in ("-e", e))]]
 
     def uninstall(self, packages: list[str]) -> list[str]:
         if self.kind == "project":
-            command = [*_uv(), "remove", "--project", str(self.project)]  # type: ignore[misc]
-            return [*command, *(["--group", self.group] if self.group else []), *packages]
+            return [*self.program, "remove", *self._records(), *packages]
         if self.kind == "uv pip":
-            return [*_uv(), "pip", "uninstall", "--python", sys.executable, *packages]  # type: ignore[misc]
-        return [sys.executable, "-m", "pip", "uninstall", "--yes", *packages]
+            return [*self.program, "pip", "uninstall", "--python", sys.executable, *packages]
+        return [*self.program, "uninstall", "--yes", *packages]
 
     def describe(self) -> str:
         if self.kind == "project":
@@ -121,18 +124,19 @@ class Installer:
 
 def installer() -> Installer:
     """The way to install into the environment flops-fit runs from; one line if there is none."""
+    uv = _uv()
     if project := environment_project():
-        if _uv() is None:
+        if uv is None:
             raise UsageError(
                 f"this flops-fit runs from the uv project {project}, and uv is not on PATH: "
                 "install uv (`pip install uv`) so the plugin is recorded in the project"
             )
         group = PLUGINS_GROUP if PLUGINS_GROUP in _groups(project) else None
-        return Installer("project", project, group)
-    if _uv() is not None:
-        return Installer("uv pip")
+        return Installer("project", uv, project, group)
+    if uv is not None:
+        return Installer("uv pip", uv)
     if _has_pip():
-        return Installer("pip")
+        return Installer("pip", (sys.executable, "-m", "pip"))
     raise UsageError(
         f"neither uv nor pip can install into {sys.prefix}: install uv (`pip install uv`)"
     )
